@@ -1,0 +1,91 @@
+#include "mart/dist/world.h"
+
+#include <cstdlib>
+#include <sstream>
+
+#include "mart/core/error.h"
+#include "mart/core/hash.h"
+#include "mart/core/mpi_check.h"
+
+namespace mart::dist {
+
+World::World(int* argc, char*** argv) {
+  int initialized = 0;
+  MPI_CHECK(MPI_Initialized(&initialized));
+  if (!initialized) {
+    // SERIALIZED: the loader thread never calls MPI, but a helper thread may hand work to MPI
+    // under a lock (e.g. progress), and NCCL's bootstrap runs on the main thread.
+    int provided = 0;
+    MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided));
+  }
+  // Return codes instead of aborting inside MPI, so MPI_CHECK can say which call failed.
+  MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
+  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+  MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node_comm_));
+  MPI_CHECK(MPI_Comm_rank(node_comm_, &local_rank_));
+  MPI_CHECK(MPI_Comm_size(node_comm_, &local_size_));
+}
+
+World::~World() {
+  if (node_comm_ != MPI_COMM_NULL) MPI_Comm_free(&node_comm_);
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+void World::barrier() const { MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); }
+
+bool World::any(bool flag) const {
+  int in = flag ? 1 : 0, out = 0;
+  MPI_CHECK(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+  return out != 0;
+}
+
+std::vector<uint64_t> World::all_gather(uint64_t v) const {
+  std::vector<uint64_t> all(static_cast<size_t>(size_));
+  MPI_CHECK(MPI_Allgather(&v, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD));
+  return all;
+}
+
+void World::abort(int code) const {
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);  // MPI_Abort does not return; this is for a broken MPI
+}
+
+std::string check_slurm_launch(int world_size, const std::function<const char*(const char*)>& env) {
+  // SLURM_PROCID is set for tasks that srun started; the step's task count is what MPI should see.
+  const char* procid = env("SLURM_PROCID");
+  const char* ntasks = env("SLURM_STEP_NUM_TASKS");
+  if (!ntasks) ntasks = env("SLURM_NTASKS");
+  if (!procid || !ntasks) return "";
+  const long n = std::strtol(ntasks, nullptr, 10);
+  // mpirun inside an allocation starts one daemon per node through srun; its ranks see the
+  // daemon's step (fewer tasks than ranks). Only a single-rank world among several tasks is
+  // the broken launch.
+  if (world_size == 1 && n > 1) {
+    std::ostringstream os;
+    os << "MPI sees 1 rank but Slurm started " << n << " tasks: mart was started as " << n
+       << " separate single-rank jobs. Use srun --mpi=pmix (or mpirun) so the ranks form one job.";
+    return os.str();
+  }
+  return "";
+}
+
+void check_same_config(const World& world, uint64_t config_hash) {
+  const auto all = world.all_gather(config_hash);
+  std::ostringstream diff;
+  bool differ = false;
+  for (size_t r = 0; r < all.size(); ++r)
+    if (all[r] != all[0]) {
+      differ = true;
+      diff << " rank " << r << " has " << hex64(all[r]) << ";";
+    }
+  if (differ)
+    MART_CONFIG_ERROR("the ranks resolved different configurations (rank 0 has ", hex64(all[0]), ";",
+                      diff.str(),
+                      " give every rank the same --config file and flags, and make sure the file is "
+                      "on a shared filesystem");
+}
+
+}  // namespace mart::dist
