@@ -35,12 +35,16 @@ function(mart_torch_pch target)
   target_precompile_headers(${target} REUSE_FROM mart_torch_pch_host)
 endfunction()
 
-# mart_add_test(NAME SRC LIBS [MPI_NP n] [LABELS ...] [TORCH] [TIMEOUT s])
+# mart_add_test(NAME SRC LIBS [MPI_NP n] [LABELS ...] [TORCH] [OWN_MAIN] [TIMEOUT s])
 # Builds one GoogleTest binary and registers it with CTest; MPI_NP runs it under mpirun.
+# OWN_MAIN: the test defines main() (MPI tests use tests/mpi_main.cpp for that).
 function(mart_add_test name)
-  cmake_parse_arguments(A "TORCH" "MPI_NP;TIMEOUT" "SRC;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(A "TORCH;OWN_MAIN" "MPI_NP;TIMEOUT" "SRC;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${A_SRC})
-  target_link_libraries(${name} PRIVATE ${A_LIBS} GTest::gtest GTest::gtest_main)
+  target_link_libraries(${name} PRIVATE ${A_LIBS} GTest::gtest)
+  if(NOT A_OWN_MAIN)
+    target_link_libraries(${name} PRIVATE GTest::gtest_main)
+  endif()
   target_compile_definitions(${name} PRIVATE MART_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
                                              MART_BINARY_DIR="${PROJECT_BINARY_DIR}")
   if(A_TORCH)

@@ -12,6 +12,7 @@ namespace mart::dist {
 World::World(int* argc, char*** argv) {
   int initialized = 0;
   MPI_CHECK(MPI_Initialized(&initialized));
+  owns_mpi_ = !initialized;
   if (!initialized) {
     // SERIALIZED: the loader thread never calls MPI, but a helper thread may hand work to MPI
     // under a lock (e.g. progress), and NCCL's bootstrap runs on the main thread.
@@ -31,7 +32,7 @@ World::~World() {
   if (node_comm_ != MPI_COMM_NULL) MPI_Comm_free(&node_comm_);
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized) MPI_Finalize();
+  if (owns_mpi_ && !finalized) MPI_Finalize();
 }
 
 void World::barrier() const { MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); }

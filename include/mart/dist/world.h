@@ -34,6 +34,7 @@ class World {
  private:
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   MPI_Comm node_comm_ = MPI_COMM_NULL;
+  bool owns_mpi_ = false;  // finalize only what we initialized
 };
 
 // Under Slurm, srun without an MPI plugin starts N separate single-rank jobs; each would
