@@ -1,0 +1,56 @@
+#pragma once
+// Every option of the MART model (DESIGN.md section 1), the paper's values as defaults. No torch
+// here: the config layer and the trainer can hold and validate these without <torch/torch.h>.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mart/loss/options.h"
+
+namespace mart::model {
+
+struct ModelOptions {
+  // Hierarchy and input (must match the feature config: FeatureConfig::levels/parts/n_mels/frames).
+  int levels = 4;  // N
+  int parts = 2;   // M
+  int n_mels = 128;
+  int frames = 128;  // T
+
+  // Projection encoder "FCN-7": one Conv3x3-BN-ReLU-MaxPool2x2 block per channel count.
+  std::vector<int64_t> fcn_channels{128, 128, 256, 256, 256, 256, 512};
+  int64_t dim = 512;  // embedding size D; equals the last FCN channel count
+
+  // Part-whole transformer (eqs. 1-2).
+  int pwt_blocks = 3;
+  int heads = 3;
+  int64_t head_dim = 64;  // attention works in heads * head_dim = 192 dimensions
+  int64_t ff_dim = 2048;
+  // lambda_n of eqs. 1-2, one per level; empty means 1 at every level.
+  std::vector<double> lambdas;
+
+  // Projection head Linear(dim) - ReLU - Linear(projection_dim).
+  int64_t projection_dim = 256;
+
+  // Loss (eqs. 3-6).
+  double tau = 0.5;
+
+  // Ablations of the paper's table 4.
+  bool use_pwt = true;  // false: s^ = s~ (the transformer is skipped, its weights unused)
+  bool use_hcl = true;  // false: L_pw = 0
+
+  // Throws ConfigError naming the bad field.
+  void validate() const;
+  double lambda(int level) const { return lambdas.empty() ? 1.0 : lambdas.at(level); }
+  int64_t clips_at(int level) const;  // M^n
+  int64_t clips_total() const;        // sum over levels of M^n
+  int64_t attention_dim() const { return heads * head_dim; }
+  loss::LossOptions loss_options() const { return {levels, parts, tau, use_hcl}; }
+  // Every option as "key=value;..." in a fixed order, for checkpoints and logs.
+  std::string canonical() const;
+
+  // A small model with the same structure, for tests: channels {8,8,16,16,16,16,32}, dim 32,
+  // 2 heads of 8, ff 64, projection 16, 32 mel bands x 32 frames.
+  static ModelOptions small();
+};
+
+}  // namespace mart::model

@@ -1,0 +1,91 @@
+#include "mart/loss/hierarchical_contrastive_loss.h"
+
+#include <cmath>
+#include <limits>
+
+#include "mart/core/error.h"
+
+namespace mart::loss {
+namespace {
+
+// Unit vectors, so that a dot product is the cosine similarity sim(., .).
+torch::Tensor unit(const torch::Tensor& x) {
+  return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(-1));
+}
+
+torch::Tensor as_rows(const torch::Tensor& level0) {  // [B, 1, d] or [B, d] -> [B, d]
+  return level0.reshape({level0.size(0), -1});
+}
+
+}  // namespace
+
+HierarchicalContrastiveLoss::HierarchicalContrastiveLoss(LossOptions options)
+    : options_(options) {
+  options_.validate();
+}
+
+torch::Tensor HierarchicalContrastiveLoss::log_part_whole(
+    const std::vector<torch::Tensor>& z) const {
+  const int m = options_.parts;
+  const int64_t b = z[0].size(0);
+  const double log_lambda = std::log(1.0 / m);  // eq. (4): len(part) / len(whole) = 1 / M
+  std::vector<torch::Tensor> terms;             // log of every summand of eq. (3)
+  for (size_t i = 0; i + 1 < z.size(); ++i) {
+    const auto wholes = z[i].unsqueeze(2);                                  // [B, K, 1, d]
+    const auto parts = z[i + 1].view({b, z[i].size(1), m, z[i + 1].size(2)});  // [B, K, M, d]
+    const auto sim = (wholes * parts).sum(-1);                              // [B, K, M]
+    terms.push_back((sim / options_.tau + log_lambda).reshape({b, -1}));
+  }
+  if (terms.empty())  // one level: no part-whole pairs, L_pw = 0
+    return torch::full({b}, -std::numeric_limits<double>::infinity(), z[0].options());
+  return torch::logsumexp(torch::cat(terms, 1), 1);
+}
+
+LossOutput HierarchicalContrastiveLoss::operator()(const std::vector<torch::Tensor>& z_hat,
+                                                   const torch::Tensor& z_tilde0) const {
+  return (*this)(z_hat, z_tilde0, z_tilde0, z_hat.at(0), 0);
+}
+
+LossOutput HierarchicalContrastiveLoss::operator()(const std::vector<torch::Tensor>& z_hat,
+                                                   const torch::Tensor& z_tilde0,
+                                                   const torch::Tensor& global_tilde0,
+                                                   const torch::Tensor& global_hat0,
+                                                   int64_t offset) const {
+  MART_CHECK(static_cast<int>(z_hat.size()) == options_.levels, "the loss expects ",
+             options_.levels, " levels, got ", z_hat.size());
+  const int64_t b_local = z_hat[0].size(0), b_global = global_tilde0.size(0);
+  MART_CHECK(global_hat0.size(0) == b_global && offset >= 0 && offset + b_local <= b_global,
+             "local batch ", b_local, " at offset ", offset, " does not fit global batches ",
+             global_tilde0.sizes(), " and ", global_hat0.sizes());
+  std::vector<torch::Tensor> z;
+  for (const auto& level : z_hat) z.push_back(unit(level));
+  const auto anchor = as_rows(z[0]);  // s^_b^0, [B_local, d]
+  const double tau = options_.tau;
+
+  // eq. (5) numerator's exp(sim(s^_b^0, s~_b^0) / tau), as a log.
+  const auto log_positive = (anchor * unit(as_rows(z_tilde0))).sum(-1) / tau;
+  // eq. (6): u over the global batch against s~^0; against s^^0 without u == b.
+  const auto to_tilde = torch::matmul(anchor, unit(as_rows(global_tilde0)).t()) / tau;
+  auto to_hat = torch::matmul(anchor, unit(as_rows(global_hat0)).t()) / tau;
+  const auto rows = torch::arange(b_local, torch::kLong);
+  auto self = torch::zeros({b_local, b_global}, torch::kBool);
+  self.index_put_({rows, rows + offset}, true);
+  to_hat = to_hat.masked_fill(self.to(to_hat.device()), -std::numeric_limits<double>::infinity());
+
+  LossOutput out;
+  torch::Tensor log_numerator, log_denominator;
+  if (options_.use_hcl) {
+    out.log_pw = log_part_whole(z);  // eq. (3)
+    log_numerator = torch::logaddexp(out.log_pw, log_positive);
+    log_denominator = torch::logsumexp(torch::cat({out.log_pw.unsqueeze(1), to_tilde, to_hat}, 1), 1);
+  } else {  // without HCL: L_pw = 0, InfoNCE
+    out.log_pw = torch::full({b_local}, -std::numeric_limits<double>::infinity(), anchor.options());
+    log_numerator = log_positive;
+    log_denominator = torch::logsumexp(torch::cat({to_tilde, to_hat}, 1), 1);
+  }
+  out.per_instance = log_denominator - log_numerator;  // eq. (5): -log(numerator / denominator)
+  out.loss = out.per_instance.sum() / static_cast<double>(b_global);
+  return out;
+}
+
+}  // namespace mart::loss

@@ -1,0 +1,82 @@
+#include "mart/model/options.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "mart/core/error.h"
+
+namespace mart::model {
+namespace {
+
+void require_positive(int64_t v, const char* field) {
+  if (v <= 0) MART_CONFIG_ERROR("model option ", field, " must be positive, got ", v);
+}
+
+}  // namespace
+
+void ModelOptions::validate() const {
+  if (levels < 1) MART_CONFIG_ERROR("model option levels (N) must be at least 1, got ", levels);
+  if (parts < 1) MART_CONFIG_ERROR("model option parts (M) must be at least 1, got ", parts);
+  if (levels > 1 && parts < 2)
+    MART_CONFIG_ERROR("model option parts (M) must be at least 2 when levels > 1, got ", parts);
+  require_positive(n_mels, "n_mels");
+  require_positive(frames, "frames");
+  if (fcn_channels.empty()) MART_CONFIG_ERROR("model option fcn_channels must not be empty");
+  for (auto c : fcn_channels) require_positive(c, "fcn_channels");
+  require_positive(dim, "dim");
+  if (dim != fcn_channels.back())
+    MART_CONFIG_ERROR("model option dim (", dim, ") must equal the last of fcn_channels (",
+                      fcn_channels.back(), "): the encoder's global max pool gives that size");
+  if (pwt_blocks < 0) MART_CONFIG_ERROR("model option pwt_blocks must be >= 0, got ", pwt_blocks);
+  require_positive(heads, "heads");
+  require_positive(head_dim, "head_dim");
+  require_positive(ff_dim, "ff_dim");
+  if (!lambdas.empty() && static_cast<int>(lambdas.size()) != levels)
+    MART_CONFIG_ERROR("model option lambdas has ", lambdas.size(), " values; it needs one per level (",
+                      levels, ") or none");
+  for (double l : lambdas)
+    if (!std::isfinite(l)) MART_CONFIG_ERROR("model option lambdas must be finite");
+  require_positive(projection_dim, "projection_dim");
+  if (!(tau > 0) || !std::isfinite(tau))
+    MART_CONFIG_ERROR("model option tau must be a positive number, got ", tau);
+}
+
+int64_t ModelOptions::clips_at(int level) const {
+  int64_t n = 1;
+  for (int i = 0; i < level; ++i) n *= parts;
+  return n;
+}
+
+int64_t ModelOptions::clips_total() const {
+  int64_t total = 0;
+  for (int n = 0; n < levels; ++n) total += clips_at(n);
+  return total;
+}
+
+std::string ModelOptions::canonical() const {
+  std::ostringstream os;
+  os << "levels=" << levels << ";parts=" << parts << ";n_mels=" << n_mels << ";frames=" << frames
+     << ";fcn_channels=";
+  for (size_t i = 0; i < fcn_channels.size(); ++i) os << (i ? "," : "") << fcn_channels[i];
+  os << ";dim=" << dim << ";pwt_blocks=" << pwt_blocks << ";heads=" << heads
+     << ";head_dim=" << head_dim << ";ff_dim=" << ff_dim << ";lambdas=";
+  for (int n = 0; n < levels; ++n) os << (n ? "," : "") << lambda(n);
+  os << ";projection_dim=" << projection_dim << ";tau=" << tau << ";use_pwt=" << use_pwt
+     << ";use_hcl=" << use_hcl;
+  return os.str();
+}
+
+ModelOptions ModelOptions::small() {
+  ModelOptions o;
+  o.n_mels = 32;
+  o.frames = 32;
+  o.fcn_channels = {8, 8, 16, 16, 16, 16, 32};
+  o.dim = 32;
+  o.heads = 2;
+  o.head_dim = 8;
+  o.ff_dim = 64;
+  o.projection_dim = 16;
+  return o;
+}
+
+}  // namespace mart::model
