@@ -1,0 +1,93 @@
+#pragma once
+// MART's log-mel (DESIGN.md section 1), equal to torchaudio's
+//   MelSpectrogram(sample_rate, n_fft, hop_length=hop, f_min, f_max, n_mels, power=2,
+//                  center=True, pad_mode="reflect", onesided=True, norm=None, mel_scale="htk")
+// followed by log(mel + eps). Each stage (window, power STFT, filterbank, log) is a function of
+// its own so it can be tested against reference numbers.
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "mart/audio/features.h"
+
+namespace mart::audio {
+
+struct MelParams {
+  int sample_rate = 22050;
+  int n_fft = 256;  // window length = FFT size (torchaudio's win_length defaults to n_fft)
+  int64_t hop = 128;
+  int n_mels = 128;
+  double f_min = 0.0;
+  double f_max = 0.0;  // 0: sample_rate / 2
+  double log_eps = 1e-6;
+
+  static MelParams at_level(const FeatureConfig& cfg, int level);
+};
+
+// Periodic Hann window of length n (torch.hann_window(n), periodic=True).
+std::vector<float> hann_window(int n);
+
+// A triangular HTK mel filterbank without normalisation (torchaudio.functional.melscale_fbanks
+// with mel_scale="htk", norm=None), stored sparsely: each filter touches a few FFT bins only, so
+// the mel product costs about 2 multiply-adds per bin instead of n_mels per bin.
+class MelFilterbank {
+ public:
+  MelFilterbank(int sample_rate, int n_fft, int n_mels, double f_min, double f_max);
+  int n_mels() const { return static_cast<int>(first_.size()); }
+  int n_freqs() const { return n_freqs_; }
+  // Filters with no nonzero weight: with 128 mels on a 256-point FFT at 22.05 kHz about 18 of
+  // them; their log-mel rows are the constant log(eps). The stage warns about them once.
+  int empty_filters() const { return empty_; }
+  double weight(int mel, int bin) const;  // dense view, for tests
+  // mel[m] = sum_k w[m][k] * power[k]
+  void apply(const float* power, float* mel) const;
+
+ private:
+  int n_freqs_ = 0, empty_ = 0;
+  std::vector<int> first_;        // first bin of filter m
+  std::vector<int> offset_;       // start of filter m's weights in weights_ (size n_mels + 1)
+  std::vector<float> weights_;
+};
+
+// Frames of a centered STFT of n samples: 1 + n / hop.
+int64_t stft_frames(int64_t n_samples, int64_t hop);
+
+// Computes the log-mel of a whole signal. An object owns its buffers and is meant for one thread;
+// FFTW plans are shared by all objects, made once per (n_fft, batch) under a mutex (FFTW's planner
+// is not thread-safe) with FFTW_ESTIMATE, so the same input gives the same bytes on every run and
+// every machine count (FFTW_MEASURE may choose a different algorithm from run to run).
+class LogMel {
+ public:
+  explicit LogMel(const MelParams& p);
+  LogMel(const FeatureConfig& cfg, int level) : LogMel(MelParams::at_level(cfg, level)) {}
+  ~LogMel();
+  LogMel(const LogMel&) = delete;
+  LogMel& operator=(const LogMel&) = delete;
+
+  const MelParams& params() const { return p_; }
+  const MelFilterbank& filterbank() const { return fb_; }
+  int64_t frames(int64_t n_samples) const { return stft_frames(n_samples, p_.hop); }
+
+  // [frames(n), n_mels] row-major into out. Needs n > n_fft / 2 (reflect padding, as torch).
+  void compute(const float* x, int64_t n, float* out);
+  std::vector<float> compute(const float* x, int64_t n);
+  std::vector<float> compute(const std::vector<float>& x) { return compute(x.data(), x.size()); }
+  // Power spectrogram only, [frames, n_fft/2 + 1] (for tests of the STFT stage).
+  std::vector<float> power(const float* x, int64_t n);
+
+ private:
+  // Windowed frames [first, first + count) into the FFT input batch; reflect-pads at the edges.
+  void fill_frames(const float* x, int64_t n, int64_t first, int count);
+  void power_batch(int count, float* power_out, int64_t stride) const;
+
+  MelParams p_;
+  MelFilterbank fb_;
+  std::vector<float> window_;
+  int batch_;
+  void* plan_;          // fftwf_plan, shared, owned by the plan cache
+  float* in_ = nullptr;  // fftwf_malloc'd: [batch, n_fft]
+  float* out_ = nullptr;  // fftwf_complex [batch, n_fft/2 + 1]
+  std::vector<float> power_;  // [batch, n_freqs]
+};
+
+}  // namespace mart::audio
