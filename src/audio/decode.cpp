@@ -8,7 +8,9 @@
 #include <cctype>
 #include <cmath>
 #include <memory>
+#include <cstdio>
 #include <set>
+#include <sstream>
 
 namespace mart::audio {
 
@@ -96,6 +98,28 @@ bool header_frames_exact(const SF_INFO& info) {
   return major != SF_FORMAT_MPEG && info.frames > 0 && info.frames < SF_COUNT_MAX;
 }
 
+// libsndfile opens a WAV/AIFF whose data chunk runs past the end of the file, shrinks its frame
+// count to what is there and only notes it in its log ("data : 40000 (should be 16000)"). A
+// RIFF size that is off is common and harmless; a data chunk that is cut short is a truncation.
+bool log_reports_short_data(SNDFILE* f, int64_t* promised_bytes, int64_t* present_bytes) {
+  std::string log(8192, '\0');
+  sf_command(f, SFC_GET_LOG_INFO, log.data(), static_cast<int>(log.size()));
+  std::istringstream lines(log.c_str());
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("data", 0) != 0 && line.rfind("SSND", 0) != 0) continue;
+    long long said = 0, real = 0;
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    if (std::sscanf(line.c_str() + colon + 1, " %lld (should be %lld)", &said, &real) == 2 &&
+        said > real) {
+      *promised_bytes = said;
+      *present_bytes = real;
+      return true;
+    }
+  }
+  return false;
+}
+
 void downmix(const float* interleaved, int64_t frames, int channels, float* mono) {
   if (channels == 1) {
     std::copy(interleaved, interleaved + frames, mono);
@@ -158,6 +182,11 @@ std::vector<float> decode_mono(const std::string& path, const DecodeOptions& opt
   SndfilePtr file = open_checked(path, &info);
   if (info.channels < 1 || info.samplerate < 1)
     throw DecodeError(DecodeFailure::corrupt, path, "header gives no channels or no sample rate");
+  int64_t promised = 0, present = 0;
+  if (log_reports_short_data(file.get(), &promised, &present))
+    throw DecodeError(DecodeFailure::truncated, path,
+                      detail::concat("data chunk promises ", promised, " bytes, file holds ",
+                                     present));
 
   StreamResampler resampler(info.samplerate, opts.target_rate);
   std::vector<float> out;
