@@ -3,6 +3,7 @@
 #include <fftw3.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -39,6 +40,40 @@ fftwf_plan shared_plan(int n_fft, int batch) {
   MART_CHECK(plan, "fftwf_plan_many_dft_r2c(n_fft=", n_fft, ", batch=", batch, ") failed");
   plans.emplace(std::make_pair(n_fft, batch), plan);
   return plan;
+}
+
+// v[i] = log(v[i] + eps), for v >= 0 and eps a normal float: Cephes' logf polynomial on the
+// mantissa in [sqrt(1/2), sqrt(2)), the exponent taken from the bits. std::log is a library call
+// per value and took half of the log-mel's time; this loop has no branch, so it vectorises (at
+// -O3, set for this library in its CMakeLists.txt), stays within 2 float ulps of std::log, and
+// gives the same bytes on every machine (no libm version in the result).
+void log_eps_inplace(float* v, int64_t n, float eps) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = v[i] + eps;
+    int32_t bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    int32_t mbits = (bits & 0x007fffff) | 0x3f000000;  // the mantissa as a float in [0.5, 1)
+    const int32_t small = mbits < 0x3f3504f3;          // below sqrt(1/2): double it
+    mbits += small << 23;
+    float m;
+    std::memcpy(&m, &mbits, sizeof m);
+    m -= 1.0f;
+    const float e = static_cast<float>((bits >> 23) - 126 - small);
+    const float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    y += -2.12194440e-4f * e;
+    y += -0.5f * z;
+    v[i] = m + y + 0.693359375f * e;
+  }
 }
 
 // torch's reflect padding: index -1 is x[1], index n is x[n-2].
@@ -180,7 +215,7 @@ void LogMel::compute(const float* x, int64_t n, float* out) {
     power_batch(count, power_.data(), nf);
     float* mel = out + first * nm;
     for (int b = 0; b < count; ++b) fb_.apply(power_.data() + static_cast<size_t>(b) * nf, mel + b * nm);
-    for (int64_t i = 0; i < static_cast<int64_t>(count) * nm; ++i) mel[i] = std::log(mel[i] + eps);
+    log_eps_inplace(mel, static_cast<int64_t>(count) * nm, eps);
   }
 }
 
