@@ -1,6 +1,7 @@
 #include "mart/data/half.h"
 
 #include <cstring>
+#include <vector>
 
 namespace mart::data {
 
@@ -46,7 +47,8 @@ uint16_t float_to_half(float f) {
   return static_cast<uint16_t>(sign | shift_round_even(m, 126 - e));
 }
 
-float half_to_float(uint16_t h) {
+namespace {
+float decode_half(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t exp = (h >> 10) & 0x1fu;
   const uint32_t mant = h & 0x3ffu;
@@ -58,12 +60,27 @@ float half_to_float(uint16_t h) {
   return float_of(sign | ((exp + 112u) << 23) | (mant << 13));
 }
 
+// Every half decoded once (256 KiB): reading crops converts ~250k values per crop, and a table
+// lookup is several times faster than the branches above (it was 65% of a crop's time).
+const float* half_table() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(65536);
+    for (uint32_t h = 0; h < 65536; ++h) t[h] = decode_half(static_cast<uint16_t>(h));
+    return t;
+  }();
+  return table.data();
+}
+}  // namespace
+
+float half_to_float(uint16_t h) { return half_table()[h]; }
+
 void floats_to_halves(const float* in, uint16_t* out, size_t n) {
   for (size_t i = 0; i < n; ++i) out[i] = float_to_half(in[i]);
 }
 
 void halves_to_floats(const uint16_t* in, float* out, size_t n) {
-  for (size_t i = 0; i < n; ++i) out[i] = half_to_float(in[i]);
+  const float* table = half_table();
+  for (size_t i = 0; i < n; ++i) out[i] = table[in[i]];
 }
 
 }  // namespace mart::data

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <sstream>
 
 #include "mart/core/error.h"
@@ -33,6 +34,29 @@ std::string describe_differences(const std::string& stored, const std::string& e
     if (have != value) os << "\n  " << key << ": shard has " << have << ", expected " << value;
   }
   return os.str();
+}
+
+// Crops are random rows of whole chunks' worth of data, rarely read twice: without a chunk cache
+// HDF5 reads the selected rows of each chunk straight into our buffer (one pread per chunk)
+// instead of reading whole chunks into its cache and copying them out (measured 10-15% faster).
+h5::Dataset open_mel_uncached(hid_t file, const std::string& path) {
+  h5::Lock lock;
+  h5::PropList dapl(H5_CHECK(H5Pcreate(H5P_DATASET_ACCESS)));
+  H5_CHECK(H5Pset_chunk_cache(dapl.get(), 0, 0, H5D_CHUNK_CACHE_W0_DEFAULT));
+  hid_t id = H5Dopen2(file, path.c_str(), dapl.get());
+  if (id < 0) MART_FAIL("HDF5: cannot open dataset '", path, "': ", h5_error_string());
+  return h5::Dataset(id);
+}
+
+// out[m * T + t] = src[t * row_stride + m]: [frame, mel] rows into a [mel, t] clip. Blocks of 8
+// frames keep 8 read streams and 32-byte writes, instead of one write per cache line.
+void transpose_frames(const float* src, int64_t row_stride, int64_t T, int64_t n_mels, float* out) {
+  constexpr int64_t kBlock = 8;
+  for (int64_t t0 = 0; t0 < T; t0 += kBlock) {
+    const int64_t t1 = std::min(T, t0 + kBlock);
+    for (int64_t m = 0; m < n_mels; ++m)
+      for (int64_t t = t0; t < t1; ++t) out[m * T + t] = src[t * row_stride + m];
+  }
 }
 
 [[noreturn]] void version_error(const std::string& path, int64_t version) {
@@ -150,7 +174,7 @@ void ShardReader::Impl::load_levels() {
     for (size_t i = 0; i < levels.size(); ++i) {
       const int level = levels[i];
       auto offs = h5::read_array<int64_t>(f, detail::offsets_path(v, level));
-      h5::Dataset d = h5::open_dataset(f, detail::mel_path(v, level));
+      h5::Dataset d = open_mel_uncached(f, detail::mel_path(v, level));
       const auto shape = h5::dims(d.get());
       h5::Datatype stored(H5_CHECK(H5Dget_type(d.get())));
       MART_CHECK(H5Tequal(stored.get(), half.get()) > 0, "shard '", path, "': ",
@@ -273,25 +297,29 @@ void ShardReader::crop_into(int64_t track, int64_t k, int view, float* out) cons
   MART_CHECK(k >= 0 && k < starts, "crop start ", k, " outside [0, ", starts, ") for track ",
              track, " of shard '", s.path, "'");
   MART_CHECK(view >= 0 && view <= c.views, "view ", view, " outside [0, ", c.views, "]");
-  // One read per stored level: the rows the top clip spans, then gather every clip's frames.
-  std::vector<std::vector<uint16_t>> rows(s.levels.size());
+  // One read per stored level (the rows the top clip spans), converted to float once, then every
+  // clip's frames are gathered from it (with the fixed policy the coarse levels reuse the rows).
+  std::vector<std::vector<float>> rows(s.levels.size());
   std::vector<int64_t> first(s.levels.size());
+  std::vector<uint16_t> halves;
   for (size_t i = 0; i < s.levels.size(); ++i) {
     const int64_t per_top = c.clips_at(s.levels[i]);
     first[i] = k * per_top;
     s.read_rows(view, i, s.offsets[i][static_cast<size_t>(track)] + first[i], per_top * c.frames,
-                rows[i]);
+                halves);
+    rows[i].resize(halves.size());
+    halves_to_floats(halves.data(), rows[i].data(), halves.size());
   }
   const int64_t T = c.frames, n_mels = c.n_mels;
   float* clip_out = out;
   for (int level = 0; level < c.levels; ++level) {
     for (int64_t clip = 0; clip < c.clips_at(level); ++clip, clip_out += n_mels * T) {
-      for (int64_t t = 0; t < T; ++t) {
-        const CropSource src = crop_source(c, k, level, clip, t);
-        const size_t li = s.level_index(src.stored_level);
-        const uint16_t* row = rows[li].data() + (src.frame - first[li]) * n_mels;
-        for (int64_t m = 0; m < n_mels; ++m) clip_out[m * T + t] = half_to_float(row[m]);
-      }
+      // A clip's frames are evenly spaced in its source: frame(t) = frame(0) + t * step.
+      const CropSource src = crop_source(c, k, level, clip, 0);
+      const size_t li = s.level_index(src.stored_level);
+      const int64_t step = crop_source(c, k, level, clip, 1).frame - src.frame;
+      const float* base = rows[li].data() + (src.frame - first[li]) * n_mels;
+      transpose_frames(base, step * n_mels, T, n_mels, clip_out);
     }
   }
 }
