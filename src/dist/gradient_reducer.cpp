@@ -1,0 +1,172 @@
+#include "mart/dist/gradient_reducer.h"
+
+#include <chrono>
+
+#include "mart/core/error.h"
+
+namespace mart::dist {
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator& comm,
+                                 ReducerOptions options)
+    : params_(std::move(params)), comm_(comm), options_(options) {
+  MART_CHECK(options_.bucket_bytes > 0, "GradientReducer: bucket_bytes must be positive");
+  for (const auto& p : params_)
+    MART_CHECK(p.defined() && p.requires_grad(),
+               "GradientReducer: every parameter must be defined and require a gradient");
+  added_.assign(params_.size(), false);
+  build_buckets(options_.bucket_bytes);
+  if (options_.overlap) register_hooks();
+}
+
+GradientReducer::~GradientReducer() {
+  for (size_t i = 0; i < hooks_.size(); ++i) params_[i].remove_hook(hooks_[i]);
+  // Unwaited work finishes in Work's destructor, before the buckets' memory goes.
+}
+
+// Reverse parameter order, cut when a bucket would pass bucket_bytes or the dtype/device
+// changes (one flat buffer per bucket is summed as one tensor).
+void GradientReducer::build_buckets(size_t bucket_bytes) {
+  bucket_of_.assign(params_.size(), 0);
+  index_in_bucket_.assign(params_.size(), 0);
+  size_t bytes = 0;
+  for (size_t n = params_.size(); n-- > 0;) {
+    const torch::Tensor& p = params_[n];
+    const size_t p_bytes = p.numel() * p.element_size();
+    const bool fits = !buckets_.empty() && bytes + p_bytes <= bucket_bytes &&
+                      buckets_.back().flat.options().dtype() == p.dtype() &&
+                      buckets_.back().flat.device() == p.device();
+    if (!fits) {
+      buckets_.emplace_back();
+      buckets_.back().flat = torch::empty({0}, p.options().requires_grad(false));
+      bytes = 0;
+    }
+    Bucket& b = buckets_.back();
+    bucket_of_[n] = buckets_.size() - 1;
+    index_in_bucket_[n] = b.params.size();
+    b.offsets.push_back(b.params.empty() ? 0 : b.offsets.back() + params_[b.params.back()].numel());
+    b.params.push_back(n);
+    bytes += p_bytes;
+  }
+  for (Bucket& b : buckets_) {
+    const int64_t total = b.offsets.back() + params_[b.params.back()].numel();
+    b.flat = torch::zeros({total}, b.flat.options());
+    b.pending = b.params.size();
+  }
+}
+
+void GradientReducer::register_hooks() {
+  hooks_.reserve(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i)
+    hooks_.push_back(params_[i].register_hook([this, i](const torch::Tensor& grad) { add(i, grad); }));
+}
+
+torch::Tensor GradientReducer::slot(size_t index) {
+  const Bucket& b = buckets_[bucket_of_[index]];
+  return b.flat.narrow(0, b.offsets[index_in_bucket_[index]], params_[index].numel());
+}
+
+void GradientReducer::add(size_t index) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  add_locked(index, nullptr);
+}
+
+void GradientReducer::add(size_t index, const torch::Tensor& grad) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  add_locked(index, &grad);
+}
+
+void GradientReducer::add_locked(size_t index, const torch::Tensor* grad) {
+  MART_CHECK(index < params_.size(), "GradientReducer::add: no parameter ", index);
+  MART_CHECK(!added_[index], "GradientReducer::add: parameter ", index,
+             " was added twice in one step; call finalize() after every backward, or use "
+             "overlap=false to accumulate several backward passes before one finalize()");
+  torch::NoGradGuard no_grad;
+  torch::Tensor s = slot(index);
+  const torch::Tensor& current = params_[index].grad();
+  if (grad) {
+    MART_CHECK(!grad->is_sparse(), "GradientReducer: sparse gradients are not supported");
+    s.copy_(grad->reshape({-1}));
+    if (current.defined()) s.add_(current.reshape({-1}));
+  } else if (current.defined()) {
+    s.copy_(current.reshape({-1}));
+  } else {
+    s.zero_();  // no gradient this step: contributes zeros, so every rank sums the same buckets
+  }
+  added_[index] = true;
+  --buckets_[bucket_of_[index]].pending;
+  launch_ready_buckets();
+  poke_in_flight();
+}
+
+// Buckets launch strictly in order: the same collectives in the same order on every rank.
+void GradientReducer::launch_ready_buckets() {
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) {
+    Bucket& b = buckets_[next_launch_++];
+    b.work = comm_.all_reduce_async(b.flat);
+  }
+}
+
+void GradientReducer::poke_in_flight() {
+  for (size_t k = 0; k < next_launch_; ++k)
+    if (buckets_[k].work) buckets_[k].work->poke();
+}
+
+void GradientReducer::finalize() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (size_t n = params_.size(); n-- > 0;)
+    if (!added_[n]) add_locked(n, nullptr);
+  const auto t_wait = std::chrono::steady_clock::now();
+  wait_all();
+  timing_.wait_s = seconds_since(t_wait);
+  write_back();
+  reset();
+  timing_.finalize_s = seconds_since(t0);
+}
+
+void GradientReducer::wait_all() {
+  for (Bucket& b : buckets_) {
+    b.work->wait();
+    b.work.reset();
+  }
+}
+
+// Sum over ranks -> mean, then each parameter's slice of its bucket becomes its .grad.
+void GradientReducer::write_back() {
+  torch::NoGradGuard no_grad;
+  const double inv = 1.0 / comm_.size();
+  for (Bucket& b : buckets_) b.flat.mul_(inv);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    torch::Tensor& g = params_[i].mutable_grad();
+    const torch::Tensor mean = slot(i).view(params_[i].sizes());
+    if (g.defined())
+      g.copy_(mean);
+    else
+      g = mean.clone();
+  }
+}
+
+void GradientReducer::reset() {
+  added_.assign(params_.size(), false);
+  for (Bucket& b : buckets_) b.pending = b.params.size();
+  next_launch_ = 0;
+}
+
+void broadcast_parameters(torch::nn::Module& module, Communicator& comm, int root) {
+  torch::NoGradGuard no_grad;
+  auto send = [&](const torch::Tensor& t) {
+    torch::Tensor buf = t.is_contiguous() ? t.detach() : t.contiguous();
+    comm.broadcast(buf, root);
+    if (!t.is_contiguous()) t.detach().copy_(buf);
+  };
+  for (const auto& p : module.parameters()) send(p);
+  for (const auto& b : module.buffers()) send(b);
+}
+
+}  // namespace mart::dist
