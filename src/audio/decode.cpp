@@ -140,7 +140,10 @@ class StreamResampler {
     if (from == to) return;
     soxr_error_t err = nullptr;
     const soxr_quality_spec_t q = soxr_quality_spec(SOXR_HQ, 0);
-    soxr_t s = soxr_create(from, to, 1, &err, nullptr, &q, nullptr);
+    // One thread: preprocess runs one MPI rank per core, and libsoxr's OpenMP threads would
+    // oversubscribe them.
+    const soxr_runtime_spec_t rt = soxr_runtime_spec(1);
+    soxr_t s = soxr_create(from, to, 1, &err, nullptr, &q, &rt);
     if (err) MART_FAIL("soxr_create(", from, " -> ", to, "): ", err);
     soxr_.reset(s);
   }

@@ -11,12 +11,22 @@
 
 #include "mart/core/error.h"
 
+// The hot loops get an AVX2 clone picked at run time, besides the baseline SSE2 build. FMA stays
+// off in both (it is a separate target flag), so every element sees the same IEEE operations in
+// the same order and both clones give the same bytes: only the vector width differs.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define MART_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MART_VECTOR_CLONES
+#endif
+
 namespace mart::audio {
 
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
-constexpr int kBatchFrames = 64;  // frames per FFTW call: amortises the call, stays in L1/L2
+// Frames per FFTW call: amortises the call, and the batch's power and mel stay in L1/L2.
+constexpr int kBatchFrames = MelFilterbank::kBatch;
 
 double hz_to_mel_htk(double f) { return 2595.0 * std::log10(1.0 + f / 700.0); }
 double mel_to_hz_htk(double m) { return 700.0 * (std::pow(10.0, m / 2595.0) - 1.0); }
@@ -47,7 +57,7 @@ fftwf_plan shared_plan(int n_fft, int batch) {
 // per value and took half of the log-mel's time; this loop has no branch, so it vectorises (at
 // -O3, set for this library in its CMakeLists.txt), stays within 2 float ulps of std::log, and
 // gives the same bytes on every machine (no libm version in the result).
-void log_eps_inplace(float* v, int64_t n, float eps) {
+MART_VECTOR_CLONES void log_eps_inplace(float* v, int64_t n, float eps) {
   for (int64_t i = 0; i < n; ++i) {
     const float x = v[i] + eps;
     int32_t bits;
@@ -156,6 +166,27 @@ void MelFilterbank::apply(const float* power, float* mel) const {
   }
 }
 
+MART_VECTOR_CLONES void MelFilterbank::apply_batch(const float* power_t, float* mel_t) const {
+  const int n = n_mels();
+  for (int m = 0; m < n; ++m) {
+    float* row = mel_t + static_cast<size_t>(m) * kBatch;
+    const int len = offset_[m + 1] - offset_[m];
+    if (len == 0) {  // an empty filter
+      std::fill(row, row + kBatch, 0.0f);
+      continue;
+    }
+    // The first bin sets the row (0 + w*p == w*p exactly, so this is apply()'s sum): zeroing
+    // first would cost a memset call per filter.
+    const float* w = weights_.data() + offset_[m];
+    const float* p = power_t + static_cast<size_t>(first_[m]) * kBatch;
+    for (int b = 0; b < kBatch; ++b) row[b] = w[0] * p[b];
+    for (int j = 1; j < len; ++j) {
+      p += kBatch;
+      for (int b = 0; b < kBatch; ++b) row[b] += w[j] * p[b];
+    }
+  }
+}
+
 LogMel::LogMel(const MelParams& p)
     : p_(p),
       fb_(p.sample_rate, p.n_fft, p.n_mels, p.f_min, p.f_max > 0 ? p.f_max : p.sample_rate / 2.0),
@@ -169,7 +200,8 @@ LogMel::LogMel(const MelParams& p)
   MART_CHECK(in_ && out_, "fftwf_alloc failed");
   // A last, partial batch transforms stale rows that nobody reads: start them at zero.
   std::fill(in_, in_ + static_cast<size_t>(p.n_fft) * batch_, 0.0f);
-  power_.resize(static_cast<size_t>(fb_.n_freqs()) * batch_);
+  power_t_.resize(static_cast<size_t>(fb_.n_freqs()) * batch_);
+  mel_t_.resize(static_cast<size_t>(fb_.n_mels()) * batch_);
 }
 
 LogMel::~LogMel() {
@@ -201,21 +233,32 @@ void LogMel::power_batch(int count, float* power_out, int64_t stride) const {
   }
 }
 
+void LogMel::power_batch_transposed(float* power_t) const {
+  const int nf = fb_.n_freqs();
+  for (int b = 0; b < kBatchFrames; ++b) {
+    const float* c = out_ + 2 * static_cast<size_t>(b) * nf;
+    for (int k = 0; k < nf; ++k)
+      power_t[static_cast<size_t>(k) * kBatchFrames + b] = c[2 * k] * c[2 * k] + c[2 * k + 1] * c[2 * k + 1];
+  }
+}
+
 void LogMel::compute(const float* x, int64_t n, float* out) {
   MART_CHECK(n > p_.n_fft / 2, "signal of ", n, " samples is too short for a centered STFT with ",
              "n_fft ", p_.n_fft, " (reflect padding needs more than n_fft/2 samples)");
   const int64_t total = frames(n);
-  const int nm = fb_.n_mels(), nf = fb_.n_freqs();
+  const int nm = fb_.n_mels();
   const float eps = static_cast<float>(p_.log_eps);
   for (int64_t first = 0; first < total; first += batch_) {
     const int count = static_cast<int>(std::min<int64_t>(batch_, total - first));
     fill_frames(x, n, first, count);
     fftwf_execute_dft_r2c(static_cast<fftwf_plan>(plan_), in_,
                           reinterpret_cast<fftwf_complex*>(out_));
-    power_batch(count, power_.data(), nf);
-    float* mel = out + first * nm;
-    for (int b = 0; b < count; ++b) fb_.apply(power_.data() + static_cast<size_t>(b) * nf, mel + b * nm);
-    log_eps_inplace(mel, static_cast<int64_t>(count) * nm, eps);
+    power_batch_transposed(power_t_.data());
+    fb_.apply_batch(power_t_.data(), mel_t_.data());
+    log_eps_inplace(mel_t_.data(), static_cast<int64_t>(nm) * kBatchFrames, eps);
+    float* mel = out + first * nm;  // back to [frames, n_mels]
+    for (int b = 0; b < count; ++b)
+      for (int m = 0; m < nm; ++m) mel[b * nm + m] = mel_t_[static_cast<size_t>(m) * kBatchFrames + b];
   }
 }
 
@@ -238,6 +281,36 @@ std::vector<float> LogMel::power(const float* x, int64_t n) {
     power_batch(count, out.data() + first * nf, nf);
   }
   return out;
+}
+
+TrackLogMels::TrackLogMels(const FeatureConfig& cfg) {
+  for (int n = 0; n < cfg.levels; ++n)
+    if (!cfg.levels_share_frames() || n == cfg.levels - 1) levels_.push_back(n);
+  for (int n : levels_) mels_.push_back(std::make_unique<LogMel>(cfg, n));
+}
+
+std::vector<std::vector<float>> TrackLogMels::compute(const std::vector<float>& track) {
+  std::vector<std::vector<float>> out;
+  for (auto& m : mels_) out.push_back(m->compute(track));
+  return out;
+}
+
+std::string empty_filter_warning(const FeatureConfig& cfg) {
+  std::string msg;
+  for (int n = 0, last = 0; n < cfg.levels; n = last + 1) {
+    const int64_t n_fft = cfg.n_fft_at(n);
+    last = n;  // levels n..last share a window size, hence a filterbank
+    while (last + 1 < cfg.levels && cfg.n_fft_at(last + 1) == n_fft) ++last;
+    const int empty = MelFilterbank(cfg.sample_rate, static_cast<int>(n_fft), cfg.n_mels,
+                                    cfg.f_min, cfg.f_max_or_nyquist()).empty_filters();
+    if (empty == 0) continue;
+    if (!msg.empty()) msg += "; ";
+    msg += detail::concat(empty, " of ", cfg.n_mels, " mel filters are empty at n_fft ", n_fft);
+    msg += last == n ? detail::concat(" (level ", n, ")") : detail::concat(" (levels ", n, "-", last, ")");
+  }
+  if (msg.empty()) return msg;
+  return msg + detail::concat(" at ", cfg.sample_rate, " Hz: their log-mel rows are the constant "
+                              "log(", cfg.log_eps, "); fewer mels or a larger n_fft avoid them");
 }
 
 }  // namespace mart::audio

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mart/audio/logmel.h"
@@ -236,4 +237,40 @@ TEST(LogMel, Deterministic) {
   LogMel a(config(WindowPolicy::scaled), 0), b(config(WindowPolicy::scaled), 0);
   EXPECT_EQ(a.compute(x), b.compute(x));
   EXPECT_EQ(a.compute(x), a.compute(x));
+}
+
+TEST(LogMel, TrackLogMelsStoresWhatTheShardNeeds) {
+  TrackLogMels fixed(config(WindowPolicy::fixed)), scaled(config(WindowPolicy::scaled));
+  EXPECT_EQ(fixed.stored_levels(), (std::vector<int>{3}));
+  EXPECT_EQ(scaled.stored_levels(), (std::vector<int>{0, 1, 2, 3}));
+  const std::vector<float> x = test_track(30000, 6);
+  const auto levels = scaled.compute(x);
+  ASSERT_EQ(levels.size(), 4u);
+  for (int n = 0; n < 4; ++n) {
+    LogMel direct(config(WindowPolicy::scaled), n);
+    EXPECT_EQ(levels[n], direct.compute(x)) << n;
+  }
+}
+
+TEST(LogMel, EmptyFilterWarning) {
+  const std::string w = empty_filter_warning(config(WindowPolicy::fixed));
+  EXPECT_NE(w.find("18 of 128 mel filters are empty at n_fft 256"), std::string::npos) << w;
+  const std::string s = empty_filter_warning(config(WindowPolicy::scaled));
+  EXPECT_NE(s.find("3 of 128 mel filters are empty at n_fft 512"), std::string::npos) << s;
+  FeatureConfig few = config(WindowPolicy::fixed);
+  few.n_mels = 40;
+  EXPECT_EQ(empty_filter_warning(few), "");
+}
+
+// Objects on different threads share FFTW plans (made under a lock) and give the serial bytes.
+TEST(LogMel, ThreadsGiveTheSerialResult) {
+  const FeatureConfig cfg = config(WindowPolicy::scaled);
+  const std::vector<float> x = test_track(100000, 7);
+  std::vector<std::vector<float>> serial(cfg.levels), threaded(cfg.levels);
+  for (int n = 0; n < cfg.levels; ++n) serial[n] = LogMel(cfg, n).compute(x);
+  std::vector<std::thread> threads;
+  for (int n = 0; n < cfg.levels; ++n)
+    threads.emplace_back([&, n] { threaded[n] = LogMel(cfg, n).compute(x); });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(serial, threaded);
 }

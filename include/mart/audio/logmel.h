@@ -6,6 +6,8 @@
 // its own so it can be tested against reference numbers.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "mart/audio/features.h"
@@ -41,6 +43,11 @@ class MelFilterbank {
   double weight(int mel, int bin) const;  // dense view, for tests
   // mel[m] = sum_k w[m][k] * power[k]
   void apply(const float* power, float* mel) const;
+  // The same for kBatch frames at once, frame-minor: power_t[k * kBatch + b] and
+  // mel_t[m * kBatch + b]. The inner loop runs over frames, so it vectorises whatever a filter's
+  // width; the sums are taken in the same order as apply(), so the results are the same bytes.
+  static constexpr int kBatch = 64;
+  void apply_batch(const float* power_t, float* mel_t) const;
 
  private:
   int n_freqs_ = 0, empty_ = 0;
@@ -79,6 +86,7 @@ class LogMel {
   // Windowed frames [first, first + count) into the FFT input batch; reflect-pads at the edges.
   void fill_frames(const float* x, int64_t n, int64_t first, int count);
   void power_batch(int count, float* power_out, int64_t stride) const;
+  void power_batch_transposed(float* power_t) const;  // [n_freqs, batch]
 
   MelParams p_;
   MelFilterbank fb_;
@@ -87,7 +95,29 @@ class LogMel {
   void* plan_;          // fftwf_plan, shared, owned by the plan cache
   float* in_ = nullptr;  // fftwf_malloc'd: [batch, n_fft]
   float* out_ = nullptr;  // fftwf_complex [batch, n_fft/2 + 1]
-  std::vector<float> power_;  // [batch, n_freqs]
+  std::vector<float> power_t_;  // [n_freqs, batch]
+  std::vector<float> mel_t_;    // [n_mels, batch]
 };
+
+// The log-mels one track needs in a shard: with the fixed window every level is the finest level
+// taken every frame_stride(n) frames, so only the finest is computed; the scaled policy needs all.
+// One object per thread.
+class TrackLogMels {
+ public:
+  explicit TrackLogMels(const FeatureConfig& cfg);
+  // The levels computed, finest last for the scaled policy: {levels - 1} or {0, ..., levels - 1}.
+  const std::vector<int>& stored_levels() const { return levels_; }
+  // One [frames_n, n_mels] row-major matrix per stored level, in stored_levels() order.
+  std::vector<std::vector<float>> compute(const std::vector<float>& track);
+  LogMel& at(size_t i) { return *mels_[i]; }
+
+ private:
+  std::vector<int> levels_;
+  std::vector<std::unique_ptr<LogMel>> mels_;
+};
+
+// The start-up warning about empty mel filters (DESIGN.md section 1), or "" when no level has
+// any: e.g. "18 of 128 mel filters are empty at n_fft 256 (levels 0-3) ...".
+std::string empty_filter_warning(const FeatureConfig& cfg);
 
 }  // namespace mart::audio
