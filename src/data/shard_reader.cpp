@@ -238,14 +238,15 @@ ShardReader::~ShardReader() {
 ShardReader::ShardReader(ShardReader&&) noexcept = default;
 ShardReader& ShardReader::operator=(ShardReader&&) noexcept = default;
 
+audio::FeatureConfig ShardReader::stored_features(const std::string& path) {
+  h5::Lock lock;
+  h5::File f = open_file(path);
+  return check_header(f.get(), path);
+}
+
 bool ShardReader::is_complete(const std::string& path) {
   try {
-    audio::FeatureConfig stored;
-    {
-      h5::File f = open_file(path);
-      stored = check_header(f.get(), path);
-    }
-    return is_complete(path, stored);  // then the full structural checks of the reader
+    return is_complete(path, stored_features(path));  // then the full structural checks of the reader
   } catch (...) {
     return false;
   }

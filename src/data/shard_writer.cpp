@@ -84,6 +84,7 @@ struct ShardWriter::Impl {
   std::vector<uint8_t> tags;  // [tracks, n_tags]
   std::vector<uint16_t> halves;
   bool finished = false;
+  bool broken = false;  // an append failed part-way: the datasets may disagree, never finish
 
   int views() const { return cfg.views + 1; }
   void check_track(const TrackMeta& meta, const TrackMels& mels) const;
@@ -158,7 +159,9 @@ void ShardWriter::Impl::check_track(const TrackMeta& meta, const TrackMels& mels
 
 void ShardWriter::add_track(const TrackMeta& meta, const TrackMels& mels) {
   Impl& s = *impl_;
+  MART_CHECK(!s.broken, "shard '", s.path, "': an earlier add_track failed while writing");
   s.check_track(meta, mels);
+  s.broken = true;  // until every level of every view is appended
   for (size_t i = 0; i < s.levels.size(); ++i) {
     const int64_t have = s.offsets[i].back();
     const int64_t rows = mels[0][i].frames;
@@ -171,6 +174,7 @@ void ShardWriter::add_track(const TrackMeta& meta, const TrackMels& mels) {
     }
     s.offsets[i].push_back(have + rows);
   }
+  s.broken = false;
   s.ids.push_back(meta.id);
   s.paths.push_back(meta.path);
   s.splits.push_back(meta.split);
@@ -227,6 +231,7 @@ void ShardWriter::Impl::write_metadata() {
 void ShardWriter::finish() {
   Impl& s = *impl_;
   MART_CHECK(!s.finished, "finish() called twice on shard '", s.path, "'");
+  MART_CHECK(!s.broken, "shard '", s.path, "': an add_track failed while writing; not finishing");
   s.write_metadata();
   {
     h5::Lock lock;

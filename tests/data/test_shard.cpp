@@ -257,6 +257,7 @@ TEST(Shard, FeatureMismatchNamesTheFileTheParametersAndTheFix) {
   TempDir dir;
   const std::string path = dir.file("a.h5");
   write_shard(path, c, {1.5});
+  EXPECT_EQ(ShardReader::stored_features(path).canonical(), c.canonical());
   audio::FeatureConfig other = c;
   other.n_mels = 16;
   other.window = audio::WindowPolicy::scaled;
@@ -302,6 +303,7 @@ TEST(Shard, UnfinishedWriterLeavesNothing) {
   TempDir dir;
   const std::string path = dir.file("killed.h5");
   std::mt19937 rng(3);
+  std::ofstream(path + ".tmp") << "left by a killed job";  // a rerun writes over it
   {
     ShardWriter w(path, c, schema(), 1);
     const auto t = make_track(c, 0, 2 * c.clip_samples, rng);
@@ -313,6 +315,17 @@ TEST(Shard, UnfinishedWriterLeavesNothing) {
   }
   EXPECT_FALSE(fs::exists(path + ".tmp"));
   EXPECT_FALSE(fs::exists(path));
+  // The same writer, finished, leaves exactly the final file.
+  {
+    ShardWriter w(path, c, schema(), 1);
+    const auto t = make_track(c, 0, 2 * c.clip_samples, rng);
+    w.add_track(t.meta, t.mels);
+    w.finish();
+    EXPECT_THROW(w.finish(), Error);
+    EXPECT_THROW(w.add_track(t.meta, t.mels), Error);
+  }
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_TRUE(ShardReader::is_complete(path));
 }
 
 TEST(Shard, WriterRejectsWrongShapesBeforeWriting) {

@@ -125,6 +125,9 @@ class ShardReader {
   // in the second form). Never throws: garbage, truncated and .tmp files answer false.
   static bool is_complete(const std::string& path);
   static bool is_complete(const std::string& path, const audio::FeatureConfig& expected);
+  // The feature parameters a shard was made with (for messages and inspection tools); checks the
+  // format like the constructor, except for the expected features. Throws ConfigError.
+  static audio::FeatureConfig stored_features(const std::string& path);
 
   const std::string& path() const;
   const audio::FeatureConfig& features() const;
