@@ -74,3 +74,9 @@ execute_process(COMMAND id -u OUTPUT_VARIABLE _uid OUTPUT_STRIP_TRAILING_WHITESP
 if(_uid STREQUAL "0")
   list(APPEND MART_MPIEXEC_FLAGS --allow-run-as-root)
 endif()
+
+# Tests that start mpirun themselves (through tests/util/proc.h) learn how to call it.
+function(mart_test_launches_ranks target)
+  string(REPLACE ";" " " _flags "${MART_MPIEXEC_FLAGS}")
+  target_compile_definitions(${target} PRIVATE MART_MPIEXEC="${MPIEXEC_EXECUTABLE}" MART_MPIEXEC_FLAGS_STR="${_flags}")
+endfunction()

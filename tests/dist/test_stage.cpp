@@ -1,43 +1,15 @@
 // End-to-end checks of run_stage through mpirun: exit codes, messages, and no hangs.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-
-#include <array>
-#include <chrono>
-#include <cstdio>
 #include <filesystem>
 #include <string>
 
+#include "../util/proc.h"
+
 namespace {
 
-struct Result {
-  int code;
-  std::string output;
-  double seconds;
-};
-
-Result run(const std::string& args) {
-  const auto t0 = std::chrono::steady_clock::now();
-  // timeout(1) is the guard: a hang shows as exit 124 rather than a stuck test.
-  const std::string cmd = "timeout 60 " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (fgets(buf.data(), buf.size(), p)) out += buf.data();
-  const int status = pclose(p);
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, out, s};
-}
-
-std::string mpirun(int np) {
-  return std::string(MART_MPIEXEC) + " " + MART_MPIEXEC_FLAGS_STR + " -np " + std::to_string(np) + " ";
-}
-
-std::string rundir(const char* name) {
-  auto d = std::filesystem::temp_directory_path() / name;
-  std::filesystem::remove_all(d);
-  return d.string();
-}
+using mart::test::mpirun;
+using mart::test::run;
+std::string rundir(const char* name) { return mart::test::fresh_dir(name); }
 
 TEST(Stage, TwoRanksSucceedAndWriteLogsAndResolvedConfig) {
   const auto dir = rundir("mart_probe_ok");

@@ -1,0 +1,412 @@
+#include "mart/preprocess/pipeline.h"
+
+#include <mpi.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "mart/audio/decode.h"
+#include "mart/audio/logmel.h"
+#include "mart/core/error.h"
+#include "mart/core/fs.h"
+#include "mart/core/hash.h"
+#include "mart/core/mpi_check.h"
+#include "mart/data/manifest.h"
+#include "mart/data/shard.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace mart::preprocess {
+
+void declare_options(Config& c) {
+  c.add_required<std::string>("input", "the collection: a folder (folder, synth, mtat, gtzan) or a list file (covers)", "Data");
+  c.add_required<std::string>("output", "directory for the shards, manifest.json and logs", "Data");
+  c.add<std::string>("dataset.kind", "folder", "folder | synth | mtat | gtzan | covers", "Data");
+  c.add<std::string>("dataset.labels_csv", "", "folder: CSV with path,split,tags,class,cover_group", "Data");
+  c.add<std::string>("dataset.split_dir", "", "mtat/gtzan: folder with train.txt, valid.txt, test.txt", "Data");
+  c.add<int>("dataset.mtat_top_tags", 50, "mtat: keep the K most frequent tags", "Data");
+  c.add<bool>("dataset.mtat_drop_untagged", false, "mtat: drop clips with none of the top tags", "Data");
+  const audio::FeatureConfig f;
+  c.add<int>("features.sample_rate", f.sample_rate, "sample rate the audio is resampled to", "Features");
+  c.add<int>("features.clip_samples", static_cast<int>(f.clip_samples), "L0: samples of a top clip", "Features");
+  c.add<int>("features.levels", f.levels, "N: levels of the hierarchy", "Features");
+  c.add<int>("features.parts", f.parts, "M: parts per whole", "Features");
+  c.add<int>("features.frames", f.frames, "T: frames of every clip's log-mel", "Features");
+  c.add<int>("features.n_fft", f.n_fft, "FFT size (and window length)", "Features");
+  c.add<int>("features.n_mels", f.n_mels, "mel bands", "Features");
+  c.add<double>("features.f_min", f.f_min, "lowest mel frequency (Hz)", "Features");
+  c.add<double>("features.f_max", f.f_max, "highest mel frequency (Hz); 0 = Nyquist", "Features");
+  c.add<double>("features.log_eps", f.log_eps, "log(mel + eps)", "Features");
+  c.add<std::string>("features.window", "fixed", "fixed (the paper: n_fft at every level) or scaled (max(n_fft, 2 hop))", "Features");
+  c.add<int>("features.views", f.views, "V: augmented views stored per track besides the clean audio", "Features");
+  const audio::AugmentConfig a;
+  c.add<int>("augment.seed", 1, "seed of the views: (seed, track, view) fixes every draw", "Augmentation");
+  c.add<double>("augment.p_polarity", a.p_polarity, "probability of polarity inversion", "Augmentation");
+  c.add<double>("augment.p_noise", a.p_noise, "probability of Gaussian noise", "Augmentation");
+  c.add<double>("augment.p_gain", a.p_gain, "probability of a gain change", "Augmentation");
+  c.add<double>("augment.p_filter", a.p_filter, "probability of a high- or low-pass filter", "Augmentation");
+  c.add<double>("augment.p_delay", a.p_delay, "probability of a delay", "Augmentation");
+  c.add<double>("augment.p_pitch", a.p_pitch, "probability of a pitch shift", "Augmentation");
+  c.add<int>("preprocess.unit_tracks", 32, "tracks per unit of work (= per shard)", "Run");
+  c.add<double>("preprocess.max_failures", 0.05, "fraction of tracks allowed to fail before the run is an error", "Run");
+  c.add_flag("preprocess.resume", "continue a compatible run in --output, skipping finished shards", "Run");
+  c.add_flag("preprocess.force", "delete what --output holds and start over", "Run");
+}
+
+PreprocessOptions options_from(const Config& c) {
+  PreprocessOptions o;
+  o.dataset.kind = c.get<std::string>("dataset.kind");
+  o.dataset.input = c.get<std::string>("input");
+  o.dataset.labels_csv = c.get<std::string>("dataset.labels_csv");
+  o.dataset.split_dir = c.get<std::string>("dataset.split_dir");
+  o.dataset.mtat_top_tags = c.get<int>("dataset.mtat_top_tags");
+  o.dataset.mtat_drop_untagged = c.get<bool>("dataset.mtat_drop_untagged");
+  auto& f = o.features;
+  f.sample_rate = c.get<int>("features.sample_rate");
+  f.clip_samples = c.get<int>("features.clip_samples");
+  f.levels = c.get<int>("features.levels");
+  f.parts = c.get<int>("features.parts");
+  f.frames = c.get<int>("features.frames");
+  f.n_fft = c.get<int>("features.n_fft");
+  f.n_mels = c.get<int>("features.n_mels");
+  f.f_min = c.get<double>("features.f_min");
+  f.f_max = c.get<double>("features.f_max");
+  f.log_eps = c.get<double>("features.log_eps");
+  f.window = audio::parse_window_policy(c.get<std::string>("features.window"));
+  f.views = c.get<int>("features.views");
+  f.validate();
+  o.augment_seed = static_cast<uint64_t>(c.get<int>("augment.seed"));
+  o.augment.p_polarity = c.get<double>("augment.p_polarity");
+  o.augment.p_noise = c.get<double>("augment.p_noise");
+  o.augment.p_gain = c.get<double>("augment.p_gain");
+  o.augment.p_filter = c.get<double>("augment.p_filter");
+  o.augment.p_delay = c.get<double>("augment.p_delay");
+  o.augment.p_pitch = c.get<double>("augment.p_pitch");
+  for (double p : {o.augment.p_polarity, o.augment.p_noise, o.augment.p_gain, o.augment.p_filter,
+                   o.augment.p_delay, o.augment.p_pitch})
+    if (p < 0 || p > 1) MART_CONFIG_ERROR("augment.p_* are probabilities in [0, 1]; got ", p);
+  o.output = c.get<std::string>("output");
+  o.unit_tracks = c.get<int>("preprocess.unit_tracks");
+  if (o.unit_tracks < 1) MART_CONFIG_ERROR("preprocess.unit_tracks must be at least 1");
+  o.max_failures = c.get<double>("preprocess.max_failures");
+  if (o.max_failures < 0 || o.max_failures > 1) MART_CONFIG_ERROR("preprocess.max_failures is a fraction in [0, 1]");
+  o.resume = c.get<bool>("preprocess.resume");
+  o.force = c.get<bool>("preprocess.force");
+  if (o.resume && o.force) MART_CONFIG_ERROR("give --preprocess.resume or --preprocess.force, not both");
+  return o;
+}
+
+uint64_t content_hash(const PreprocessOptions& o) {
+  std::ostringstream os;
+  os.precision(17);
+  const auto& d = o.dataset;
+  const auto& a = o.augment;
+  os << "input=" << fs::absolute(d.input).lexically_normal().string() << ";kind=" << d.kind
+     << ";labels=" << d.labels_csv << ";splits=" << d.split_dir << ";top=" << d.mtat_top_tags
+     << ";drop=" << d.mtat_drop_untagged << ";" << o.features.canonical() << ";seed=" << o.augment_seed
+     << ";aug=" << a.p_polarity << "," << a.p_noise << "," << a.p_gain << "," << a.p_filter << ","
+     << a.p_delay << "," << a.p_pitch << ";unit=" << o.unit_tracks;
+  return fnv1a64(os.str());
+}
+
+namespace {
+
+constexpr const char* kStateFile = "preprocess.state.json";
+
+std::string unit_name(int64_t unit, const char* suffix) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "shard-%06lld%s", static_cast<long long>(unit), suffix);
+  return buf;
+}
+
+// A unit's record: written after its shard, so a record means the unit is finished.
+struct UnitRecord {
+  int64_t unit = 0, tracks = 0, frames = 0;
+  std::string shard;  // empty when every track of the unit failed
+  std::vector<data::ManifestFailure> failures;
+  double audio_seconds = 0;
+};
+
+void save_record(const std::string& dir, const UnitRecord& r) {
+  json j = {{"unit", r.unit}, {"tracks", r.tracks}, {"frames", r.frames}, {"shard", r.shard},
+            {"audio_seconds", r.audio_seconds}, {"failures", json::array()}};
+  for (const auto& f : r.failures) j["failures"].push_back({{"path", f.path}, {"reason", f.reason}});
+  write_file_atomic(dir + "/" + unit_name(r.unit, ".json"), j.dump(1));
+}
+
+// The record of a finished unit, or false when the unit must be (re)done.
+bool load_record(const std::string& dir, int64_t unit, const audio::FeatureConfig& f, UnitRecord* r) {
+  const std::string path = dir + "/" + unit_name(unit, ".json");
+  if (!fs::exists(path)) return false;
+  try {
+    const json j = json::parse(read_file(path));
+    r->unit = unit;
+    r->tracks = j.at("tracks").get<int64_t>();
+    r->frames = j.at("frames").get<int64_t>();
+    r->shard = j.at("shard").get<std::string>();
+    r->audio_seconds = j.value("audio_seconds", 0.0);
+    r->failures.clear();
+    for (const auto& x : j.at("failures")) r->failures.push_back({x.at("path"), x.at("reason")});
+  } catch (const std::exception&) {
+    return false;  // a damaged record: redo the unit
+  }
+  return r->shard.empty() || data::ShardReader::is_complete(dir + "/" + r->shard, f);
+}
+
+// The cover group as the shard's integer: numeric work ids stay, others get their rank in sorted order.
+std::map<std::string, int64_t> cover_group_ids(const std::vector<TrackEntry>& tracks) {
+  std::set<std::string> names;
+  bool numeric = true;
+  for (const auto& t : tracks) {
+    if (t.cover_group.empty()) continue;
+    names.insert(t.cover_group);
+    numeric = numeric && t.cover_group.find_first_not_of("0123456789") == std::string::npos;
+  }
+  std::map<std::string, int64_t> ids;
+  int64_t next = 0;
+  for (const auto& n : names) ids[n] = numeric ? std::stoll(n) : next++;
+  return ids;
+}
+
+class UnitProcessor {
+ public:
+  UnitProcessor(const PreprocessOptions& o, const data::LabelSchema& labels, uint64_t hash,
+                std::map<std::string, int64_t> covers)
+      : o_(o), labels_(labels), hash_(hash), covers_(std::move(covers)) {
+    for (int level : data::stored_levels(o.features)) mels_.push_back(std::make_unique<audio::LogMel>(o.features, level));
+  }
+  int empty_filters() const { return mels_.front()->filterbank().empty_filters(); }
+
+  UnitRecord process(int64_t unit, const std::vector<TrackEntry>& tracks, int64_t first) {
+    UnitRecord rec;
+    rec.unit = unit;
+    const int64_t last = std::min<int64_t>(first + o_.unit_tracks, static_cast<int64_t>(tracks.size()));
+    std::unique_ptr<data::ShardWriter> writer;
+    const std::string shard = unit_name(unit, ".h5");
+    const auto& f = o_.features;
+    for (int64_t i = first; i < last; ++i) {
+      const TrackEntry& t = tracks[static_cast<size_t>(i)];
+      try {
+        audio::DecodeOptions d;
+        d.target_rate = f.sample_rate;
+        const std::vector<float> clean = audio::decode_mono(t.path, d);
+        if (static_cast<int64_t>(clean.size()) < f.clip_samples) {
+          std::ostringstream why;
+          why << "too short: " << clean.size() / double(f.sample_rate) << " s, a top clip needs "
+              << f.clip_samples / double(f.sample_rate) << " s";
+          throw std::runtime_error(why.str());
+        }
+        // views[v][i]: the stored levels' whole-track log-mels of view v.
+        std::vector<std::vector<std::vector<float>>> views;
+        for (int v = 0; v <= f.views; ++v) {
+          const std::vector<float> x =
+              v == 0 ? clean : audio::augment_view(clean, f.sample_rate, o_.augment, o_.augment_seed,
+                                                   static_cast<uint64_t>(i), static_cast<uint64_t>(v));
+          views.emplace_back();
+          for (auto& m : mels_) views.back().push_back(m->compute(x));
+        }
+        if (!writer) writer = std::make_unique<data::ShardWriter>(o_.output + "/" + shard, f, labels_, hash_);
+        writer->add_track(meta(t, static_cast<int64_t>(clean.size())), views);
+        rec.audio_seconds += static_cast<double>(clean.size()) / f.sample_rate;
+      } catch (const audio::DecodeError& e) {
+        rec.failures.push_back({t.path, std::string(audio::to_string(e.kind())) + ": " + e.reason()});
+        spdlog::warn("skipping {}: {}", t.path, rec.failures.back().reason);
+      } catch (const ConfigError&) {
+        throw;
+      } catch (const std::exception& e) {
+        rec.failures.push_back({t.path, e.what()});
+        spdlog::warn("skipping {}: {}", t.path, e.what());
+      }
+    }
+    if (writer) {
+      writer->finish();
+      rec.shard = shard;
+      rec.tracks = writer->tracks();
+      rec.frames = writer->frames();
+    }
+    return rec;
+  }
+
+ private:
+  data::TrackMeta meta(const TrackEntry& t, int64_t samples) const {
+    data::TrackMeta m;
+    m.id = t.id;
+    m.path = t.path;
+    m.split = t.split;
+    m.samples = samples;
+    m.tags.assign(labels_.tag_names.size(), 0);
+    for (const auto& tag : t.tags)
+      for (size_t k = 0; k < labels_.tag_names.size(); ++k)
+        if (labels_.tag_names[k] == tag) m.tags[k] = 1;
+    for (size_t k = 0; k < labels_.class_names.size(); ++k)
+      if (labels_.class_names[k] == t.class_name) m.class_index = static_cast<int32_t>(k);
+    if (!t.cover_group.empty()) m.cover_group = covers_.at(t.cover_group);
+    return m;
+  }
+
+  const PreprocessOptions& o_;
+  const data::LabelSchema& labels_;
+  uint64_t hash_;
+  std::map<std::string, int64_t> covers_;
+  std::vector<std::unique_ptr<audio::LogMel>> mels_;
+};
+
+// A shared counter on rank 0 that hands out units: MPI_Fetch_and_op under a shared lock.
+class UnitCounter {
+ public:
+  explicit UnitCounter(MPI_Comm comm) {
+    MPI_CHECK(MPI_Win_allocate(sizeof(int64_t), sizeof(int64_t), MPI_INFO_NULL, comm, &base_, &win_));
+    *base_ = 0;
+    MPI_CHECK(MPI_Barrier(comm));
+  }
+  ~UnitCounter() { MPI_Win_free(&win_); }
+  int64_t next() {
+    const int64_t one = 1;
+    int64_t got = 0;
+    MPI_CHECK(MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, win_));
+    MPI_CHECK(MPI_Fetch_and_op(&one, &got, MPI_INT64_T, 0, 0, MPI_SUM, win_));
+    MPI_CHECK(MPI_Win_unlock(0, win_));
+    return got;
+  }
+
+ private:
+  int64_t* base_ = nullptr;
+  MPI_Win win_;
+};
+
+// Before any work: is --output empty, a compatible run (needs --resume), or another run?
+void check_output(const PreprocessOptions& o, uint64_t hash) {
+  const std::string state = o.output + "/" + kStateFile;
+  bool has_shards = false;
+  if (fs::is_directory(o.output))
+    for (const auto& e : fs::directory_iterator(o.output))
+      has_shards = has_shards || e.path().filename().string().rfind("shard-", 0) == 0;
+  if (!fs::exists(state) && !has_shards) return;
+  if (o.force) {
+    for (const auto& e : fs::directory_iterator(o.output)) {
+      const std::string n = e.path().filename().string();
+      if (n.rfind("shard-", 0) == 0 || n == "manifest.json" || n == kStateFile) fs::remove(e.path());
+    }
+    spdlog::warn("--preprocess.force: removed the shards of the earlier run in {}", o.output);
+    return;
+  }
+  uint64_t old = 0;
+  try {
+    old = std::stoull(json::parse(read_file(state)).at("content_hash").get<std::string>(), nullptr, 16);
+  } catch (const std::exception&) {
+  }
+  if (old != hash)
+    MART_CONFIG_ERROR("output '", o.output, "' holds shards of another preprocess configuration (content hash ",
+                      hex64(old), ", this run ", hex64(hash), "): choose another --output, or pass "
+                      "--preprocess.force to delete them and start over");
+  if (!o.resume)
+    MART_CONFIG_ERROR("output '", o.output, "' already holds a run with this configuration: pass "
+                      "--preprocess.resume to finish it (finished shards are kept), or "
+                      "--preprocess.force to start over");
+}
+
+}  // namespace
+
+int run(app::StageContext& ctx) {
+  const PreprocessOptions o = options_from(ctx.cfg);
+  const uint64_t hash = content_hash(o);
+  auto& world = ctx.world;
+  // Rank 0 judges the output folder; every rank learns the verdict, so none starts alone.
+  std::string verdict;
+  if (world.is_root()) {
+    try {
+      check_output(o, hash);
+      write_file_atomic(o.output + "/" + kStateFile,
+                        json{{"content_hash", hex64(hash)}, {"config", ctx.cfg.resolved_ini()}}.dump(1));
+    } catch (const ConfigError& e) {
+      verdict = e.what();
+    }
+  }
+  if (world.any(!verdict.empty())) {
+    if (world.is_root()) spdlog::error("{}", verdict);
+    return app::kExitConfig;
+  }
+
+  const auto dataset = make_dataset(o.dataset);
+  const std::vector<TrackEntry> tracks = dataset->tracks();  // sorted: the same on every rank
+  if (tracks.empty()) MART_CONFIG_ERROR("no audio files found in '", o.dataset.input, "' (dataset.kind ", o.dataset.kind, ")");
+  data::LabelSchema labels{tag_vocabulary(tracks), class_vocabulary(tracks)};
+  const int64_t units = (static_cast<int64_t>(tracks.size()) + o.unit_tracks - 1) / o.unit_tracks;
+  UnitProcessor proc(o, labels, hash, cover_group_ids(tracks));
+  if (world.is_root()) {
+    spdlog::info("{} tracks from the {} dataset in '{}': {} units of {} tracks; {} tags, {} classes", tracks.size(),
+                 dataset->name(), o.dataset.input, units, o.unit_tracks, labels.tag_names.size(),
+                 labels.class_names.size());
+    if (proc.empty_filters() > 0)
+      spdlog::warn("{} of {} mel filters are empty with n_fft {} at {} Hz: their rows are the constant log(eps); "
+                   "a larger n_fft (or the scaled window policy) fills them",
+                   proc.empty_filters(), o.features.n_mels, o.features.n_fft, o.features.sample_rate);
+  }
+
+  UnitCounter counter(world.comm());
+  const auto t0 = std::chrono::steady_clock::now();
+  double my_audio = 0;
+  int64_t my_units = 0, my_tracks = 0, skipped = 0;
+  for (int64_t unit = counter.next(); unit < units; unit = counter.next()) {
+    UnitRecord rec;
+    if (load_record(o.output, unit, o.features, &rec)) {
+      ++skipped;
+      continue;
+    }
+    rec = proc.process(unit, tracks, unit * o.unit_tracks);
+    save_record(o.output, rec);
+    my_audio += rec.audio_seconds;
+    my_tracks += rec.tracks + static_cast<int64_t>(rec.failures.size());
+    ++my_units;
+    if (world.is_root()) {
+      // Units are handed out in order, so the unit index is the job's progress.
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double started = static_cast<double>(unit + 1);
+      spdlog::info("unit {}/{} done; rank 0 did {} tracks at {:.2f} audio h/s; ETA {:.0f} s", unit + 1, units,
+                   my_tracks, my_audio / 3600.0 / s, s / started * (static_cast<double>(units) - started));
+    }
+  }
+  world.barrier();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  spdlog::debug("rank {} processed {} units ({} skipped as finished) in {:.1f} s", world.rank(), my_units, skipped, secs);
+
+  int code = app::kExitOk;
+  if (world.is_root()) {
+    data::Manifest m;
+    m.features = o.features;
+    m.preprocess_config = ctx.cfg.resolved_ini();
+    m.preprocess_hash = hash;
+    m.labels = labels;
+    double audio = 0;
+    for (int64_t u = 0; u < units; ++u) {
+      UnitRecord r;
+      MART_CHECK(load_record(o.output, u, o.features, &r), "unit ", u, " has no finished record after the barrier");
+      if (!r.shard.empty()) m.shards.push_back({r.shard, r.tracks, r.frames});
+      m.failures.insert(m.failures.end(), r.failures.begin(), r.failures.end());
+      audio += r.audio_seconds;
+    }
+    data::write_manifest(o.output + "/manifest.json", m);
+    const double fail = static_cast<double>(m.failures.size()) / static_cast<double>(tracks.size());
+    spdlog::info("wrote {}/manifest.json: {} shards, {} tracks, {:.2f} h of audio, {} failures; {:.1f} s "
+                 "({:.0f}x real time on {} ranks)",
+                 o.output, m.shards.size(), m.total_tracks(), audio / 3600, m.failures.size(), secs,
+                 audio / secs, world.size());
+    if (fail > o.max_failures) {
+      spdlog::error("{} of {} tracks failed ({:.1f}% > preprocess.max_failures {:.1f}%): see the failures in "
+                    "manifest.json",
+                    m.failures.size(), tracks.size(), 100 * fail, 100 * o.max_failures);
+      code = app::kExitFailure;
+    }
+  }
+  MPI_CHECK(MPI_Bcast(&code, 1, MPI_INT, 0, world.comm()));
+  return code;
+}
+
+}  // namespace mart::preprocess

@@ -1,0 +1,42 @@
+#pragma once
+// Running the mart executables from tests: exit code, output, time; a timeout guards hangs.
+#include <sys/wait.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+namespace mart::test {
+
+struct Result {
+  int code;  // exit code; 124 when timeout killed it
+  std::string output;
+  double seconds;
+};
+
+inline Result run(const std::string& args, int timeout_s = 120) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string cmd = "timeout " + std::to_string(timeout_s) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (fgets(buf.data(), buf.size(), p)) out += buf.data();
+  const int status = pclose(p);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, out, s};
+}
+
+// "mpirun <flags> -np N " for tests that launch ranks.
+inline std::string mpirun(int np) {
+  return std::string(MART_MPIEXEC) + " " + MART_MPIEXEC_FLAGS_STR + " -np " + std::to_string(np) + " ";
+}
+
+inline std::string fresh_dir(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() / name;
+  std::filesystem::remove_all(d);
+  return d.string();
+}
+
+}  // namespace mart::test
