@@ -9,11 +9,13 @@ namespace mart::model {
 // ---- CrossAttentionLayer: the "Transformer" of eqs. (1)-(2) ----
 
 CrossAttentionLayerImpl::CrossAttentionLayerImpl(int64_t dim, int heads_, int64_t head_dim_,
-                                                 int64_t ff_dim)
-    : heads(heads_), head_dim(head_dim_) {
+                                                 int64_t ff_dim, bool single_key_)
+    : heads(heads_), head_dim(head_dim_), single_key(single_key_) {
   const int64_t inner = heads * head_dim;
-  query = register_module("query", torch::nn::Linear(dim, inner));
-  key = register_module("key", torch::nn::Linear(dim, inner));
+  if (!single_key) {
+    query = register_module("query", torch::nn::Linear(dim, inner));
+    key = register_module("key", torch::nn::Linear(dim, inner));
+  }
   value = register_module("value", torch::nn::Linear(dim, inner));
   out = register_module("out", torch::nn::Linear(inner, dim));
   norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim})));
@@ -25,6 +27,7 @@ CrossAttentionLayerImpl::CrossAttentionLayerImpl(int64_t dim, int heads_, int64_
 torch::Tensor CrossAttentionLayerImpl::attend(const torch::Tensor& q_in, const torch::Tensor& c_in,
                                               bool force_softmax) {
   const int64_t groups = q_in.size(0), lq = q_in.size(1), lk = c_in.size(1);
+  MART_CHECK(!single_key || (lk == 1 && !force_softmax), "a single-key layer got ", lk, " keys");
   if (lk == 1 && !force_softmax)  // softmax over one key is 1: every query gets that key's value
     return out(value(c_in)).expand({groups, lq, out->options.out_features()});
   auto split_heads = [&](const torch::Tensor& t, int64_t len) {  // [G, L, H*d] -> [G, H, L, d]
@@ -50,7 +53,8 @@ PartWholeUnitImpl::PartWholeUnitImpl(const ModelOptions& o, int whole_level)
       lambda_part(o.lambda(whole_level + 1)) {
   bottom_up = register_module("bottom_up",
                               CrossAttentionLayer(o.dim, o.heads, o.head_dim, o.ff_dim));
-  top_down = register_module("top_down", CrossAttentionLayer(o.dim, o.heads, o.head_dim, o.ff_dim));
+  top_down = register_module("top_down",
+                             CrossAttentionLayer(o.dim, o.heads, o.head_dim, o.ff_dim, /*single_key=*/true));
 }
 
 namespace {

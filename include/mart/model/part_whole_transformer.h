@@ -14,8 +14,12 @@ namespace mart::model {
 //   MultiHead = out(concat_h softmax(q_h k_h^T / sqrt(head_dim)) v_h),  FF = ff2(relu(ff1(.))).
 // q/k/v project dim -> heads * head_dim (3 x 64 = 192 at paper size), out projects back to dim.
 // No dropout: the paper gives none and the tests compare exact formulas.
+// single_key: the context is always one vector (top-down: a part's only key is its whole). Then
+// every softmax is 1, the queries and keys never matter, and the layer has no query/key
+// projections at all, so every parameter it holds gets a gradient.
 struct CrossAttentionLayerImpl : torch::nn::Module {
-  CrossAttentionLayerImpl(int64_t dim, int heads, int64_t head_dim, int64_t ff_dim);
+  CrossAttentionLayerImpl(int64_t dim, int heads, int64_t head_dim, int64_t ff_dim,
+                          bool single_key = false);
   // query [G, Lq, dim], context [G, Lk, dim] -> [G, Lq, dim]; G independent groups.
   torch::Tensor forward(const torch::Tensor& query, const torch::Tensor& context);
   // MultiHead(Q, C, C) including the output projection. With a single key (Lk == 1) every softmax
@@ -25,6 +29,7 @@ struct CrossAttentionLayerImpl : torch::nn::Module {
 
   int heads;
   int64_t head_dim;
+  bool single_key;
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, out{nullptr};
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   torch::nn::Linear ff1{nullptr}, ff2{nullptr};
@@ -34,7 +39,8 @@ TORCH_MODULE(CrossAttentionLayer);
 // The part-whole interaction unit of one level pair (n, n+1), batched over every whole of level n
 // in the batch. wholes: [B, K, dim] (K = M^n), parts: [B, K * M, dim], parts j*M .. j*M+M-1 being
 // the parts of whole j (the order HierarchicalCropper writes clips in).
-// Bottom-up and top-down have their own layers (their queries are different kinds of thing).
+// Bottom-up and top-down have their own layers (their queries are different kinds of thing); the
+// top-down layer is single-key.
 struct PartWholeUnitImpl : torch::nn::Module {
   PartWholeUnitImpl(const ModelOptions& options, int whole_level);
   // lambda_n * Transformer(Q = w~, K = V = P~): the increment of eq. (1), [B, K, dim].
