@@ -155,7 +155,9 @@ void write_params(const std::string& path, const std::vector<std::vector<Augment
 
 std::map<std::string, double> run_torchaudio(const Options& o, const std::string& files,
                                              const std::string& params) {
-  const std::string cmd = o.python + " " MART_SOURCE_DIR "/bench/audio/torchaudio_bench.py --files " +
+  // One thread for every pool torch might use (OpenMP, OpenBLAS), so CPU time is one core's.
+  const std::string cmd = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 " + o.python +
+                          " " MART_SOURCE_DIR "/bench/audio/torchaudio_bench.py --files " +
                           files + " --params " + params + " --repeat " + std::to_string(o.repeat) +
                           " 2>/dev/null";
   std::map<std::string, double> r;
@@ -251,7 +253,9 @@ int main(int argc, char** argv) {
   std::printf("mart-bench-audio: %zu tracks x %.0f s (44.1 kHz stereo: wav/flac/ogg/mp3), "
               "%d views, best of %d, 1 thread, CPU time; peak RSS %.0f MiB\n",
               files.size(), o.seconds, fixed.views, o.repeat, ru.ru_maxrss / 1024.0);
-  std::printf("%d of %zu views drew a pitch shift\n\n", int(pitch_views), files.size() * fixed.views);
+  std::printf("%d of %zu views drew a pitch shift; FFTW plans %s\n\n", int(pitch_views),
+              files.size() * fixed.views,
+              finest.planned_from_wisdom() ? "from the committed PATIENT wisdom" : "FFTW_ESTIMATE");
   std::printf("| stage | mart (audio s/s) | torchaudio (audio s/s) | ratio |\n|---|---:|---:|---:|\n");
   for (const Row& r : rows) {
     const double ours = r.audio / r.seconds;

@@ -13,7 +13,8 @@
 
 // The hot loops get an AVX2 clone picked at run time, besides the baseline SSE2 build. FMA stays
 // off in both (it is a separate target flag), so every element sees the same IEEE operations in
-// the same order and both clones give the same bytes: only the vector width differs.
+// the same order and both clones give the same bytes (checked: only the vector width differs).
+// FFTW picks its own SIMD codelets per CPU, so bytes are only promised per machine type.
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 #define MART_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
 #else
@@ -31,25 +32,41 @@ constexpr int kBatchFrames = MelFilterbank::kBatch;
 double hz_to_mel_htk(double f) { return 2595.0 * std::log10(1.0 + f / 700.0); }
 double mel_to_hz_htk(double m) { return 700.0 * (std::pow(10.0, m / 2595.0) - 1.0); }
 
+#include "fftw_wisdom.inc"
+
 // Batched r2c plans, one per (n_fft, batch), shared by every LogMel in the process. Only
 // planning needs the lock: executing a plan on new arrays (fftwf_execute_dft_r2c) is thread-safe.
-fftwf_plan shared_plan(int n_fft, int batch) {
+// Plans come from the committed FFTW_PATIENT wisdom when it fits this CPU, else FFTW_ESTIMATE:
+// both choices are fixed, so a run's bytes never depend on timing (FFTW_MEASURE's would).
+fftwf_plan shared_plan(int n_fft, int batch, bool* from_wisdom) {
   static std::mutex mu;
-  static std::map<std::pair<int, int>, fftwf_plan> plans;
+  static std::map<std::pair<int, int>, std::pair<fftwf_plan, bool>> plans;
+  static bool imported = false;
   std::lock_guard<std::mutex> lock(mu);
+  if (!imported) {  // a wisdom string this FFTW cannot read only means ESTIMATE plans below
+    fftwf_import_wisdom_from_string(kFftwWisdom);
+    imported = true;
+  }
   auto it = plans.find({n_fft, batch});
-  if (it != plans.end()) return it->second;
-  const int n_freqs = n_fft / 2 + 1;
-  float* in = fftwf_alloc_real(static_cast<size_t>(n_fft) * batch);
-  fftwf_complex* out = fftwf_alloc_complex(static_cast<size_t>(n_freqs) * batch);
-  MART_CHECK(in && out, "fftwf_alloc for n_fft ", n_fft, " x ", batch, " failed");
-  fftwf_plan plan = fftwf_plan_many_dft_r2c(1, &n_fft, batch, in, nullptr, 1, n_fft, out, nullptr,
-                                            1, n_freqs, FFTW_ESTIMATE);
-  fftwf_free(in);
-  fftwf_free(out);
-  MART_CHECK(plan, "fftwf_plan_many_dft_r2c(n_fft=", n_fft, ", batch=", batch, ") failed");
-  plans.emplace(std::make_pair(n_fft, batch), plan);
-  return plan;
+  if (it == plans.end()) {
+    const int n_freqs = n_fft / 2 + 1;
+    float* in = fftwf_alloc_real(static_cast<size_t>(n_fft) * batch);
+    fftwf_complex* out = fftwf_alloc_complex(static_cast<size_t>(n_freqs) * batch);
+    MART_CHECK(in && out, "fftwf_alloc for n_fft ", n_fft, " x ", batch, " failed");
+    auto plan_with = [&](unsigned flags) {
+      return fftwf_plan_many_dft_r2c(1, &n_fft, batch, in, nullptr, 1, n_fft, out, nullptr, 1,
+                                     n_freqs, flags);
+    };
+    fftwf_plan plan = plan_with(FFTW_PATIENT | FFTW_WISDOM_ONLY);
+    const bool wise = plan != nullptr;
+    if (!plan) plan = plan_with(FFTW_ESTIMATE);
+    fftwf_free(in);
+    fftwf_free(out);
+    MART_CHECK(plan, "fftwf_plan_many_dft_r2c(n_fft=", n_fft, ", batch=", batch, ") failed");
+    it = plans.emplace(std::make_pair(n_fft, batch), std::make_pair(plan, wise)).first;
+  }
+  if (from_wisdom) *from_wisdom = it->second.second;
+  return it->second.first;
 }
 
 // v[i] = log(v[i] + eps), for v >= 0 and eps a normal float: Cephes' logf polynomial on the
@@ -194,7 +211,7 @@ LogMel::LogMel(const MelParams& p)
       batch_(kBatchFrames) {
   MART_CHECK(p.hop > 0 && p.n_fft >= 2 && p.n_fft % 2 == 0, "bad STFT sizes: n_fft ", p.n_fft,
              ", hop ", p.hop);
-  plan_ = shared_plan(p.n_fft, batch_);
+  plan_ = shared_plan(p.n_fft, batch_, &planned_from_wisdom_);
   in_ = fftwf_alloc_real(static_cast<size_t>(p.n_fft) * batch_);
   out_ = reinterpret_cast<float*>(fftwf_alloc_complex(static_cast<size_t>(fb_.n_freqs()) * batch_));
   MART_CHECK(in_ && out_, "fftwf_alloc failed");
@@ -209,7 +226,7 @@ LogMel::~LogMel() {
   fftwf_free(out_);
 }
 
-void LogMel::fill_frames(const float* x, int64_t n, int64_t first, int count) {
+MART_VECTOR_CLONES void LogMel::fill_frames(const float* x, int64_t n, int64_t first, int count) {
   const int64_t pad = p_.n_fft / 2;
   const float* w = window_.data();
   for (int b = 0; b < count; ++b) {
@@ -233,7 +250,7 @@ void LogMel::power_batch(int count, float* power_out, int64_t stride) const {
   }
 }
 
-void LogMel::power_batch_transposed(float* power_t) const {
+MART_VECTOR_CLONES void LogMel::power_batch_transposed(float* power_t) const {
   const int nf = fb_.n_freqs();
   for (int b = 0; b < kBatchFrames; ++b) {
     const float* c = out_ + 2 * static_cast<size_t>(b) * nf;

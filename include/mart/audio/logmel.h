@@ -61,8 +61,9 @@ int64_t stft_frames(int64_t n_samples, int64_t hop);
 
 // Computes the log-mel of a whole signal. An object owns its buffers and is meant for one thread;
 // FFTW plans are shared by all objects, made once per (n_fft, batch) under a mutex (FFTW's planner
-// is not thread-safe) with FFTW_ESTIMATE, so the same input gives the same bytes on every run and
-// every machine count (FFTW_MEASURE may choose a different algorithm from run to run).
+// is not thread-safe), from committed FFTW_PATIENT wisdom or else FFTW_ESTIMATE, so the same input
+// gives the same bytes on every run and rank count (FFTW_MEASURE may choose another algorithm, with
+// other rounding, from run to run).
 class LogMel {
  public:
   explicit LogMel(const MelParams& p);
@@ -73,6 +74,7 @@ class LogMel {
 
   const MelParams& params() const { return p_; }
   const MelFilterbank& filterbank() const { return fb_; }
+  bool planned_from_wisdom() const { return planned_from_wisdom_; }  // false: FFTW_ESTIMATE
   int64_t frames(int64_t n_samples) const { return stft_frames(n_samples, p_.hop); }
 
   // [frames(n), n_mels] row-major into out. Needs n > n_fft / 2 (reflect padding, as torch).
@@ -93,6 +95,7 @@ class LogMel {
   std::vector<float> window_;
   int batch_;
   void* plan_;          // fftwf_plan, shared, owned by the plan cache
+  bool planned_from_wisdom_ = false;
   float* in_ = nullptr;  // fftwf_malloc'd: [batch, n_fft]
   float* out_ = nullptr;  // fftwf_complex [batch, n_fft/2 + 1]
   std::vector<float> power_t_;  // [n_freqs, batch]
