@@ -274,3 +274,20 @@ TEST(LogMel, ThreadsGiveTheSerialResult) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(serial, threaded);
 }
+
+// The batched, frame-minor mel product sums in apply()'s order: the same bytes per frame.
+TEST(LogMel, BatchedMelProductEqualsPerFrame) {
+  const MelFilterbank fb(22050, 256, 128, 0, 11025);
+  constexpr int B = MelFilterbank::kBatch;
+  mart::Rng rng(8);
+  std::vector<float> power(static_cast<size_t>(B) * fb.n_freqs()), power_t(power.size());
+  for (int b = 0; b < B; ++b)
+    for (int k = 0; k < fb.n_freqs(); ++k)
+      power_t[k * B + b] = power[b * fb.n_freqs() + k] = static_cast<float>(rng.uniform(0, 100));
+  std::vector<float> mel_t(static_cast<size_t>(B) * fb.n_mels()), mel(fb.n_mels());
+  fb.apply_batch(power_t.data(), mel_t.data());
+  for (int b = 0; b < B; ++b) {
+    fb.apply(power.data() + b * fb.n_freqs(), mel.data());
+    for (int m = 0; m < fb.n_mels(); ++m) ASSERT_EQ(mel_t[m * B + b], mel[m]) << b << " " << m;
+  }
+}
