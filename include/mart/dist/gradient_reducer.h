@@ -55,6 +55,8 @@ class GradientReducer {
   void finalize();
 
   size_t num_buckets() const { return buckets_.size(); }
+  // Buckets whose all-reduce has started this step (with hooks, during backward).
+  size_t buckets_launched() const { return next_launch_; }
   // Parameter indices of bucket k, in the order they are packed.
   const std::vector<size_t>& bucket_params(size_t k) const { return buckets_[k].params; }
   const ReducerTiming& last_timing() const { return timing_; }
