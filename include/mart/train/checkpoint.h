@@ -1,0 +1,32 @@
+#pragma once
+// Checkpoints that can't be half-written: rank 0 writes run/checkpoints/step-<n>.tmp/, renames it
+// to step-<n>/, then writes the COMPLETE marker in it. Resume takes the newest directory with a
+// marker; the last K are kept.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "mart/dist/sampler.h"
+#include "mart/model/mart_model.h"
+
+namespace mart::train {
+
+struct TrainState {
+  int64_t step = 0;              // optimizer steps taken
+  dist::SamplerState sampler;    // the next batch to train on
+  uint64_t seed = 0;
+  std::string config_hash;       // of the run that wrote it
+  std::string model_canonical;   // the model options, so eval can check them
+};
+
+std::string checkpoint_dir(const std::string& run, int64_t step);
+void save_checkpoint(const std::string& run, const TrainState& s, model::MartModel& model,
+                     torch::optim::Optimizer& optimizer, int keep);
+// The newest complete checkpoint's directory, if any.
+std::optional<std::string> latest_checkpoint(const std::string& run);
+TrainState load_checkpoint(const std::string& dir, model::MartModel& model, torch::optim::Optimizer* optimizer);
+TrainState read_train_state(const std::string& dir);
+
+}  // namespace mart::train

@@ -1,0 +1,77 @@
+#pragma once
+// Training data: the shards of a preprocess run, read on a background thread into a bounded
+// queue, so the step never waits for disk. No torch here: batches are plain float buffers.
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mart/audio/features.h"
+#include "mart/data/manifest.h"
+#include "mart/data/shard.h"
+#include "mart/dist/sampler.h"
+
+namespace mart::train {
+
+// Every track of the chosen splits across all shards of a run, each with its crop starts.
+class TrainingData {
+ public:
+  // Loads `dir`/manifest.json, checks every shard (format, features) before training starts.
+  TrainingData(const std::string& dir, const std::vector<std::string>& splits);
+  const audio::FeatureConfig& features() const { return manifest_.features; }
+  const data::Manifest& manifest() const { return manifest_; }
+  size_t num_tracks() const { return tracks_.size(); }
+  const std::vector<uint32_t>& crop_starts() const { return starts_; }
+  // The hierarchy [clips_total, n_mels, T] of `view` for item `it` into `out`.
+  void read(const dist::CropItem& it, int view, float* out) const;
+
+ private:
+  data::Manifest manifest_;
+  std::vector<data::ShardReader> shards_;
+  std::vector<std::pair<uint32_t, int64_t>> tracks_;  // (shard, track in shard)
+  std::vector<uint32_t> starts_;
+};
+
+// The two views of an item: different views of one crop (DESIGN.md: the clean audio is view 0),
+// drawn from (seed, epoch, track, start), so a resumed run draws the same ones.
+std::pair<int, int> choose_views(uint64_t seed, uint64_t epoch, const dist::CropItem& it, int views);
+
+struct CropBatch {
+  uint64_t epoch = 0, index = 0;  // which batch of the sampler this is
+  int64_t size = 0;               // local batch
+  std::vector<float> view_a;      // [size, n_mels, T]: view A's top clips
+  std::vector<float> view_b;      // [size, clips_total, n_mels, T]: view B's hierarchies
+  double read_s = 0;              // loader thread time spent on this batch
+};
+
+// Reads batches in the sampler's order on a background thread, `depth` ahead.
+class Prefetcher {
+ public:
+  // Starts at the sampler's current state and stops after `batches` batches.
+  Prefetcher(const TrainingData& data, dist::DistributedSampler sampler, uint64_t seed, int depth, int64_t batches);
+  ~Prefetcher();
+  Prefetcher(const Prefetcher&) = delete;
+  Prefetcher& operator=(const Prefetcher&) = delete;
+  // The next batch; blocks while the loader is behind (the time waited is returned in *wait_s).
+  CropBatch next(double* wait_s = nullptr);
+
+ private:
+  void loop();
+  const TrainingData& data_;
+  dist::DistributedSampler sampler_;
+  uint64_t seed_;
+  size_t depth_;
+  int64_t remaining_;
+  std::deque<CropBatch> queue_;
+  std::string error_;  // an exception on the loader thread, rethrown by next()
+  bool stop_ = false, done_ = false;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;
+};
+
+}  // namespace mart::train

@@ -1,0 +1,51 @@
+#pragma once
+// Options of mart-train, declared once for the command line and INI files. No torch here.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mart/core/config.h"
+#include "mart/model/options.h"
+
+namespace mart::train {
+
+struct TrainOptions {
+  std::string data;  // folder with manifest.json
+  std::string run;   // run directory: checkpoints, metrics, logs
+  std::vector<std::string> splits{"train"};
+  // Optimization.
+  int batch_size = 48;  // global: split evenly over ranks
+  int epochs = 300;
+  int64_t max_steps = 0;  // 0: epochs decide
+  double lr = 3e-4, weight_decay = 1e-6;
+  int64_t warmup_steps = 0;
+  bool cosine = false;
+  double clip_grad_norm = 0;  // 0: off
+  uint64_t seed = 1;
+  int crops_per_track = 1;    // sampler items per track and epoch
+  // Execution.
+  std::string device = "cpu";  // cpu | cuda
+  bool bf16 = false;           // CUDA autocast
+  int threads = 0;             // intra-op threads per rank; 0: cores / local ranks
+  int prefetch = 4;            // batches read ahead
+  std::string batch_norm = "local";  // local | frozen | sync
+  bool overlap = true;         // all-reduce during backward
+  double bucket_mb = 25;
+  // Checkpoints and logging.
+  int64_t checkpoint_every = 500;  // steps; 0: only at the end and on preemption
+  int keep_checkpoints = 3;
+  bool resume = false;
+  int64_t log_every = 10;
+  model::ModelOptions model;
+};
+
+void declare_model_options(Config& c);
+// Model options from the config; levels/parts/n_mels/frames come from the data, not the config.
+model::ModelOptions model_options_from(const Config& c);
+void declare_options(Config& c);
+TrainOptions options_from(const Config& c);
+
+std::vector<int64_t> parse_int_list(const std::string& s, const std::string& key);
+std::vector<double> parse_double_list(const std::string& s, const std::string& key);
+
+}  // namespace mart::train

@@ -1,0 +1,29 @@
+#pragma once
+// One training step's forward and loss, written so that K ranks of batch b and one rank of
+// batch K*b compute the same loss and gradients (DESIGN.md section 2, step 2).
+#include <torch/torch.h>
+
+#include "mart/dist/communicator.h"
+#include "mart/loss/hierarchical_contrastive_loss.h"
+#include "mart/model/mart_model.h"
+
+namespace mart::train {
+
+struct StepLoss {
+  torch::Tensor backward;  // what to call backward() on: scaled so the reducer's MEAN is the global gradient
+  double global = 0;       // the loss of the whole global batch (eq. 5 averaged over it)
+  double gather_s = 0;     // time in the all-gathers (forward)
+};
+
+// view_a: [b, 1, n_mels, T]; view_b: [b, clips_total, n_mels, T]. With `comm` null (or of one
+// rank) the negatives are the local batch; otherwise s~^0 and s^^0 are all-gathered with gradient.
+StepLoss forward_loss(model::MartModel& model, const loss::HierarchicalContrastiveLoss& loss_fn,
+                      const torch::Tensor& view_a, const torch::Tensor& view_b, dist::Communicator* comm);
+
+// Sets BatchNorm layers to use running statistics ("frozen") while the rest trains.
+void freeze_batch_norm(torch::nn::Module& module);
+
+// Learning rate at `step` (0-based) of `total`: linear warm-up, then constant or cosine to 0.
+double learning_rate(double base, int64_t step, int64_t total, int64_t warmup, bool cosine);
+
+}  // namespace mart::train

@@ -1,0 +1,131 @@
+#include "mart/train/loader.h"
+
+#include <chrono>
+#include <cstring>
+#include <set>
+
+#include "mart/core/error.h"
+#include "mart/core/rng.h"
+
+namespace mart::train {
+
+TrainingData::TrainingData(const std::string& dir, const std::vector<std::string>& splits)
+    : manifest_(data::load_manifest(dir + "/manifest.json")) {
+  const std::set<std::string> want(splits.begin(), splits.end());
+  for (const auto& s : manifest_.shards) {
+    // The reader checks format version and features against the manifest's: a shard of another
+    // run or version stops here, before the first step.
+    shards_.emplace_back(dir + "/" + s.file, manifest_.features);
+    const auto& r = shards_.back();
+    for (int64_t t = 0; t < r.num_tracks(); ++t) {
+      if (!want.count(r.track(t).split)) continue;
+      const int64_t k = r.valid_starts(t);
+      if (k <= 0) continue;
+      tracks_.emplace_back(static_cast<uint32_t>(shards_.size() - 1), t);
+      starts_.push_back(static_cast<uint32_t>(k));
+    }
+  }
+  if (tracks_.empty())
+    MART_CONFIG_ERROR("no track of split(s) ", [&] {
+      std::string s;
+      for (const auto& x : splits) s += (s.empty() ? "" : ",") + x;
+      return s;
+    }(), " in '", dir, "' is long enough for one top clip: check train.splits and the preprocess run");
+}
+
+void TrainingData::read(const dist::CropItem& it, int view, float* out) const {
+  const auto& [shard, track] = tracks_.at(it.track);
+  shards_[shard].crop_into(track, it.start, view, out);
+}
+
+std::pair<int, int> choose_views(uint64_t seed, uint64_t epoch, const dist::CropItem& it, int views) {
+  if (views <= 0) return {0, 0};  // no augmented views: A = B, the paper's literal form
+  Rng rng(seed_of(seed ^ 0x7669657773ull /*"views"*/, epoch, (uint64_t{it.track} << 32) | it.start));
+  const int a = rng.randint(0, views);
+  int b = rng.randint(0, views - 1);
+  if (b >= a) ++b;  // two different views out of V + 1
+  return {a, b};
+}
+
+Prefetcher::Prefetcher(const TrainingData& data, dist::DistributedSampler sampler, uint64_t seed, int depth,
+                       int64_t batches)
+    : data_(data), sampler_(std::move(sampler)), seed_(seed), depth_(static_cast<size_t>(depth)), remaining_(batches) {
+  thread_ = std::thread([this] { loop(); });
+}
+
+Prefetcher::~Prefetcher() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void Prefetcher::loop() {
+  const auto& f = data_.features();
+  const size_t clip = static_cast<size_t>(f.n_mels) * static_cast<size_t>(f.frames);
+  const size_t hier = clip * static_cast<size_t>(f.clips_total());
+  std::vector<float> scratch(hier);
+  try {
+    while (remaining_ > 0) {
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return stop_ || queue_.size() < depth_; });
+        if (stop_) return;
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      if (sampler_.epoch_done()) sampler_.set_epoch(sampler_.state().epoch + 1);
+      CropBatch b;
+      b.epoch = sampler_.state().epoch;
+      b.index = sampler_.state().batch;
+      const auto items = sampler_.next_batch();
+      b.size = static_cast<int64_t>(items.size());
+      b.view_a.resize(items.size() * clip);
+      b.view_b.resize(items.size() * hier);
+      for (size_t i = 0; i < items.size(); ++i) {
+        const auto [va, vb] = choose_views(seed_, b.epoch, items[i], f.views);
+        data_.read(items[i], vb, b.view_b.data() + i * hier);
+        if (va == vb) {
+          std::memcpy(b.view_a.data() + i * clip, b.view_b.data() + i * hier, clip * sizeof(float));
+        } else {
+          data_.read(items[i], va, scratch.data());
+          std::memcpy(b.view_a.data() + i * clip, scratch.data(), clip * sizeof(float));  // level 0 comes first
+        }
+      }
+      b.read_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      --remaining_;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        queue_.push_back(std::move(b));
+      }
+      cv_.notify_all();
+    }
+  } catch (const std::exception& e) {
+    std::lock_guard<std::mutex> lk(mu_);
+    error_ = e.what();
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    done_ = true;
+  }
+  cv_.notify_all();
+}
+
+CropBatch Prefetcher::next(double* wait_s) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait(lk, [&] { return !queue_.empty() || done_; });
+  if (queue_.empty()) {
+    if (!error_.empty()) MART_FAIL("the data loader failed: ", error_);
+    MART_FAIL("the data loader has no more batches (asked for more steps than it was started for)");
+  }
+  CropBatch b = std::move(queue_.front());
+  queue_.pop_front();
+  lk.unlock();
+  cv_.notify_all();
+  if (wait_s) *wait_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return b;
+}
+
+}  // namespace mart::train

@@ -1,0 +1,123 @@
+// K ranks of batch b == one rank of batch K*b: the same loss, the same averaged gradients, the
+// same parameters after several Adam steps (DESIGN.md section 2). Run under mpirun -np 2.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "mart/dist/communicator.h"
+#include "mart/dist/gradient_reducer.h"
+#include "mart/dist/world.h"
+#include "mart/train/step.h"
+
+namespace {
+
+using namespace mart;
+
+struct Fixture {
+  model::ModelOptions mo = [] {
+    auto m = model::ModelOptions::small();
+    m.levels = 3;
+    m.n_mels = 16;
+    m.frames = 16;
+    return m;
+  }();
+  int argc = 0;
+  char** argv = nullptr;
+  dist::World world{&argc, &argv};
+  std::unique_ptr<dist::Communicator> comm = dist::make_communicator(world, torch::kCPU);
+  int64_t B = 8;  // global batch
+  int64_t b() const { return B / world.size(); }
+
+  model::MartModel make_model() {
+    torch::manual_seed(3);  // the same initialisation on every rank
+    model::MartModel m(mo);
+    m->train();
+    // Running statistics: per-rank batch statistics would differ from the global batch's.
+    train::freeze_batch_norm(*m);
+    return m;
+  }
+  // The global batch of step `s`, identical on every rank.
+  std::pair<torch::Tensor, torch::Tensor> batch(int s) {
+    torch::manual_seed(100 + s);
+    auto a = torch::randn({B, 1, mo.n_mels, mo.frames});
+    auto v = torch::randn({B, mo.clips_total(), mo.n_mels, mo.frames});
+    return {a, v};
+  }
+  torch::Tensor local(const torch::Tensor& t) { return t.narrow(0, world.rank() * b(), b()).contiguous(); }
+};
+
+std::vector<torch::Tensor> grads_of(model::MartModel& m) {
+  std::vector<torch::Tensor> g;
+  for (auto& p : m->parameters()) g.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+  return g;
+}
+
+double max_rel_diff(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double scale = std::max(a[i].abs().max().item<double>(), 1e-6);
+    worst = std::max(worst, (a[i] - b[i]).abs().max().item<double>() / scale);
+  }
+  return worst;
+}
+
+TEST(Equivalence, TwoRanksOfBEqualOneRankOf2BForLossGradientsAndFiveSteps) {
+  Fixture fx;
+  ASSERT_EQ(fx.world.size(), 2);
+  const loss::HierarchicalContrastiveLoss loss_fn(fx.mo.loss_options());
+  auto ref = fx.make_model();
+  auto dis = fx.make_model();
+  torch::optim::Adam opt_ref(ref->parameters(), torch::optim::AdamOptions(1e-3).weight_decay(1e-6));
+  torch::optim::Adam opt_dis(dis->parameters(), torch::optim::AdamOptions(1e-3).weight_decay(1e-6));
+  dist::ReducerOptions ro;
+  ro.bucket_bytes = 4096;  // several buckets
+  dist::GradientReducer reducer(dis->parameters(), *fx.comm, ro);
+  for (int s = 0; s < 5; ++s) {
+    auto [a, v] = fx.batch(s);
+    opt_ref.zero_grad();
+    auto lr = train::forward_loss(ref, loss_fn, a, v, nullptr);  // one rank, the whole batch
+    lr.backward.backward();
+    opt_dis.zero_grad();
+    auto ld = train::forward_loss(dis, loss_fn, fx.local(a), fx.local(v), fx.comm.get());
+    ld.backward.backward();
+    reducer.finalize();
+    if (s == 0) {
+      EXPECT_NEAR(ld.global, lr.global, 1e-5 * std::abs(lr.global)) << "loss at the first step";
+      EXPECT_LT(max_rel_diff(grads_of(dis), grads_of(ref)), 1e-4) << "averaged gradients at the first step";
+    }
+    opt_ref.step();
+    opt_dis.step();
+  }
+  std::vector<torch::Tensor> pr, pd;
+  for (auto& p : ref->parameters()) pr.push_back(p.detach());
+  for (auto& p : dis->parameters()) pd.push_back(p.detach());
+  EXPECT_LT(max_rel_diff(pd, pr), 1e-4) << "parameters after 5 steps";
+}
+
+TEST(Equivalence, AGatherWhoseBackwardKeepsOnlyTheLocalSliceFails) {
+  // The wrong backward: other ranks' rows enter the loss as constants, so the gradient of this
+  // rank's embeddings through every other rank's negatives is lost.
+  Fixture fx;
+  const loss::HierarchicalContrastiveLoss loss_fn(fx.mo.loss_options());
+  auto ref = fx.make_model();
+  auto dis = fx.make_model();
+  auto [a, v] = fx.batch(0);
+  auto lr = train::forward_loss(ref, loss_fn, a, v, nullptr);
+  lr.backward.backward();
+  dist::GradientReducer reducer(dis->parameters(), *fx.comm, {});
+  const auto o = dis->forward(fx.local(a), fx.local(v));
+  auto gather_local_grad_only = [&](const torch::Tensor& x) {
+    auto all = fx.comm->all_gather(x.detach().contiguous());
+    auto parts = all.split(fx.b(), 0);
+    std::vector<torch::Tensor> rows(parts.begin(), parts.end());
+    rows[static_cast<size_t>(fx.world.rank())] = x;  // only the own slice keeps its graph
+    return torch::cat(rows, 0);
+  };
+  const auto z0 = o.z_hat[0].reshape({fx.b(), -1});
+  const auto l = loss_fn(o.z_hat, o.z_tilde0, gather_local_grad_only(o.z_tilde0), gather_local_grad_only(z0),
+                         fx.world.rank() * fx.b());
+  (l.loss * fx.world.size()).backward();
+  reducer.finalize();
+  EXPECT_GT(max_rel_diff(grads_of(dis), grads_of(ref)), 1e-2) << "the wrong backward went unnoticed";
+}
+
+}  // namespace

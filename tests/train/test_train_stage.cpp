@@ -1,0 +1,201 @@
+// mart-train end to end under mpirun: resume after SIGKILL, preemption by SIGUSR1, a dying rank,
+// and the errors that must come before the first step.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "../util/proc.h"
+#include "mart/model/mart_model.h"
+#include "mart/train/checkpoint.h"
+
+namespace fs = std::filesystem;
+using mart::test::mpirun;
+using mart::test::run;
+
+namespace {
+
+std::string tmp(const std::string& n) { return (fs::temp_directory_path() / n).string(); }
+const std::string kData = tmp("mart_train_data");
+
+const std::string kModel =
+    " --model.fcn_channels 4,4,8,8,8,8,16 --model.dim 16 --model.heads 2 --model.head_dim 4 --model.ff_dim 16"
+    " --model.projection_dim 8 --train.threads 1 --train.log_every 1";
+
+class TrainStage : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const std::string corpus = tmp("mart_train_corpus");
+    fs::remove_all(corpus);
+    fs::remove_all(kData);
+    auto s = run(std::string(MART_SYNTH) + " --output " + corpus + " --synth.tracks 8 --synth.seconds 3");
+    ASSERT_EQ(s.code, 0) << s.output;
+    auto p = run(mpirun(2) + MART_PREPROCESS + " --dataset.kind synth --input " + corpus + " --output " + kData +
+                 " --features.clip_samples 8192 --features.levels 3 --features.frames 16 --features.n_mels 16"
+                 " --features.views 1 --preprocess.unit_tracks 4");
+    ASSERT_EQ(p.code, 0) << p.output;
+  }
+  static std::string train(int np, const std::string& run_dir, const std::string& extra) {
+    return mpirun(np) + MART_TRAIN + " --data " + kData + " --run " + run_dir + kModel +
+           " --train.splits train,valid,test --train.batch_size 4 " + extra;
+  }
+};
+
+std::vector<torch::Tensor> weights(const std::string& checkpoint) {
+  std::vector<torch::Tensor> out;
+  torch::serialize::InputArchive in;
+  in.load_from(checkpoint + "/model.pt");
+  for (const auto& key : in.keys()) {
+    torch::Tensor t;
+    if (in.try_read(key, t)) out.push_back(t);
+  }
+  return out;
+}
+
+// Starts `cmd` (mpirun ...) as its own process group; returns the pid of the shell that runs it.
+pid_t spawn(const std::string& cmd) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    setsid();
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd + " >/dev/null 2>&1").c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
+bool wait_for(const std::string& path, double seconds) {
+  for (int i = 0; i < seconds * 20; ++i) {
+    if (fs::exists(path)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+int wait_exit(pid_t pid, double seconds, bool* in_time) {
+  int status = 0;
+  for (int i = 0; i < seconds * 20; ++i) {
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      *in_time = true;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  *in_time = false;
+  kill(-pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return -1;
+}
+
+// The rank processes: children of mpirun (which exec replaced the shell with).
+std::vector<pid_t> ranks_of(pid_t mpirun_pid) {
+  std::vector<pid_t> out;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state;
+    pid_t ppid;
+    rest >> state >> ppid;
+    if (ppid == mpirun_pid && line.find("mart-train") != std::string::npos) out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+TEST_F(TrainStage, KilledRunResumesToTheSameParameters) {
+  const auto full = mart::test::fresh_dir("mart_train_full"), killed = mart::test::fresh_dir("mart_train_killed");
+  auto r = run(train(2, full, "--train.max_steps 10 --train.checkpoint_every 2"), 300);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(full + "/model_state_dict.pt"));
+  const pid_t pid = spawn(train(2, killed, "--train.max_steps 10 --train.checkpoint_every 2"));
+  const bool reached = wait_for(mart::train::checkpoint_dir(killed, 6) + "/COMPLETE", 240);
+  kill(-pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  ASSERT_TRUE(reached) << "the run never reached step 6";
+  auto again = run(train(2, killed, "--train.max_steps 10 --train.checkpoint_every 2"), 60);
+  EXPECT_EQ(again.code, 2) << "a run directory with checkpoints needs --train.resume\n" << again.output;
+  auto resumed = run(train(2, killed, "--train.max_steps 10 --train.checkpoint_every 2 --train.resume"), 300);
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resumed from"), std::string::npos) << resumed.output;
+  const auto a = weights(mart::train::checkpoint_dir(full, 10)), b = weights(mart::train::checkpoint_dir(killed, 10));
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_FALSE(a.empty());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "tensor " << i;
+}
+
+TEST_F(TrainStage, SigusrToOneRankCheckpointsAllRanksAtOneStepAndExits75) {
+  const auto dir = mart::test::fresh_dir("mart_train_preempt");
+  const pid_t pid = spawn(train(2, dir, "--train.max_steps 100000 --train.checkpoint_every 2"));
+  ASSERT_TRUE(wait_for(mart::train::checkpoint_dir(dir, 2) + "/COMPLETE", 240));
+  const auto ranks = ranks_of(pid);
+  ASSERT_EQ(ranks.size(), 2u);
+  kill(ranks[1], SIGUSR1);
+  bool in_time = false;
+  const int code = wait_exit(pid, 120, &in_time);
+  ASSERT_TRUE(in_time);
+  EXPECT_EQ(code, 75);
+  // Both ranks logged the same step, and that step's checkpoint is complete.
+  auto step_in = [&](int rank) {
+    std::ifstream log(dir + "/logs/rank-" + std::to_string(rank) + ".log");
+    std::string line, step;
+    while (std::getline(log, line)) {
+      const auto at = line.find("checkpointing at step ");
+      if (at != std::string::npos) step = line.substr(at + 22, line.find(' ', at + 22) - at - 22);
+    }
+    return step;
+  };
+  const std::string s0 = step_in(0), s1 = step_in(1);
+  ASSERT_FALSE(s0.empty());
+  EXPECT_EQ(s0, s1);
+  EXPECT_TRUE(fs::exists(mart::train::checkpoint_dir(dir, std::stoll(s0)) + "/COMPLETE"));
+}
+
+TEST_F(TrainStage, ARankThatDiesEndsTheJobWithinAMinute) {
+  const auto dir = mart::test::fresh_dir("mart_train_fault");
+  const pid_t pid = spawn(train(2, dir, "--train.max_steps 100000 --train.checkpoint_every 2"));
+  ASSERT_TRUE(wait_for(mart::train::checkpoint_dir(dir, 2) + "/COMPLETE", 240));
+  const auto ranks = ranks_of(pid);
+  ASSERT_EQ(ranks.size(), 2u);
+  const auto t0 = std::chrono::steady_clock::now();
+  kill(ranks[1], SIGKILL);
+  bool in_time = false;
+  const int code = wait_exit(pid, 60, &in_time);
+  EXPECT_TRUE(in_time) << "the job hung after a rank died";
+  EXPECT_NE(code, 0);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 60);
+}
+
+TEST_F(TrainStage, BadInputStopsBeforeTheFirstStep) {
+  const auto dir = mart::test::fresh_dir("mart_train_bad");
+  // A batch that does not split over the ranks.
+  auto r = run(train(2, dir, "--train.batch_size 3 --train.max_steps 1"), 60);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("does not split evenly"), std::string::npos) << r.output;
+  // A batch the data cannot fill.
+  r = run(train(1, dir, "--train.batch_size 4000 --train.max_steps 1"), 60);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("fewer than one global batch"), std::string::npos) << r.output;
+  // A missing shard.
+  const auto broken = mart::test::fresh_dir("mart_train_broken_data");
+  fs::copy(kData, broken, fs::copy_options::recursive);
+  fs::remove(broken + "/shard-000001.h5");
+  r = run(mpirun(1) + MART_TRAIN + " --data " + broken + " --run " + dir + kModel + " --train.max_steps 1", 60);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("shard-000001.h5"), std::string::npos) << r.output;
+  // A model option that the config gets wrong.
+  r = run(train(1, dir, "--model.dim 17 --train.max_steps 1"), 60);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("dim"), std::string::npos) << r.output;
+}
+
+}  // namespace
