@@ -105,10 +105,15 @@ void GradientReducer::add_locked(size_t index, const torch::Tensor* grad) {
 }
 
 // Buckets launch strictly in order: the same collectives in the same order on every rank.
+// During backward they start nonblocking; inside finalize() nothing is left to overlap with, and
+// the blocking all-reduce is the faster one (MPI's nonblocking collectives use simpler algorithms).
 void GradientReducer::launch_ready_buckets() {
   while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) {
     Bucket& b = buckets_[next_launch_++];
-    b.work = comm_.all_reduce_async(b.flat);
+    if (finalizing_)
+      comm_.all_reduce(b.flat);
+    else
+      b.work = comm_.all_reduce_async(b.flat);
   }
 }
 
@@ -120,8 +125,10 @@ void GradientReducer::poke_in_flight() {
 void GradientReducer::finalize() {
   std::lock_guard<std::mutex> lock(mutex_);
   const auto t0 = std::chrono::steady_clock::now();
+  finalizing_ = true;
   for (size_t n = params_.size(); n-- > 0;)
     if (!added_[n]) add_locked(n, nullptr);
+  finalizing_ = false;
   const auto t_wait = std::chrono::steady_clock::now();
   wait_all();
   timing_.wait_s = seconds_since(t_wait);
@@ -132,6 +139,7 @@ void GradientReducer::finalize() {
 
 void GradientReducer::wait_all() {
   for (Bucket& b : buckets_) {
+    if (!b.work) continue;  // launched blocking, in finalize()
     b.work->wait();
     b.work.reset();
   }

@@ -34,7 +34,7 @@ struct ReducerOptions {
 // Time the last finalize() cost the step, in seconds.
 struct ReducerTiming {
   double finalize_s = 0;  // all of finalize(): remaining launches, waits, copies back
-  double wait_s = 0;      // of which blocked waiting for collectives to finish
+  double wait_s = 0;      // of which waiting for buckets launched during backward
 };
 
 class GradientReducer {
@@ -87,6 +87,7 @@ class GradientReducer {
   std::vector<bool> added_;
   std::vector<unsigned> hooks_;
   size_t next_launch_ = 0;
+  bool finalizing_ = false;  // buckets launched now are waited at once: launch them blocking
   ReducerTiming timing_;
   std::mutex mutex_;  // hooks may run on an autograd device thread
 };
