@@ -201,6 +201,11 @@ def check_export(args):
     return 0 if worst < 1e-4 else 1
 
 
+def current_rss_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 1048576.0
+
+
 def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -214,6 +219,7 @@ def bench(args):
     b, c = args.batch, sum(o["parts"] ** n for n in range(o["levels"]))
     view_a = torch.randn(b, 1, o["n_mels"], o["frames"])
     view_b = torch.randn(b, c, o["n_mels"], o["frames"])
+    rss_after_init = current_rss_mib()  # model, optimizer and inputs allocated
     times = {"encoder": [], "transformer": [], "loss": [], "optimizer": [], "total": []}
 
     def step():
@@ -250,7 +256,7 @@ def bench(args):
               "transformer": sum(p.numel() for p in model.pwt.parameters()) if o["use_pwt"] else 0,
               "head": sum(p.numel() for p in model.head.parameters())}
     print(json.dumps({"impl": "python", "batch": b, "median_s": {k: sorted(v)[len(v) // 2] for k, v in times.items()},
-                      "peak_rss_mib": peak_rss_mib(), "params": params}))
+                      "peak_rss_mib": peak_rss_mib(), "rss_after_init_mib": rss_after_init, "params": params}))
     return 0
 
 

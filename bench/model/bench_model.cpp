@@ -1,0 +1,223 @@
+// mart-bench-model: one MART training step (forward, backward, Adam) on CPU, in C++ and in Python
+// (bench/model/mart_step.py, the same architecture on the same LibTorch), split into encoder,
+// part-whole transformer + head, and loss. Each (implementation, batch) runs in its own process,
+// so the peak RSS reported is that configuration's own.
+#include <sys/resource.h>
+#include <unistd.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "mart/core/error.h"
+#include "mart/loss/hierarchical_contrastive_loss.h"
+#include "mart/model/mart_model.h"
+
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+struct Args {
+  std::vector<int> batches{8, 16, 48};
+  int n_mels = 128, frames = 128, threads = 2, warmup = 1, reps = 3;
+  int worker_batch = 0;  // > 0: run the C++ step at this batch and print one JSON line
+  std::string python = "/usr/bin/python3";
+  std::string script = MART_SOURCE_DIR "/bench/model/mart_step.py";
+};
+
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) out.push_back(std::stoi(item));
+  return out;
+}
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) MART_CONFIG_ERROR("missing value after ", k);
+      return argv[++i];
+    };
+    if (k == "--batches") a.batches = parse_list(value());
+    else if (k == "--n-mels") a.n_mels = std::stoi(value());
+    else if (k == "--frames") a.frames = std::stoi(value());
+    else if (k == "--threads") a.threads = std::stoi(value());
+    else if (k == "--warmup") a.warmup = std::stoi(value());
+    else if (k == "--reps") a.reps = std::stoi(value());
+    else if (k == "--worker-batch") a.worker_batch = std::stoi(value());
+    else if (k == "--python") a.python = value();
+    else if (k == "--script") a.script = value();
+    else {
+      std::cout << "usage: mart-bench-model [--batches 8,16,48] [--n-mels 128] [--frames 128]\n"
+                   "  [--threads 2] [--warmup 1] [--reps 3] [--python /usr/bin/python3] [--script mart_step.py]\n";
+      std::exit(k == "--help" ? 0 : 2);
+    }
+  }
+  return a;
+}
+
+double seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+double current_rss_mib() {
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return resident * (sysconf(_SC_PAGESIZE) / 1048576.0);
+}
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
+
+int64_t count(const std::vector<torch::Tensor>& ps) {
+  int64_t n = 0;
+  for (const auto& p : ps) n += p.numel();
+  return n;
+}
+
+// One C++ configuration; the same staged step as mart_step.py's bench().
+json run_worker(const Args& a) {
+  at::set_num_threads(a.threads);
+  torch::manual_seed(0);
+  mart::model::ModelOptions o;
+  o.n_mels = a.n_mels;
+  o.frames = a.frames;
+  mart::model::MartModel model(o);
+  torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(3e-4).weight_decay(1e-6));
+  const mart::loss::HierarchicalContrastiveLoss loss(o.loss_options());
+  const int64_t b = a.worker_batch, c = o.clips_total();
+  const auto view_a = torch::randn({b, 1, o.n_mels, o.frames});
+  const auto view_b = torch::randn({b, c, o.n_mels, o.frames});
+  const double rss_after_init = current_rss_mib();  // model, optimizer and inputs allocated
+  std::map<std::string, std::vector<double>> times;
+
+  auto step = [&] {
+    const auto t0 = Clock::now();
+    for (auto& p : model->parameters()) p.mutable_grad() = torch::Tensor();  // as set_to_none=True
+    // Forward in three stages cut by detach, so each stage's backward is timed on its own.
+    const auto enc = model->encoder(torch::cat({view_a, view_b.reshape({b * c, 1, o.n_mels, o.frames})}));
+    const auto cut1 = enc.detach().requires_grad_(true);
+    const auto t1 = Clock::now();
+    const auto hat = model->part_whole(model->split_levels(cut1.narrow(0, b, b * c).view({b, c, o.dim})));
+    std::vector<torch::Tensor> z{model->head(cut1.narrow(0, 0, b))};
+    for (const auto& h : hat) z.push_back(model->head(h));
+    std::vector<torch::Tensor> cuts;
+    for (const auto& x : z) cuts.push_back(x.detach().requires_grad_(true));
+    const auto t2 = Clock::now();
+    loss(std::vector<torch::Tensor>(cuts.begin() + 1, cuts.end()), cuts[0]).loss.backward();
+    const auto t3 = Clock::now();
+    std::vector<torch::Tensor> grads;
+    for (const auto& x : cuts) grads.push_back(x.grad());
+    torch::autograd::backward(z, grads);
+    const auto t4 = Clock::now();
+    enc.backward(cut1.grad());
+    const auto t5 = Clock::now();
+    adam.step();
+    const auto t6 = Clock::now();
+    return std::map<std::string, double>{
+        {"encoder", seconds(t0, t1) + seconds(t4, t5)}, {"transformer", seconds(t1, t2) + seconds(t3, t4)},
+        {"loss", seconds(t2, t3)}, {"optimizer", seconds(t5, t6)}, {"total", seconds(t0, t6)}};
+  };
+  for (int r = 0; r < a.warmup + a.reps; ++r) {
+    const auto t = step();
+    if (r >= a.warmup)
+      for (const auto& [k, v] : t) times[k].push_back(v);
+  }
+  json median;
+  for (auto& [k, v] : times) {
+    std::sort(v.begin(), v.end());
+    median[k] = v[v.size() / 2];
+  }
+  json params = {{"total", count(model->parameters())},
+                 {"encoder", count(model->encoder->parameters())},
+                 {"transformer", count(model->pwt->parameters())},
+                 {"head", count(model->head->parameters())}};
+  return {{"impl", "c++"}, {"batch", b}, {"median_s", median}, {"peak_rss_mib", peak_rss_mib()},
+          {"rss_after_init_mib", rss_after_init}, {"params", params}};
+}
+
+json run_child(const std::string& cmd) {
+  FILE* pipe = popen(cmd.c_str(), "r");
+  MART_CHECK(pipe, "cannot run ", cmd);
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  const int rc = pclose(pipe);
+  MART_CHECK(rc == 0, cmd, " failed (status ", rc, "): ", out);
+  const auto last_line = out.rfind("\n{");  // the result is the last line
+  return json::parse(last_line == std::string::npos ? out : out.substr(last_line + 1));
+}
+
+void print_table(const Args& a, const std::vector<std::pair<json, json>>& rows) {
+  std::printf("MART training step, CPU, %d threads, n_mels %d x T %d, N=4 M=2 (15 clips + 1 view-A clip "
+              "per instance), median of %d steps after %d warm-up\n",
+              a.threads, a.n_mels, a.frames, a.reps, a.warmup);
+  std::printf("| batch | part        | C++ s   | Python s | C++/Python |\n");
+  std::printf("|------:|-------------|--------:|---------:|-----------:|\n");
+  for (const auto& [cpp, py] : rows)
+    for (const char* part : {"encoder", "transformer", "loss", "optimizer", "total"}) {
+      const double c = cpp["median_s"][part], p = py["median_s"][part];
+      std::printf("| %5d | %-11s | %7.3f | %8.3f | %10.2f |\n", cpp["batch"].get<int>(), part, c, p, c / p);
+    }
+  std::printf("\n| batch | C++ peak RSS MiB | Python peak RSS MiB | C++/Python |\n");
+  std::printf("|------:|-----------------:|--------------------:|-----------:|\n");
+  for (const auto& [cpp, py] : rows) {
+    const double c = cpp["peak_rss_mib"], p = py["peak_rss_mib"];
+    std::printf("| %5d | %16.0f | %19.0f | %10.2f |\n", cpp["batch"].get<int>(), c, p, c / p);
+  }
+  const auto& pc = rows.front().first["params"];
+  const auto& pp = rows.front().second["params"];
+  std::printf("\nparameters (C++ / Python): total %lld / %lld, encoder %lld / %lld, transformer %lld / %lld, "
+              "head %lld / %lld\n",
+              pc["total"].get<long long>(), pp["total"].get<long long>(), pc["encoder"].get<long long>(),
+              pp["encoder"].get<long long>(), pc["transformer"].get<long long>(),
+              pp["transformer"].get<long long>(), pc["head"].get<long long>(), pp["head"].get<long long>());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const Args a = parse_args(argc, argv);
+  if (a.worker_batch > 0) {
+    std::cout << run_worker(a).dump() << std::endl;
+    return 0;
+  }
+  setenv("OPENBLAS_NUM_THREADS", "1", 1);  // inherited by both workers
+  std::ostringstream common;
+  common << " --n-mels " << a.n_mels << " --frames " << a.frames << " --threads " << a.threads
+         << " --warmup " << a.warmup << " --reps " << a.reps;
+  // Resolved here: inside popen's shell, /proc/self/exe would be the shell.
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  std::vector<std::pair<json, json>> rows;
+  for (int b : a.batches) {
+    const std::string bs = " --batch " + std::to_string(b);
+    std::cerr << "batch " << b << ": C++ ..." << std::endl;
+    const json cpp = run_child(self + " --worker-batch " + std::to_string(b) + common.str());
+    std::cerr << "batch " << b << ": Python ..." << std::endl;
+    const json py = run_child(a.python + " " + a.script + " bench" + bs + common.str());
+    rows.emplace_back(cpp, py);
+  }
+  print_table(a, rows);
+  return 0;
+} catch (const std::exception& e) {
+  std::cerr << "mart-bench-model: " << e.what() << std::endl;
+  return 1;
+}
