@@ -291,3 +291,36 @@ TEST(LogMel, BatchedMelProductEqualsPerFrame) {
     for (int m = 0; m < fb.n_mels(); ++m) ASSERT_EQ(mel_t[m * B + b], mel[m]) << b << " " << m;
   }
 }
+
+// The STFT stage on its own: power of frame t equals |DFT(reflect-padded frame * hann)|^2 done by
+// hand in double, at the left edge (reflect padding), inside, and at the right edge.
+TEST(LogMel, PowerStftEqualsDirectDft) {
+  const std::vector<float> x = test_track(3000, 9);
+  MelParams p;  // n_fft 256, hop 128
+  LogMel lm(p);
+  const std::vector<float> pw = lm.power(x.data(), x.size());
+  const int n_fft = p.n_fft, nf = n_fft / 2 + 1;
+  const std::vector<float> w = hann_window(n_fft);
+  const int64_t n = x.size();
+  for (int64_t t : {int64_t{0}, int64_t{7}, lm.frames(n) - 1}) {
+    std::vector<double> frame(n_fft);
+    for (int i = 0; i < n_fft; ++i) {
+      int64_t j = t * p.hop - n_fft / 2 + i;
+      j = j < 0 ? -j : j >= n ? 2 * (n - 1) - j : j;
+      frame[i] = double(x[j]) * w[i];
+    }
+    double peak = 0;
+    std::vector<double> ref(nf);
+    for (int k = 0; k < nf; ++k) {
+      double re = 0, im = 0;
+      for (int i = 0; i < n_fft; ++i) {
+        re += frame[i] * std::cos(2 * M_PI * k * i / n_fft);
+        im -= frame[i] * std::sin(2 * M_PI * k * i / n_fft);
+      }
+      ref[k] = re * re + im * im;
+      peak = std::max(peak, ref[k]);
+    }
+    for (int k = 0; k < nf; ++k)
+      ASSERT_NEAR(pw[t * nf + k], ref[k], 1e-5 * peak) << "frame " << t << " bin " << k;
+  }
+}
