@@ -21,6 +21,7 @@ TEST_F(Comm, FactoryPicksMpiForCpu) {
   ASSERT_EQ(comm->backend(), mart::dist::Backend::kMpi);
   EXPECT_EQ(comm->size(), 2);
   EXPECT_EQ(comm->rank(), r);
+  EXPECT_EQ(comm->device(), torch::Device(torch::kCPU));
 }
 
 TEST_F(Comm, AllReduceSumsInPlaceForEachDtype) {

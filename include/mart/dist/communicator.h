@@ -32,6 +32,9 @@ class Communicator {
   virtual Backend backend() const = 0;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // Where this rank's tensors must live: CPU for MPI, this rank's GPU for NCCL (the model and
+  // batches go here: `model->to(comm->device())`).
+  virtual torch::Device device() const = 0;
 
   // Sum over ranks, in place. `t` must be contiguous.
   virtual void all_reduce(torch::Tensor& t) = 0;

@@ -15,6 +15,7 @@ class MpiCommunicator final : public Communicator {
   Backend backend() const override { return Backend::kMpi; }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  torch::Device device() const override { return torch::kCPU; }
 
   void all_reduce(torch::Tensor& t) override;
   std::unique_ptr<Work> all_reduce_async(torch::Tensor& t) override;

@@ -27,7 +27,9 @@ class NcclCommunicator final : public Communicator {
   Backend backend() const override { return Backend::kNccl; }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
-  int device() const { return device_; }  // the CUDA device this rank drives
+  torch::Device device() const override {  // the GPU this rank drives
+    return {torch::kCUDA, static_cast<torch::DeviceIndex>(device_)};
+  }
 
   void all_reduce(torch::Tensor& t) override;
   std::unique_ptr<Work> all_reduce_async(torch::Tensor& t) override;

@@ -47,6 +47,7 @@ struct SamplerState {
 std::string to_string(const SamplerState& s);  // "epoch=3 batch=17"
 SamplerState sampler_state_from_string(const std::string& text);  // throws on malformed text
 
+// One thread at a time: the current epoch's order is cached inside.
 class DistributedSampler {
  public:
   // crop_starts[t]: how many crop starts track t has (0 = too short for one clip).
