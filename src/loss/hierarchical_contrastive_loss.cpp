@@ -32,7 +32,7 @@ torch::Tensor HierarchicalContrastiveLoss::log_part_whole(
   std::vector<torch::Tensor> terms;             // log of every summand of eq. (3)
   for (size_t i = 0; i + 1 < z.size(); ++i) {
     const auto wholes = z[i].unsqueeze(2);                                  // [B, K, 1, d]
-    const auto parts = z[i + 1].view({b, z[i].size(1), m, z[i + 1].size(2)});  // [B, K, M, d]
+    const auto parts = z[i + 1].reshape({b, z[i].size(1), m, z[i + 1].size(2)});  // [B, K, M, d]
     const auto sim = (wholes * parts).sum(-1);                              // [B, K, M]
     terms.push_back((sim / options_.tau + log_lambda).reshape({b, -1}));
   }
@@ -67,10 +67,10 @@ LossOutput HierarchicalContrastiveLoss::operator()(const std::vector<torch::Tens
   // eq. (6): u over the global batch against s~^0; against s^^0 without u == b.
   const auto to_tilde = torch::matmul(anchor, unit(as_rows(global_tilde0)).t()) / tau;
   auto to_hat = torch::matmul(anchor, unit(as_rows(global_hat0)).t()) / tau;
-  const auto rows = torch::arange(b_local, torch::kLong);
-  auto self = torch::zeros({b_local, b_global}, torch::kBool);
-  self.index_put_({rows, rows + offset}, true);
-  to_hat = to_hat.masked_fill(self.to(to_hat.device()), -std::numeric_limits<double>::infinity());
+  const auto long_on = torch::TensorOptions(torch::kLong).device(anchor.device());
+  const auto self = torch::arange(b_global, long_on).unsqueeze(0) ==
+                    (torch::arange(b_local, long_on) + offset).unsqueeze(1);  // u == b
+  to_hat = to_hat.masked_fill(self, -std::numeric_limits<double>::infinity());
 
   LossOutput out;
   torch::Tensor log_numerator, log_denominator;
