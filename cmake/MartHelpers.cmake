@@ -49,7 +49,10 @@ function(mart_add_test name)
                                              MART_BINARY_DIR="${PROJECT_BINARY_DIR}")
   if(A_TORCH)
     target_link_libraries(${name} PRIVATE mart_torch)
+    # The shared pch is built position-independent for the libraries; an executable must be
+    # compiled the same way to use it (GCC refuses a pch made with other -fpic/-fpie settings).
     mart_torch_pch(${name})
+    target_compile_options(${name} PRIVATE -fPIC)
   endif()
   mart_warnings(${name})
   if(A_MPI_NP)

@@ -210,6 +210,7 @@ MART_H5_ARRAY(uint8_t)
 MART_H5_ARRAY(int32_t)
 MART_H5_ARRAY(int64_t)
 MART_H5_ARRAY(double)
+MART_H5_ARRAY(float)  // embeddings
 #undef MART_H5_ARRAY
 
 }  // namespace mart::data::h5

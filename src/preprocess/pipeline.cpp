@@ -1,6 +1,7 @@
 #include "mart/preprocess/pipeline.h"
 
 #include <mpi.h>
+#include <sys/resource.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -375,6 +376,15 @@ int run(app::StageContext& ctx) {
   }
   world.barrier();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Peak memory per rank: it must not grow with the corpus (tracks stream through).
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const auto rss = world.all_gather(static_cast<uint64_t>(usage.ru_maxrss));
+  if (world.is_root()) {
+    std::string per_rank;
+    for (size_t r = 0; r < rss.size(); ++r) per_rank += (r ? ", " : "") + std::to_string(rss[r] / 1024) + " MiB";
+    spdlog::info("peak memory per rank: {}", per_rank);
+  }
   spdlog::debug("rank {} processed {} units ({} skipped as finished) in {:.1f} s", world.rank(), my_units, skipped, secs);
 
   int code = app::kExitOk;

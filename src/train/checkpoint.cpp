@@ -8,6 +8,7 @@
 
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
+#include "mart/train/options.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -49,6 +50,7 @@ void save_checkpoint(const std::string& run, const TrainState& s, model::MartMod
   const json j = {{"step", s.step}, {"epoch", s.sampler.epoch}, {"batch", s.sampler.batch}, {"seed", s.seed},
                   {"config_hash", s.config_hash}, {"model", s.model_canonical}};
   write_file_atomic(tmp + "/state.json", j.dump(1));
+  write_file_atomic(tmp + "/model.ini", model_ini(model->options));  // mart-eval rebuilds the model from it
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);
   write_file_atomic(final_dir + "/" + kMarker, "ok\n");

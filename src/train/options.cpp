@@ -66,6 +66,18 @@ model::ModelOptions model_options_from(const Config& c) {
   return m;
 }
 
+std::string model_ini(const model::ModelOptions& m) {
+  std::ostringstream os;
+  os << "[model]\nfcn_channels = ";
+  for (size_t i = 0; i < m.fcn_channels.size(); ++i) os << (i ? "," : "") << m.fcn_channels[i];
+  os << "\ndim = " << m.dim << "\npwt_blocks = " << m.pwt_blocks << "\nheads = " << m.heads
+     << "\nhead_dim = " << m.head_dim << "\nff_dim = " << m.ff_dim << "\nlambdas = ";
+  for (size_t i = 0; i < m.lambdas.size(); ++i) os << (i ? "," : "") << format_value(m.lambdas[i]);
+  os << "\nprojection_dim = " << m.projection_dim << "\ntau = " << format_value(m.tau)
+     << "\nuse_pwt = " << format_value(m.use_pwt) << "\nuse_hcl = " << format_value(m.use_hcl) << "\n";
+  return os.str();
+}
+
 void declare_options(Config& c) {
   const TrainOptions d;
   c.add_required<std::string>("data", "folder of mart-preprocess output (manifest.json and shards)", "Data");

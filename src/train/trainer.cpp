@@ -77,9 +77,6 @@ int run(app::StageContext& ctx) {
   so.batch_size = static_cast<size_t>(local_batch);
   so.crops_per_track = static_cast<uint32_t>(o.crops_per_track);
   dist::DistributedSampler sampler(data.crop_starts(), world.rank(), world.size(), so);
-  if (sampler.batches_per_epoch() == 0)
-    MART_CONFIG_ERROR("the data holds ", sampler.items_per_epoch(), " crops per epoch, fewer than one global batch of ",
-                      o.batch_size, ": lower train.batch_size or raise train.crops_per_track");
   const int64_t total_steps =
       o.max_steps > 0 ? o.max_steps : static_cast<int64_t>(sampler.batches_per_epoch()) * o.epochs;
 

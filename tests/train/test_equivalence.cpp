@@ -13,6 +13,10 @@ namespace {
 using namespace mart;
 
 struct Fixture {
+  // Adam turns noise-level gradients into full-size steps, so the 5-step comparison runs in
+  // float64; the first step is also checked in float32.
+  explicit Fixture(torch::ScalarType dtype = torch::kFloat32) { torch::set_default_dtype(caffe2::TypeMeta::fromScalarType(dtype)); }
+  ~Fixture() { torch::set_default_dtype(caffe2::TypeMeta::Make<float>()); }
   model::ModelOptions mo = [] {
     auto m = model::ModelOptions::small();
     m.levels = 3;
@@ -51,17 +55,21 @@ std::vector<torch::Tensor> grads_of(model::MartModel& m) {
   return g;
 }
 
+// The largest difference of a tensor, relative to that tensor's largest value. Some gradients
+// (the bottom-up attention's query/key projections at initialisation) are ~1e-9, pure rounding
+// noise in float32: for them the scale is floored at 1e-3 of the largest value of all tensors.
 double max_rel_diff(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  double worst = 0;
+  double global = 0, worst = 0;
+  for (const auto& t : a) global = std::max(global, t.abs().max().item<double>());
   for (size_t i = 0; i < a.size(); ++i) {
-    const double scale = std::max(a[i].abs().max().item<double>(), 1e-6);
+    const double scale = std::max(a[i].abs().max().item<double>(), 1e-3 * global);
     worst = std::max(worst, (a[i] - b[i]).abs().max().item<double>() / scale);
   }
   return worst;
 }
 
-TEST(Equivalence, TwoRanksOfBEqualOneRankOf2BForLossGradientsAndFiveSteps) {
-  Fixture fx;
+void check_equivalence(torch::ScalarType dtype, int steps) {
+  Fixture fx(dtype);
   ASSERT_EQ(fx.world.size(), 2);
   const loss::HierarchicalContrastiveLoss loss_fn(fx.mo.loss_options());
   auto ref = fx.make_model();
@@ -71,7 +79,7 @@ TEST(Equivalence, TwoRanksOfBEqualOneRankOf2BForLossGradientsAndFiveSteps) {
   dist::ReducerOptions ro;
   ro.bucket_bytes = 4096;  // several buckets
   dist::GradientReducer reducer(dis->parameters(), *fx.comm, ro);
-  for (int s = 0; s < 5; ++s) {
+  for (int s = 0; s < steps; ++s) {
     auto [a, v] = fx.batch(s);
     opt_ref.zero_grad();
     auto lr = train::forward_loss(ref, loss_fn, a, v, nullptr);  // one rank, the whole batch
@@ -90,8 +98,12 @@ TEST(Equivalence, TwoRanksOfBEqualOneRankOf2BForLossGradientsAndFiveSteps) {
   std::vector<torch::Tensor> pr, pd;
   for (auto& p : ref->parameters()) pr.push_back(p.detach());
   for (auto& p : dis->parameters()) pd.push_back(p.detach());
-  EXPECT_LT(max_rel_diff(pd, pr), 1e-4) << "parameters after 5 steps";
+  if (dtype == torch::kFloat64) EXPECT_LT(max_rel_diff(pd, pr), 1e-4) << "parameters after " << steps << " steps";
 }
+
+TEST(Equivalence, Float32FirstStepLossAndGradients) { check_equivalence(torch::kFloat32, 1); }
+
+TEST(Equivalence, Float64LossGradientsAndParametersAfterFiveAdamSteps) { check_equivalence(torch::kFloat64, 5); }
 
 TEST(Equivalence, AGatherWhoseBackwardKeepsOnlyTheLocalSliceFails) {
   // The wrong backward: other ranks' rows enter the loss as constants, so the gradient of this

@@ -41,20 +41,16 @@ class TrainStage : public ::testing::Test {
                  " --features.views 1 --preprocess.unit_tracks 4");
     ASSERT_EQ(p.code, 0) << p.output;
   }
-  static std::string train(int np, const std::string& run_dir, const std::string& extra) {
+  static std::string train(int np, const std::string& run_dir, const std::string& extra, int batch = 4) {
     return mpirun(np) + MART_TRAIN + " --data " + kData + " --run " + run_dir + kModel +
-           " --train.splits train,valid,test --train.batch_size 4 " + extra;
+           " --train.splits train,valid,test --train.batch_size " + std::to_string(batch) + " " + extra;
   }
 };
 
-std::vector<torch::Tensor> weights(const std::string& checkpoint) {
+// The final parameters of a run, from its PyTorch export.
+std::vector<torch::Tensor> weights(const std::string& run_dir) {
   std::vector<torch::Tensor> out;
-  torch::serialize::InputArchive in;
-  in.load_from(checkpoint + "/model.pt");
-  for (const auto& key : in.keys()) {
-    torch::Tensor t;
-    if (in.try_read(key, t)) out.push_back(t);
-  }
+  for (auto& [name, t] : mart::model::read_exported_state_dict(run_dir + "/model_state_dict.pt")) out.push_back(t);
   return out;
 }
 
@@ -127,7 +123,7 @@ TEST_F(TrainStage, KilledRunResumesToTheSameParameters) {
   auto resumed = run(train(2, killed, "--train.max_steps 10 --train.checkpoint_every 2 --train.resume"), 300);
   ASSERT_EQ(resumed.code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("resumed from"), std::string::npos) << resumed.output;
-  const auto a = weights(mart::train::checkpoint_dir(full, 10)), b = weights(mart::train::checkpoint_dir(killed, 10));
+  const auto a = weights(full), b = weights(killed);
   ASSERT_EQ(a.size(), b.size());
   ASSERT_FALSE(a.empty());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "tensor " << i;
@@ -178,11 +174,11 @@ TEST_F(TrainStage, ARankThatDiesEndsTheJobWithinAMinute) {
 TEST_F(TrainStage, BadInputStopsBeforeTheFirstStep) {
   const auto dir = mart::test::fresh_dir("mart_train_bad");
   // A batch that does not split over the ranks.
-  auto r = run(train(2, dir, "--train.batch_size 3 --train.max_steps 1"), 60);
+  auto r = run(train(2, dir, "--train.max_steps 1", 3), 60);
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("does not split evenly"), std::string::npos) << r.output;
   // A batch the data cannot fill.
-  r = run(train(1, dir, "--train.batch_size 4000 --train.max_steps 1"), 60);
+  r = run(train(1, dir, "--train.max_steps 1", 4000), 60);
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("fewer than one global batch"), std::string::npos) << r.output;
   // A missing shard.

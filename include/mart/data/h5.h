@@ -79,6 +79,7 @@ template <> inline hid_t native_type<uint8_t>() { return H5T_NATIVE_UINT8; }
 template <> inline hid_t native_type<int32_t>() { return H5T_NATIVE_INT32; }
 template <> inline hid_t native_type<int64_t>() { return H5T_NATIVE_INT64; }
 template <> inline hid_t native_type<double>() { return H5T_NATIVE_DOUBLE; }
+template <> inline hid_t native_type<float>() { return H5T_NATIVE_FLOAT; }
 template <> inline hid_t native_type<uint16_t>() { return H5T_NATIVE_UINT16; }
 
 Group create_group(hid_t loc, const std::string& path);  // makes missing parents too

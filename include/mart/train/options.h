@@ -42,6 +42,8 @@ struct TrainOptions {
 void declare_model_options(Config& c);
 // Model options from the config; levels/parts/n_mels/frames come from the data, not the config.
 model::ModelOptions model_options_from(const Config& c);
+// The [model] section that reads back through declare_model_options (checkpoints keep it).
+std::string model_ini(const model::ModelOptions& m);
 void declare_options(Config& c);
 TrainOptions options_from(const Config& c);
 
