@@ -1,0 +1,57 @@
+#pragma once
+// Embedding extraction for evaluation: every track's non-overlapping top-level crops (view 0, the
+// clean audio) go through a feature source; a crop's embedding per level is the mean over that
+// level's clips, a track's is the mean over its crops. No torch in this header.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mart/audio/features.h"
+#include "mart/dist/world.h"
+
+namespace mart::eval {
+
+// What turns crop hierarchies into vectors: the MART encoder (+PWT), a random one, or plain
+// log-mel statistics.
+class FeatureSource {
+ public:
+  virtual ~FeatureSource() = default;
+  virtual std::string name() const = 0;
+  virtual int64_t dim() const = 0;
+  virtual int levels() const = 0;
+  // hier: [n, clips_total, n_mels, T]; out[level]: [n, dim], the mean over that level's clips.
+  virtual void embed(const float* hier, int64_t n, std::vector<std::vector<float>>* out) = 0;
+};
+
+// Mean and standard deviation of every mel band over the top clip's frames: 2 * n_mels values.
+std::unique_ptr<FeatureSource> logmel_stats_source(const audio::FeatureConfig& f);
+
+struct TrackInfo {
+  std::string id, split;
+  std::vector<uint8_t> tags;
+  int32_t class_index = -1;
+  int64_t cover_group = -1;
+  int64_t crop_begin = 0, crop_end = 0;  // rows of EmbeddingSet::crops
+};
+
+struct EmbeddingSet {
+  std::string source;
+  int64_t dim = 0;
+  int levels = 0;
+  std::vector<std::string> tag_names, class_names;
+  std::vector<TrackInfo> tracks;
+  std::vector<float> crops;                    // level 0 (s^0 after the PWT), [total_crops, dim]
+  std::vector<std::vector<float>> track_level;  // [level][tracks * dim]: mean over crops and clips
+  int64_t num_crops() const { return dim ? static_cast<int64_t>(crops.size()) / dim : 0; }
+};
+
+// Embeds every track of the preprocess run in `data_dir`: shards are split over the ranks of
+// `world` and the result is gathered on every rank in a fixed order (the same for any rank count).
+EmbeddingSet extract(const std::string& data_dir, FeatureSource& source, const dist::World& world);
+
+// HDF5: /tracks/{id,split}, /labels/*, /crops/level_0 [crops, dim] + /crops/offsets, /level_<n> [tracks, dim].
+void write_embeddings(const std::string& path, const EmbeddingSet& e);
+EmbeddingSet read_embeddings(const std::string& path);
+
+}  // namespace mart::eval

@@ -1,0 +1,38 @@
+#pragma once
+// mart-eval's stage body: embed with each feature source (the trained model and the baselines),
+// run every task x label fraction x seed as jobs spread over the ranks, compute the covers ranking
+// in query blocks spread over the ranks, and write the report. No torch in this header.
+#include <string>
+#include <vector>
+
+#include "mart/app/stage.h"
+#include "mart/core/config.h"
+#include "mart/eval/embed.h"
+#include "mart/eval/probe.h"
+
+namespace mart::eval {
+
+void declare_options(Config& c);
+
+// One probe job's outcome.
+struct TaskScore {
+  std::string source, task, metric;
+  double fraction = 1;
+  uint64_t seed = 0;
+  double value = 0;
+};
+
+// Tagging / classification with a probe on `e` (crops of the train split, early stopping on
+// valid, scored on test, a track = the mean of its crops). Throws ConfigError when a split or
+// the task's labels are missing.
+std::vector<TaskScore> run_probe_task(const EmbeddingSet& e, const std::string& task, double fraction,
+                                      const ProbeOptions& o);
+// Tasks the labels of `e` support: tagging (tags), classification (classes), covers (groups).
+std::vector<std::string> available_tasks(const EmbeddingSet& e);
+
+// Markdown table: one row per source, one column per task metric, "mean ± std" over seeds.
+std::string markdown_report(const std::vector<TaskScore>& scores);
+
+int run(app::StageContext& ctx);
+
+}  // namespace mart::eval

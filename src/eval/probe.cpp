@@ -1,0 +1,120 @@
+#include "mart/eval/probe.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <limits>
+
+#include "mart/core/error.h"
+#include "mart/model/mart_model.h"
+
+namespace mart::eval {
+
+namespace {
+
+torch::Tensor rows(const std::vector<float>& v, int64_t n, int64_t d) {
+  return torch::from_blob(const_cast<float*>(v.data()), {n, d}).clone();
+}
+
+torch::Tensor loss_of(const torch::Tensor& logits, const torch::Tensor& y, TaskKind task) {
+  return task == TaskKind::multilabel ? torch::binary_cross_entropy_with_logits(logits, y)
+                                      : torch::nn::functional::cross_entropy(logits, y.to(torch::kLong));
+}
+
+class MartSource : public FeatureSource {
+ public:
+  MartSource(const std::string& checkpoint, const model::ModelOptions& m, uint64_t seed) : model_(nullptr) {
+    torch::manual_seed(static_cast<int64_t>(seed));
+    model_ = model::MartModel(m);
+    if (!checkpoint.empty()) model::load_weights(*model_, checkpoint + "/model.pt");
+    model_->eval();  // BatchNorm on running statistics: a crop's embedding doesn't depend on its batch
+    name_ = checkpoint.empty() ? "random_init" : "mart";
+  }
+  std::string name() const override { return name_; }
+  int64_t dim() const override { return model_->options.dim; }
+  int levels() const override { return model_->options.levels; }
+  void embed(const float* hier, int64_t n, std::vector<std::vector<float>>* out) override {
+    torch::NoGradGuard no_grad;
+    const auto& o = model_->options;
+    auto x = torch::from_blob(const_cast<float*>(hier), {n, o.clips_total(), o.n_mels, o.frames});
+    const auto e = model_->embed(x);
+    out->assign(static_cast<size_t>(o.levels), {});
+    for (int l = 0; l < o.levels; ++l) {
+      const auto mean = e.hat[static_cast<size_t>(l)].mean(1).contiguous();  // over the level's clips
+      (*out)[static_cast<size_t>(l)].assign(mean.data_ptr<float>(), mean.data_ptr<float>() + mean.numel());
+    }
+  }
+
+ private:
+  model::MartModel model_;
+  std::string name_;
+};
+
+}  // namespace
+
+ProbeRun train_probe(const ProbeSet& train, const ProbeSet& valid, const std::vector<float>& test_x, int64_t n_test,
+                     TaskKind task, const ProbeOptions& o) {
+  MART_CHECK(train.n > 0 && valid.n > 0, "a probe needs training and validation examples");
+  torch::manual_seed(static_cast<int64_t>(o.seed));
+  const int64_t d = train.d, k = train.k;
+  auto xt = rows(train.x, train.n, d), xv = rows(valid.x, valid.n, d);
+  // Standardise with the training statistics.
+  const auto mu = xt.mean(0), sd = xt.std(0).clamp_min(1e-6);
+  xt = (xt - mu) / sd;
+  xv = (xv - mu) / sd;
+  const auto yt = task == TaskKind::multilabel ? rows(train.y, train.n, k) : torch::tensor(train.y);
+  const auto yv = task == TaskKind::multilabel ? rows(valid.y, valid.n, k) : torch::tensor(valid.y);
+  torch::nn::Sequential net;
+  if (o.kind == ProbeKind::linear) {
+    net->push_back(torch::nn::Linear(d, k));
+  } else {
+    net->push_back(torch::nn::Linear(d, o.hidden));
+    net->push_back(torch::nn::ReLU());
+    net->push_back(torch::nn::Linear(o.hidden, k));
+  }
+  torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
+  double best = std::numeric_limits<double>::infinity();
+  int since_best = 0, epochs = 0;
+  std::vector<torch::Tensor> best_params;
+  for (; epochs < o.max_epochs && since_best < o.patience; ++epochs) {
+    net->train();
+    const auto perm = torch::randperm(train.n);
+    for (int64_t s = 0; s < train.n; s += o.batch_size) {
+      const auto idx = perm.narrow(0, s, std::min<int64_t>(o.batch_size, train.n - s));
+      opt.zero_grad();
+      loss_of(net->forward(xt.index_select(0, idx)), yt.index_select(0, idx), task).backward();
+      opt.step();
+    }
+    torch::NoGradGuard no_grad;
+    net->eval();
+    const double v = loss_of(net->forward(xv), yv, task).item<double>();
+    if (v < best - 1e-9) {
+      best = v;
+      since_best = 0;
+      best_params.clear();
+      for (auto& p : net->parameters()) best_params.push_back(p.detach().clone());
+    } else {
+      ++since_best;
+    }
+  }
+  torch::NoGradGuard no_grad;
+  auto params = net->parameters();
+  for (size_t i = 0; i < params.size(); ++i) params[i].copy_(best_params[i]);  // the early-stopping point
+  net->eval();
+  auto xs = (rows(test_x, n_test, d) - mu) / sd;
+  auto logits = net->forward(xs);
+  auto probs = (task == TaskKind::multilabel ? torch::sigmoid(logits) : torch::softmax(logits, 1)).contiguous();
+  ProbeRun r;
+  r.scores.assign(probs.data_ptr<float>(), probs.data_ptr<float>() + probs.numel());
+  r.epochs = epochs;
+  r.best_valid_loss = best;
+  return r;
+}
+
+std::unique_ptr<FeatureSource> mart_source(const std::string& checkpoint, const model::ModelOptions& m,
+                                           uint64_t seed, int threads) {
+  if (threads > 0) at::set_num_threads(threads);
+  return std::make_unique<MartSource>(checkpoint, m, seed);
+}
+
+}  // namespace mart::eval

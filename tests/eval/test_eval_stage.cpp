@@ -1,0 +1,92 @@
+// mart-eval end to end: 1 and 2 ranks give the same embeddings and metrics; a trained checkpoint
+// is evaluated beside the baselines; bad input is refused with a clear error.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "../util/proc.h"
+#include "mart/eval/embed.h"
+
+namespace fs = std::filesystem;
+using mart::test::mpirun;
+using mart::test::run;
+
+namespace {
+
+std::string tmp(const std::string& n) { return (fs::temp_directory_path() / n).string(); }
+const std::string kData = tmp("mart_eval_data"), kRun = tmp("mart_eval_trainrun");
+const std::string kFeatures =
+    " --features.clip_samples 8192 --features.levels 3 --features.frames 16 --features.n_mels 16 --features.views 1";
+
+class EvalStage : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const std::string corpus = tmp("mart_eval_corpus");
+    for (const auto& d : {corpus, kData, kRun}) fs::remove_all(d);
+    auto s = run(std::string(MART_SYNTH) + " --output " + corpus + " --synth.tracks 48 --synth.seconds 2 --synth.seed 7");  // seed 7: 27/9/12 tracks in train/valid/test
+    ASSERT_EQ(s.code, 0) << s.output;
+    auto p = run(mpirun(2) + MART_PREPROCESS + " --dataset.kind synth --input " + corpus + " --output " + kData +
+                 kFeatures + " --preprocess.unit_tracks 4");
+    ASSERT_EQ(p.code, 0) << p.output;
+    auto t = run(mpirun(2) + MART_TRAIN + " --data " + kData + " --run " + kRun +
+                     " --model.fcn_channels 4,4,8,8,8,8,16 --model.dim 16 --model.heads 2 --model.head_dim 4"
+                     " --model.ff_dim 16 --model.projection_dim 8 --train.batch_size 4 --train.max_steps 4 --train.threads 1",
+                 300);
+    ASSERT_EQ(t.code, 0) << t.output;
+  }
+  static std::string eval(int np, const std::string& out, const std::string& extra = "") {
+    return mpirun(np) + MART_EVAL + " --data " + kData + " --run " + out +
+           " --eval.seeds 2 --eval.max_epochs 15 --eval.threads 1 " + extra;
+  }
+};
+
+nlohmann::json results(const std::string& dir) {
+  std::ifstream in(dir + "/results.json");
+  return nlohmann::json::parse(in);
+}
+
+TEST_F(EvalStage, OneAndTwoRanksGiveTheSameEmbeddingsAndMetrics) {
+  const auto one = mart::test::fresh_dir("mart_eval_one"), two = mart::test::fresh_dir("mart_eval_two");
+  auto r1 = run(eval(1, one, "--checkpoint " + kRun), 600);
+  ASSERT_EQ(r1.code, 0) << r1.output;
+  auto r2 = run(eval(2, two, "--checkpoint " + kRun), 600);
+  ASSERT_EQ(r2.code, 0) << r2.output;
+  for (const char* src : {"mart", "random_init", "logmel_stats"}) {
+    const auto a = mart::eval::read_embeddings(one + "/embeddings-" + src + ".h5");
+    const auto b = mart::eval::read_embeddings(two + "/embeddings-" + src + ".h5");
+    ASSERT_EQ(a.tracks.size(), b.tracks.size()) << src;
+    EXPECT_GT(a.tracks.size(), 20u);
+    EXPECT_EQ(a.crops, b.crops) << src;
+    EXPECT_EQ(a.track_level, b.track_level) << src;
+  }
+  EXPECT_EQ(results(one), results(two));
+  // The report has a row per model and the three tasks the demo labels allow.
+  for (const char* s : {"| mart |", "| random_init |", "| logmel_stats |", "tagging ROC-AUC", "classification accuracy", "covers MAP"})
+    EXPECT_NE(r2.output.find(s), std::string::npos) << s << "\n" << r2.output;
+}
+
+TEST_F(EvalStage, BadInputIsRefusedWithAClearError) {
+  const auto out = mart::test::fresh_dir("mart_eval_bad");
+  // Evaluation data preprocessed with other features than the checkpoint was trained on.
+  const std::string other = tmp("mart_eval_otherdata");
+  fs::remove_all(other);
+  auto p = run(mpirun(1) + MART_PREPROCESS + " --dataset.kind synth --input " + tmp("mart_eval_corpus") + " --output " +
+               other + " --features.clip_samples 8192 --features.levels 3 --features.frames 16 --features.n_mels 32"
+               " --features.views 0 --preprocess.unit_tracks 8");
+  ASSERT_EQ(p.code, 0) << p.output;
+  auto r = run(mpirun(1) + MART_EVAL + " --data " + other + " --run " + out + " --checkpoint " + kRun, 120);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("features"), std::string::npos) << r.output;
+  // A task whose labels the shards lack.
+  auto folder = run(mpirun(1) + MART_EVAL + " --data " + kData + " --run " + out + " --eval.tasks lyrics", 120);
+  EXPECT_EQ(folder.code, 2) << folder.output;
+  EXPECT_NE(folder.output.find("needs labels"), std::string::npos) << folder.output;
+  // Not a checkpoint.
+  auto bad = run(mpirun(1) + MART_EVAL + " --data " + kData + " --run " + out + " --checkpoint " + out, 120);
+  EXPECT_EQ(bad.code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("neither a complete checkpoint"), std::string::npos) << bad.output;
+}
+
+}  // namespace

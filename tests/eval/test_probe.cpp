@@ -1,0 +1,115 @@
+// The probe itself is proven: on embeddings that carry the labels it is near perfect, on shuffled
+// labels it is at chance. Labels are those of the demo corpus (mart-synth's plan).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "mart/core/error.h"
+#include "mart/core/rng.h"
+#include "mart/eval/evaluate.h"
+#include "mart/synth/synth.h"
+
+namespace {
+
+using namespace mart;
+
+// Every demo track with 3 crops; the first dimensions are its tags (or its class, one-hot) plus
+// noise when `planted`, pure noise otherwise.
+eval::EmbeddingSet demo_set(bool planted, bool shuffle_labels) {
+  synth::SynthOptions so;
+  so.tracks = 240;
+  const auto plan = synth::plan_corpus(so);
+  eval::EmbeddingSet e;
+  e.source = planted ? "planted" : "noise";
+  e.dim = 40;
+  e.levels = 1;
+  e.tag_names = synth::tag_names();
+  for (const auto& s : synth::styles()) e.class_names.push_back(s.name);
+  Rng rng(5);
+  std::vector<size_t> label_of(plan.size());
+  for (size_t i = 0; i < plan.size(); ++i) label_of[i] = i;
+  if (shuffle_labels)
+    for (size_t i = plan.size(); i > 1; --i) std::swap(label_of[i - 1], label_of[rng.next() % i]);
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const auto& t = plan[i];
+    const auto& lab = plan[label_of[i]];
+    eval::TrackInfo info;
+    info.id = t.track_id;
+    info.split = t.split;
+    info.tags.assign(e.tag_names.size(), 0);
+    for (int g : lab.tags) info.tags[static_cast<size_t>(g)] = 1;
+    info.class_index = lab.style;
+    info.crop_begin = e.num_crops();
+    for (int c = 0; c < 3; ++c) {
+      std::vector<float> x(static_cast<size_t>(e.dim));
+      for (auto& v : x) v = static_cast<float>(rng.normal());
+      if (planted) {  // the features carry the TRACK's own labels (t, not lab)
+        for (int g : t.tags) x[static_cast<size_t>(g)] += 3.0f;
+        x[e.tag_names.size() + static_cast<size_t>(t.style)] += 3.0f;
+      }
+      e.crops.insert(e.crops.end(), x.begin(), x.end());
+    }
+    info.crop_end = e.num_crops();
+    e.tracks.push_back(info);
+  }
+  return e;
+}
+
+double metric(const std::vector<eval::TaskScore>& s, const std::string& name) {
+  for (const auto& x : s)
+    if (x.metric == name) return x.value;
+  ADD_FAILURE() << "no metric " << name;
+  return 0;
+}
+
+TEST(Probe, PlantedFeaturesGiveNearPerfectTaggingAndClassification) {
+  const auto e = demo_set(true, false);
+  eval::ProbeOptions o;
+  const auto tag = eval::run_probe_task(e, "tagging", 1.0, o);
+  EXPECT_GT(metric(tag, "ROC-AUC"), 0.97);
+  EXPECT_GT(metric(tag, "PR-AUC"), 0.9);
+  const auto cls = eval::run_probe_task(e, "classification", 1.0, o);
+  EXPECT_GT(metric(cls, "accuracy"), 0.95);
+  o.kind = eval::ProbeKind::mlp;
+  EXPECT_GT(metric(eval::run_probe_task(e, "classification", 1.0, o), "accuracy"), 0.9);
+}
+
+TEST(Probe, ShuffledLabelsGiveChance) {
+  const auto e = demo_set(true, true);
+  eval::ProbeOptions o;
+  const double auc = metric(eval::run_probe_task(e, "tagging", 1.0, o), "ROC-AUC");
+  EXPECT_GT(auc, 0.35);
+  EXPECT_LT(auc, 0.65);
+  const double acc = metric(eval::run_probe_task(e, "classification", 1.0, o), "accuracy");
+  EXPECT_LT(acc, 0.3);  // chance is 1/8
+}
+
+TEST(Probe, FewerLabelsStillLearnAndSeedsAreDeterministic) {
+  const auto e = demo_set(true, false);
+  eval::ProbeOptions o;
+  const auto a = eval::run_probe_task(e, "tagging", 0.1, o), b = eval::run_probe_task(e, "tagging", 0.1, o);
+  EXPECT_EQ(metric(a, "ROC-AUC"), metric(b, "ROC-AUC"));
+  EXPECT_GT(metric(a, "ROC-AUC"), 0.8);
+}
+
+TEST(Probe, MissingSplitIsAClearError) {
+  auto e = demo_set(true, false);
+  for (auto& t : e.tracks)
+    if (t.split == "test") t.split = "train";
+  try {
+    eval::run_probe_task(e, "tagging", 1.0, {});
+    FAIL() << "no error without a test split";
+  } catch (const mart::ConfigError& err) {
+    EXPECT_NE(std::string(err.what()).find("test"), std::string::npos) << err.what();
+  }
+}
+
+TEST(Report, MarkdownHasOneRowPerModelAndMeanStd) {
+  std::vector<eval::TaskScore> s = {{"mart", "tagging", "ROC-AUC", 1.0, 1, 0.9}, {"mart", "tagging", "ROC-AUC", 1.0, 2, 0.8},
+                                    {"logmel_stats", "tagging", "ROC-AUC", 1.0, 1, 0.7}};
+  const auto md = eval::markdown_report(s);
+  EXPECT_NE(md.find("| mart | 0.8500 ± 0.0707 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| logmel_stats | 0.7000 |"), std::string::npos) << md;
+}
+
+}  // namespace
