@@ -98,7 +98,9 @@ void check_equivalence(torch::ScalarType dtype, int steps) {
   std::vector<torch::Tensor> pr, pd;
   for (auto& p : ref->parameters()) pr.push_back(p.detach());
   for (auto& p : dis->parameters()) pd.push_back(p.detach());
-  if (dtype == torch::kFloat64) EXPECT_LT(max_rel_diff(pd, pr), 1e-4) << "parameters after " << steps << " steps";
+  if (dtype == torch::kFloat64) {
+    EXPECT_LT(max_rel_diff(pd, pr), 1e-4) << "parameters after " << steps << " steps";
+  }
 }
 
 TEST(Equivalence, Float32FirstStepLossAndGradients) { check_equivalence(torch::kFloat32, 1); }
