@@ -15,7 +15,7 @@ trap 'bash "$SLURM_LOCAL" down >/dev/null 2>&1 || true' EXIT
 
 rm -rf "$WORK"; mkdir -p "$WORK"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-"$BIN/synth/mart-synth" --output "$WORK/corpus" --synth.tracks 16 --synth.seconds 4 >"$WORK/synth.log" 2>&1 || fail "mart-synth"
+"$BIN/synth/mart-synth" --output "$WORK/corpus" --synth.tracks 48 --synth.seconds 2 --synth.seed 7 >"$WORK/synth.log" 2>&1 || fail "mart-synth"
 cat >"$WORK/pre.ini" <<INI
 [dataset]
 kind = synth
@@ -52,8 +52,8 @@ INI
 
 export MART_ROOT=$SRC MART_BIN=$BIN
 # 1. The pipeline: three jobs chained with afterok.
-ids=$(INPUT="$WORK/corpus" WORK="$WORK/pipeline" PREPROCESS_CONFIG="$WORK/pre.ini" PRETRAIN_CONFIG="$WORK/train.ini" \
-      EVAL_CONFIG="$WORK/eval.ini" bash "$SRC/slurm/pipeline.sh") || fail "pipeline.sh did not submit"
+ids=$(env INPUT="$WORK/corpus" PREPROCESS_CONFIG="$WORK/pre.ini" PRETRAIN_CONFIG="$WORK/train.ini" \
+      EVAL_CONFIG="$WORK/eval.ini" WORK="$WORK/pipeline" bash "$SRC/slurm/pipeline.sh") || fail "pipeline.sh did not submit"
 read -r pre train ev <<<"$ids"
 echo "pipeline jobs: preprocess $pre, pretrain $train, eval $ev"
 for j in $pre $train $ev; do bash "$SLURM_LOCAL" wait "$j" 600 || fail "job $j did not complete"; done
@@ -63,19 +63,19 @@ grep -q "| mart |" "$WORK/pipeline/eval/report.md" || fail "the eval job wrote n
 grep -q "logmel_stats" "$WORK/pipeline/eval/report.md" || fail "the report lacks the log-mel baseline"
 echo "pipeline: ok"
 
-# 2. Preemption: USR1 to the batch shell mid-training; the job must requeue and finish at step 40.
+# 2. Preemption: USR1 to the batch shell mid-training; the job must requeue and finish at step 2000.
 mkdir -p "$WORK/preempt"
-job=$(cd "$WORK/preempt" && sbatch --parsable --export "ALL,MART_ROOT=$SRC,MART_BIN=$BIN,CONFIG=$WORK/train.ini,DATA=$WORK/pipeline/shards,RUN=$WORK/preempt/run,MART_ARGS=--train.max_steps 40 --train.checkpoint_every 4" \
+job=$(cd "$WORK/preempt" && sbatch --parsable --export "ALL,MART_ROOT=$SRC,MART_BIN=$BIN,CONFIG=$WORK/train.ini,DATA=$WORK/pipeline/shards,RUN=$WORK/preempt/run,MART_ARGS=--train.max_steps 2000 --train.checkpoint_every 100 --train.log_every 500" \
       "$SRC/slurm/pretrain.sh") || fail "sbatch pretrain.sh"
 for i in $(seq 1 300); do
-  [ -f "$WORK/preempt/run/checkpoints/step-000000004/COMPLETE" ] && break
+  [ -f "$WORK/preempt/run/checkpoints/step-000000100/COMPLETE" ] && break
   sleep 1
 done
-[ -f "$WORK/preempt/run/checkpoints/step-000000004/COMPLETE" ] || fail "pretrain never reached step 4"
+[ -f "$WORK/preempt/run/checkpoints/step-000000100/COMPLETE" ] || fail "pretrain never reached step 100"
 scancel --batch --signal=USR1 "$job"
 bash "$SLURM_LOCAL" wait "$job" 900 || fail "the preempted job did not complete after its requeue"
 out=$(ls "$WORK"/preempt/slurm-*.out)
 grep -q "requeueing" $out || fail "the job was not requeued after USR1"
 grep -q "restart 1" $out || fail "the requeued job did not restart"
-grep -q '"step": 40' "$WORK/preempt/run/checkpoints/step-000000040/state.json" || fail "the resumed run did not end at step 40"
+grep -q '"step": 2000' "$WORK/preempt/run/checkpoints/step-000002000/state.json" || fail "the resumed run did not end at step 2000"
 echo "preemption: ok"
