@@ -49,6 +49,20 @@ std::vector<uint64_t> World::all_gather(uint64_t v) const {
   return all;
 }
 
+std::vector<std::string> World::all_gather_bytes(const std::string& mine) const {
+  const int n = static_cast<int>(mine.size());
+  std::vector<int> counts(static_cast<size_t>(size_)), displs(static_cast<size_t>(size_));
+  MPI_CHECK(MPI_Allgather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD));
+  int total = 0;
+  for (size_t r = 0; r < counts.size(); ++r) displs[r] = total, total += counts[r];
+  std::string all(static_cast<size_t>(total), '\0');
+  MPI_CHECK(MPI_Allgatherv(mine.data(), n, MPI_CHAR, all.data(), counts.data(), displs.data(), MPI_CHAR, MPI_COMM_WORLD));
+  std::vector<std::string> out;
+  for (size_t r = 0; r < counts.size(); ++r)
+    out.push_back(all.substr(static_cast<size_t>(displs[r]), static_cast<size_t>(counts[r])));
+  return out;
+}
+
 void World::abort(int code) const {
   MPI_Abort(MPI_COMM_WORLD, code);
   std::_Exit(code);  // MPI_Abort does not return; this is for a broken MPI

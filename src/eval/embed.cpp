@@ -1,6 +1,5 @@
 #include "mart/eval/embed.h"
 
-#include <mpi.h>
 
 #include <algorithm>
 #include <cmath>
@@ -9,7 +8,6 @@
 
 #include "mart/core/error.h"
 #include "mart/core/h5_check.h"
-#include "mart/core/mpi_check.h"
 #include "mart/data/h5.h"
 #include "mart/data/manifest.h"
 #include "mart/data/shard.h"
@@ -44,20 +42,6 @@ class LogMelStats : public FeatureSource {
  private:
   audio::FeatureConfig f_;
 };
-
-// Every rank's bytes, in rank order.
-std::vector<std::string> all_gather_bytes(const std::string& mine, MPI_Comm comm, int size) {
-  int n = static_cast<int>(mine.size());
-  std::vector<int> counts(static_cast<size_t>(size)), displs(static_cast<size_t>(size));
-  MPI_CHECK(MPI_Allgather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, comm));
-  int total = 0;
-  for (int r = 0; r < size; ++r) displs[static_cast<size_t>(r)] = total, total += counts[static_cast<size_t>(r)];
-  std::string all(static_cast<size_t>(total), '\0');
-  MPI_CHECK(MPI_Allgatherv(mine.data(), n, MPI_CHAR, all.data(), counts.data(), displs.data(), MPI_CHAR, comm));
-  std::vector<std::string> out;
-  for (int r = 0; r < size; ++r) out.push_back(all.substr(static_cast<size_t>(displs[static_cast<size_t>(r)]), static_cast<size_t>(counts[static_cast<size_t>(r)])));
-  return out;
-}
 
 // One shard's part of the set, as a self-contained blob for the gather.
 struct Part {
@@ -148,7 +132,7 @@ EmbeddingSet extract(const std::string& data_dir, FeatureSource& source, const d
     mine.push_back(embed_shard(r, static_cast<int64_t>(s), source));
   }
   std::vector<Part> all;
-  for (const auto& bytes : all_gather_bytes(pack(mine), world.comm(), world.size()))
+  for (const auto& bytes : world.all_gather_bytes(pack(mine)))
     for (auto& p : unpack(bytes)) all.push_back(std::move(p));
   std::sort(all.begin(), all.end(), [](const Part& a, const Part& b) { return a.shard < b.shard; });
   EmbeddingSet e;

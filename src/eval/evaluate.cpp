@@ -1,6 +1,5 @@
 #include "mart/eval/evaluate.h"
 
-#include <mpi.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -13,7 +12,6 @@
 
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
-#include "mart/core/mpi_check.h"
 #include "mart/core/rng.h"
 #include "mart/data/manifest.h"
 #include "mart/eval/metrics.h"
@@ -190,21 +188,11 @@ std::string markdown_report(const std::vector<TaskScore>& scores) {
 
 namespace {
 
-// Every rank's JSON array, concatenated on rank 0 (empty elsewhere).
+// Every rank's JSON array, concatenated in rank order.
 json gather_json(const json& mine, const dist::World& w) {
-  const std::string s = mine.dump();
-  int n = static_cast<int>(s.size());
-  std::vector<int> counts(static_cast<size_t>(w.size())), displs(static_cast<size_t>(w.size()));
-  MPI_CHECK(MPI_Gather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, w.comm()));
-  int total = 0;
-  for (int r = 0; r < w.size(); ++r) displs[static_cast<size_t>(r)] = total, total += counts[static_cast<size_t>(r)];
-  std::string all(static_cast<size_t>(w.is_root() ? total : 0), '\0');
-  MPI_CHECK(MPI_Gatherv(s.data(), n, MPI_CHAR, all.data(), counts.data(), displs.data(), MPI_CHAR, 0, w.comm()));
   json out = json::array();
-  if (!w.is_root()) return out;
-  for (int r = 0; r < w.size(); ++r)
-    for (auto& x : json::parse(all.substr(static_cast<size_t>(displs[static_cast<size_t>(r)]), static_cast<size_t>(counts[static_cast<size_t>(r)]))))
-      out.push_back(x);
+  for (const auto& part : w.all_gather_bytes(mine.dump()))
+    for (auto& x : json::parse(part)) out.push_back(x);
   return out;
 }
 

@@ -98,7 +98,7 @@ void declare_options(Config& c) {
   c.add<int>("train.threads", 0, "intra-op threads per rank (0: cores / ranks on the node)", "Execution");
   c.add<int>("train.prefetch", d.prefetch, "batches read ahead by the loader thread", "Execution");
   c.add<std::string>("train.batch_norm", d.batch_norm,
-                     "local (per-rank statistics), frozen (running statistics), or sync (statistics over all ranks)",
+                     "local (per-rank batch statistics) or frozen (running statistics: exact across rank counts)",
                      "Execution");
   c.add<bool>("train.overlap", true, "all-reduce gradients during backward", "Execution");
   c.add<double>("train.bucket_mb", d.bucket_mb, "gradient bucket size in MB", "Execution");
@@ -140,8 +140,9 @@ TrainOptions options_from(const Config& c) {
   if (o.epochs < 1 && o.max_steps < 1) MART_CONFIG_ERROR("train.epochs or train.max_steps must be positive");
   if (!(o.lr > 0)) MART_CONFIG_ERROR("train.lr must be positive");
   if (o.device != "cpu" && o.device != "cuda") MART_CONFIG_ERROR("train.device must be cpu or cuda, got '", o.device, "'");
-  if (o.batch_norm != "local" && o.batch_norm != "frozen" && o.batch_norm != "sync")
-    MART_CONFIG_ERROR("train.batch_norm must be local, frozen or sync, got '", o.batch_norm, "'");
+  if (o.batch_norm != "local" && o.batch_norm != "frozen")
+    MART_CONFIG_ERROR("train.batch_norm must be local or frozen, got '", o.batch_norm, "'");
+  if (o.bf16 && o.device != "cuda") MART_CONFIG_ERROR("train.bf16 needs train.device = cuda (autocast to bf16 is a GPU feature here)");
   if (o.prefetch < 1) MART_CONFIG_ERROR("train.prefetch must be at least 1");
   if (o.keep_checkpoints < 1) MART_CONFIG_ERROR("train.keep_checkpoints must be at least 1");
   if (o.splits.empty()) MART_CONFIG_ERROR("train.splits names no split");

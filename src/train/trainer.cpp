@@ -1,6 +1,7 @@
 #include "mart/train/trainer.h"
 
 #include <spdlog/spdlog.h>
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -107,8 +108,6 @@ int run(app::StageContext& ctx) {
   }
   model->train();
   if (o.batch_norm == "frozen") freeze_batch_norm(*model);
-  if (o.batch_norm == "sync")
-    MART_CONFIG_ERROR("train.batch_norm = sync is not available in this build yet: use local or frozen");
 
   std::vector<torch::Tensor> params;
   for (auto& p : model->parameters())
@@ -145,7 +144,15 @@ int run(app::StageContext& ctx) {
     auto a = torch::from_blob(batch.view_a.data(), {batch.size, 1, f.n_mels, f.frames}).to(device);
     auto b = torch::from_blob(batch.view_b.data(), {batch.size, clips, f.n_mels, f.frames}).to(device);
     optimizer.zero_grad();
+    if (o.bf16) {  // autocast covers the forward; backward follows the dtypes it chose
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_enabled(true);
+    }
     StepLoss l = forward_loss(model, loss_fn, a, b, comm.get());
+    if (o.bf16) {
+      at::autocast::set_enabled(false);
+      at::autocast::clear_cache();
+    }
     l.backward.backward();
     reducer.finalize();
     if (o.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params, o.clip_grad_norm);

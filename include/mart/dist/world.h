@@ -28,6 +28,8 @@ class World {
   // True on every rank when `flag` is true on any rank: a decision all ranks take together.
   bool any(bool flag) const;
   std::vector<uint64_t> all_gather(uint64_t v) const;
+  // Every rank's bytes (any length), in rank order, on every rank.
+  std::vector<std::string> all_gather_bytes(const std::string& mine) const;
   // Ends every rank of the job with `code`: the way out of an error that only one rank saw.
   [[noreturn]] void abort(int code) const;
 

@@ -28,7 +28,7 @@ struct TrainOptions {
   bool bf16 = false;           // CUDA autocast
   int threads = 0;             // intra-op threads per rank; 0: cores / local ranks
   int prefetch = 4;            // batches read ahead
-  std::string batch_norm = "local";  // local | frozen | sync
+  std::string batch_norm = "local";  // local | frozen
   bool overlap = true;         // all-reduce during backward
   double bucket_mb = 25;
   // Checkpoints and logging.
