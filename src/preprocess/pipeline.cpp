@@ -180,10 +180,7 @@ class UnitProcessor {
  public:
   UnitProcessor(const PreprocessOptions& o, const data::LabelSchema& labels, uint64_t hash,
                 std::map<std::string, int64_t> covers)
-      : o_(o), labels_(labels), hash_(hash), covers_(std::move(covers)) {
-    for (int level : data::stored_levels(o.features)) mels_.push_back(std::make_unique<audio::LogMel>(o.features, level));
-  }
-  int empty_filters() const { return mels_.front()->filterbank().empty_filters(); }
+      : o_(o), labels_(labels), hash_(hash), covers_(std::move(covers)), mels_(o.features) {}
 
   UnitRecord process(int64_t unit, const std::vector<TrackEntry>& tracks, int64_t first) {
     UnitRecord rec;
@@ -210,8 +207,7 @@ class UnitProcessor {
           const std::vector<float> x =
               v == 0 ? clean : audio::augment_view(clean, f.sample_rate, o_.augment, o_.augment_seed,
                                                    static_cast<uint64_t>(i), static_cast<uint64_t>(v));
-          views.emplace_back();
-          for (auto& m : mels_) views.back().push_back(m->compute(x));
+          views.push_back(mels_.compute(x));
         }
         if (!writer) writer = std::make_unique<data::ShardWriter>(o_.output + "/" + shard, f, labels_, hash_);
         writer->add_track(meta(t, static_cast<int64_t>(clean.size())), views);
@@ -256,7 +252,7 @@ class UnitProcessor {
   const data::LabelSchema& labels_;
   uint64_t hash_;
   std::map<std::string, int64_t> covers_;
-  std::vector<std::unique_ptr<audio::LogMel>> mels_;
+  audio::TrackLogMels mels_;  // the levels a shard stores
 };
 
 // A shared counter on rank 0 that hands out units: MPI_Fetch_and_op under a shared lock.
@@ -345,10 +341,8 @@ int run(app::StageContext& ctx) {
     spdlog::info("{} tracks from the {} dataset in '{}': {} units of {} tracks; {} tags, {} classes", tracks.size(),
                  dataset->name(), o.dataset.input, units, o.unit_tracks, labels.tag_names.size(),
                  labels.class_names.size());
-    if (proc.empty_filters() > 0)
-      spdlog::warn("{} of {} mel filters are empty with n_fft {} at {} Hz: their rows are the constant log(eps); "
-                   "a larger n_fft (or the scaled window policy) fills them",
-                   proc.empty_filters(), o.features.n_mels, o.features.n_fft, o.features.sample_rate);
+    const std::string empty = audio::empty_filter_warning(o.features);
+    if (!empty.empty()) spdlog::warn("{}", empty);
   }
 
   UnitCounter counter(world.comm());
