@@ -630,7 +630,8 @@ void declare_embed_options(Config& c) {
                                             "npy (npy/<NNNNNN>_<stem>.*.npy per file)", "Embedding");
   c.add<double>("embed.hop_ms", 0.0, "hop between top-clip starts in ms (rounded to the top level's hop); "
                                      "0: non-overlapping crops", "Embedding");
-  c.add<int>("embed.batch_crops", 16, "crops of one file per forward pass (memory: about 1 + M + ... + M^(N-1) clips each)", "Embedding");
+  c.add<int>("embed.batch_crops", 4, "crops of one file per forward pass; each is 1 + M + ... + M^(N-1) clips (15 with the "
+                                        "paper's: the first conv layer's output alone is 126 MB per crop)", "Embedding");
   c.add<double>("embed.max_failures", 1.0, "fraction of files allowed to fail before the run is an error (exit 1); "
                                            "a run where every file fails is always an error", "Embedding");
   c.add<int>("embed.files_per_round", 8, "files per rank between two gathers to rank 0 (bounds rank 0's memory)", "Execution");
