@@ -11,8 +11,6 @@ namespace mart::data {
 
 using nlohmann::json;
 
-namespace {
-
 json features_to_json(const audio::FeatureConfig& c) {
   return json{{"sample_rate", c.sample_rate}, {"clip_samples", c.clip_samples},
               {"levels", c.levels},           {"parts", c.parts},
@@ -21,6 +19,8 @@ json features_to_json(const audio::FeatureConfig& c) {
               {"f_max", c.f_max},             {"log_eps", c.log_eps},
               {"window", audio::to_string(c.window)}, {"views", c.views}};
 }
+
+namespace {
 
 // j[key] as T, or a ConfigError naming the key and the file.
 template <typename T>
@@ -33,6 +33,8 @@ T field(const json& j, const char* key, const std::string& origin) {
     MART_CONFIG_ERROR("manifest '", origin, "': key '", key, "' has the wrong type: ", e.what());
   }
 }
+
+}  // namespace
 
 audio::FeatureConfig features_from_json(const json& j, const std::string& o) {
   audio::FeatureConfig c;
@@ -50,6 +52,8 @@ audio::FeatureConfig features_from_json(const json& j, const std::string& o) {
   c.views = field<int>(j, "views", o);
   return c;
 }
+
+namespace {
 
 uint64_t parse_hex(const std::string& s, const char* key, const std::string& origin) {
   size_t used = 0;

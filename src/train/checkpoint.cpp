@@ -8,6 +8,7 @@
 
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
+#include "mart/data/manifest.h"
 #include "mart/train/options.h"
 
 namespace fs = std::filesystem;
@@ -47,8 +48,9 @@ void save_checkpoint(const std::string& run, const TrainState& s, model::MartMod
   fs::create_directories(tmp);
   model::save_weights(*model, tmp + "/model.pt");
   torch::save(optimizer, tmp + "/optimizer.pt");
-  const json j = {{"step", s.step}, {"epoch", s.sampler.epoch}, {"batch", s.sampler.batch}, {"seed", s.seed},
-                  {"config_hash", s.config_hash}, {"model", s.model_canonical}};
+  json j = {{"step", s.step}, {"epoch", s.sampler.epoch}, {"batch", s.sampler.batch}, {"seed", s.seed},
+            {"config_hash", s.config_hash}, {"model", s.model_canonical}};
+  if (s.features) j["features"] = data::features_to_json(*s.features);
   write_file_atomic(tmp + "/state.json", j.dump(1));
   write_file_atomic(tmp + "/model.ini", model_ini(model->options));  // mart-eval rebuilds the model from it
   fs::remove_all(final_dir);
@@ -76,6 +78,7 @@ TrainState read_train_state(const std::string& dir) {
     s.seed = j.at("seed").get<uint64_t>();
     s.config_hash = j.at("config_hash").get<std::string>();
     s.model_canonical = j.at("model").get<std::string>();
+    if (j.contains("features")) s.features = data::features_from_json(j.at("features"), path);
     return s;
   } catch (const ConfigError&) {
     throw;

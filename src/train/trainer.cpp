@@ -93,6 +93,7 @@ int run(app::StageContext& ctx) {
   state.seed = o.seed;
   state.config_hash = hex64(ctx.cfg.hash());
   state.model_canonical = mo.canonical();
+  state.features = f;
   const auto latest = latest_checkpoint(o.run);
   if (latest && !o.resume)
     MART_CONFIG_ERROR("run directory '", o.run, "' already holds checkpoints (", *latest,

@@ -44,6 +44,11 @@ struct Manifest {
   static Manifest from_json(const nlohmann::json& j, const std::string& origin);
 };
 
+// The feature parameters as a JSON object and back (checkpoints store them too); `origin` names
+// the source in a ConfigError about a missing or mistyped key.
+nlohmann::json features_to_json(const audio::FeatureConfig& c);
+audio::FeatureConfig features_from_json(const nlohmann::json& j, const std::string& origin);
+
 // Writes `dir`/manifest.json (or the given file path) atomically.
 void write_manifest(const std::string& path, const Manifest& m);
 // Loads and validates a manifest; with `expected`, also requires its feature config (ConfigError

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "mart/audio/features.h"
 #include "mart/dist/sampler.h"
 #include "mart/model/mart_model.h"
 
@@ -19,6 +20,9 @@ struct TrainState {
   uint64_t seed = 0;
   std::string config_hash;       // of the run that wrote it
   std::string model_canonical;   // the model options, so eval can check them
+  // The features of the training data, so mart-embed can turn raw audio into the model's input
+  // (absent in checkpoints written before it was stored).
+  std::optional<audio::FeatureConfig> features;
 };
 
 std::string checkpoint_dir(const std::string& run, int64_t step);
