@@ -56,7 +56,7 @@ std::string pack(const std::vector<Part>& parts) {
   for (const auto& p : parts) {
     json t = json::array();
     for (const auto& x : p.tracks)
-      t.push_back({x.id, x.split, x.tags, x.class_index, x.cover_group, x.crop_end - x.crop_begin});
+      t.push_back({x.id, x.split, x.tags, x.class_index, x.cover_group, x.crop_end - x.crop_begin, x.shard_track});
     j.push_back({{"shard", p.shard}, {"tracks", t}, {"crops", p.crops}, {"levels", p.track_level}});
   }
   const std::vector<uint8_t> cbor = json::to_cbor(j);
@@ -77,6 +77,8 @@ std::vector<Part> unpack(const std::string& bytes) {
       x.class_index = t[3];
       x.cover_group = t[4];
       x.crop_end = t[5];
+      x.shard = part.shard;
+      x.shard_track = t[6];
       part.tracks.push_back(x);
     }
     part.crops = p.at("crops").get<std::vector<float>>();
@@ -96,10 +98,8 @@ Part embed_shard(const data::ShardReader& r, int64_t shard, FeatureSource& src) 
   std::vector<std::vector<float>> out;
   for (int64_t t = 0; t < r.num_tracks(); ++t) {
     const auto& tr = r.track(t);
-    TrackInfo info{tr.id, tr.split, tr.tags, tr.class_index, tr.cover_group, 0, 0};
-    // Non-overlapping crops: a top clip spans T top-level hops.
-    std::vector<int64_t> starts;
-    for (int64_t k = 0; k < r.valid_starts(t); k += f.frames) starts.push_back(k);
+    TrackInfo info{tr.id, tr.split, tr.tags, tr.class_index, tr.cover_group, 0, 0, shard, t};
+    const std::vector<int64_t> starts = eval_crop_starts(r.valid_starts(t), f.frames);
     if (starts.empty()) continue;  // shorter than one top clip: nothing to embed
     buf.resize(starts.size() * static_cast<size_t>(hier));
     for (size_t c = 0; c < starts.size(); ++c) r.crop_into(t, starts[c], 0, buf.data() + c * static_cast<size_t>(hier));
@@ -119,6 +119,12 @@ Part embed_shard(const data::ShardReader& r, int64_t shard, FeatureSource& src) 
 }
 
 }  // namespace
+
+std::vector<int64_t> eval_crop_starts(int64_t valid_starts, int frames) {
+  std::vector<int64_t> starts;
+  for (int64_t k = 0; k < valid_starts; k += frames) starts.push_back(k);
+  return starts;
+}
 
 std::unique_ptr<FeatureSource> logmel_stats_source(const audio::FeatureConfig& f) {
   return std::make_unique<LogMelStats>(f);
@@ -172,7 +178,7 @@ void write_embeddings(const std::string& path, const EmbeddingSet& e) {
   h5::File f(H5_CHECK(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)));
   std::vector<std::string> ids, splits;
   std::vector<int32_t> cls;
-  std::vector<int64_t> cover, offsets{0};
+  std::vector<int64_t> cover, offsets{0}, shard, shard_track;
   std::vector<uint8_t> tags;
   for (const auto& t : e.tracks) {
     ids.push_back(t.id);
@@ -180,12 +186,16 @@ void write_embeddings(const std::string& path, const EmbeddingSet& e) {
     cls.push_back(t.class_index);
     cover.push_back(t.cover_group);
     offsets.push_back(t.crop_end);
+    shard.push_back(t.shard);
+    shard_track.push_back(t.shard_track);
     tags.insert(tags.end(), t.tags.begin(), t.tags.end());
   }
   const auto n = static_cast<hsize_t>(e.tracks.size()), d = static_cast<hsize_t>(e.dim);
   for (const char* g : {"tracks", "labels", "crops"}) h5::create_group(f.get(), g);
   h5::write_strings(f.get(), "tracks/id", ids);
   h5::write_strings(f.get(), "tracks/split", splits);
+  h5::write_array(f.get(), "tracks/shard", shard);
+  h5::write_array(f.get(), "tracks/shard_track", shard_track);
   h5::write_array(f.get(), "labels/class", cls);
   h5::write_array(f.get(), "labels/cover_group", cover);
   if (!e.tag_names.empty()) h5::write_array(f.get(), "labels/tags", tags, {n, static_cast<hsize_t>(e.tag_names.size())});
@@ -196,6 +206,7 @@ void write_embeddings(const std::string& path, const EmbeddingSet& e) {
   for (size_t l = 0; l < e.track_level.size(); ++l)
     h5::write_array(f.get(), "level_" + std::to_string(l), e.track_level[l], {n, d});
   h5::write_attr(f.get(), "source", e.source);
+  h5::write_attr(f.get(), "identity", e.identity);
   h5::write_attr(f.get(), "dim", static_cast<int64_t>(e.dim));
   h5::write_attr(f.get(), "levels", static_cast<int64_t>(e.levels));
   f.reset();
@@ -209,6 +220,7 @@ EmbeddingSet read_embeddings(const std::string& path) {
   if (f.get() < 0) MART_CONFIG_ERROR("cannot open embeddings '", path, "'");
   EmbeddingSet e;
   e.source = h5::read_attr_string(f.get(), "source");
+  e.identity = h5::read_attr_string(f.get(), "identity");
   e.dim = h5::read_attr_int(f.get(), "dim");
   e.levels = static_cast<int>(h5::read_attr_int(f.get(), "levels"));
   e.tag_names = h5::read_strings(f.get(), "labels/tag_names");
@@ -217,17 +229,27 @@ EmbeddingSet read_embeddings(const std::string& path) {
   const auto cls = h5::read_array<int32_t>(f.get(), "labels/class");
   const auto cover = h5::read_array<int64_t>(f.get(), "labels/cover_group");
   const auto offsets = h5::read_array<int64_t>(f.get(), "crops/offsets");
+  const auto shard = h5::read_array<int64_t>(f.get(), "tracks/shard");
+  const auto shard_track = h5::read_array<int64_t>(f.get(), "tracks/shard_track");
   std::vector<uint8_t> tags;
   if (!e.tag_names.empty()) tags = h5::read_array<uint8_t>(f.get(), "labels/tags");
   const size_t nt = e.tag_names.size();
   for (size_t i = 0; i < ids.size(); ++i) {
-    TrackInfo t{ids[i], splits[i], {}, cls[i], cover[i], offsets[i], offsets[i + 1]};
+    TrackInfo t{ids[i], splits[i], {}, cls[i], cover[i], offsets[i], offsets[i + 1], shard[i], shard_track[i]};
     if (nt) t.tags.assign(tags.begin() + static_cast<std::ptrdiff_t>(i * nt), tags.begin() + static_cast<std::ptrdiff_t>((i + 1) * nt));
     e.tracks.push_back(std::move(t));
   }
   e.crops = h5::read_array<float>(f.get(), "crops/level_0");
   for (int l = 0; l < e.levels; ++l) e.track_level.push_back(h5::read_array<float>(f.get(), "level_" + std::to_string(l)));
   return e;
+}
+
+std::string embeddings_identity(const std::string& path) {
+  namespace h5 = data::h5;
+  h5::Lock lock;
+  h5::File f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (f.get() < 0) MART_CONFIG_ERROR("cannot open embeddings '", path, "': delete it or use another --run folder");
+  return H5Aexists(f.get(), "identity") > 0 ? h5::read_attr_string(f.get(), "identity") : "";
 }
 
 }  // namespace mart::eval

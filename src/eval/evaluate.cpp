@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -12,8 +13,12 @@
 
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
+#include "mart/core/hash.h"
+#include "mart/core/mpi_check.h"
 #include "mart/core/rng.h"
 #include "mart/data/manifest.h"
+#include "mart/eval/checkpoint.h"
+#include "mart/eval/finetune.h"
 #include "mart/eval/metrics.h"
 #include "mart/eval/retrieval.h"
 #include "mart/preprocess/datasets.h"
@@ -37,6 +42,18 @@ void declare_options(Config& c) {
   c.add<int>("eval.max_epochs", 200, "probe epochs at most", "Tasks");
   c.add<int>("eval.patience", 10, "early-stopping patience (epochs without a better validation loss)", "Tasks");
   c.add<bool>("eval.baselines", true, "also evaluate a randomly initialised encoder and log-mel statistics", "Tasks");
+  c.add<std::string>("eval.finetune_fractions", "", "fine-tune the whole model (trained and random) with these "
+                     "fractions of the training labels, e.g. 0.01,0.1; empty: no fine-tuning", "Fine-tuning");
+  c.add<int>("eval.finetune_seeds", 0, "fine-tuning seeds (0: eval.seeds); fine-tuning costs far more than a probe",
+             "Fine-tuning");
+  c.add<int>("eval.finetune_epochs", 30, "fine-tuning epochs at most", "Fine-tuning");
+  c.add<int>("eval.finetune_patience", 5, "fine-tuning early-stopping patience (epochs)", "Fine-tuning");
+  c.add<double>("eval.finetune_lr", 1e-4, "fine-tuning Adam learning rate (weight decay 1e-6)", "Fine-tuning");
+  c.add<int>("eval.finetune_batch", 16, "fine-tuning global batch (crops), split over the group's ranks", "Fine-tuning");
+  c.add<int>("eval.group_ranks", 1, "ranks per fine-tuning job: jobs run side by side on groups of this many ranks "
+             "(MPI communicator split), each group sharing its job's batches", "Execution");
+  c.add<bool>("eval.force", false, "recompute embeddings even when the run folder holds some (of another model: "
+              "without this the run stops)", "Data");
   c.add<int>("eval.threads", 0, "intra-op threads per rank (0: cores / ranks on the node)", "Execution");
 }
 
@@ -54,16 +71,8 @@ std::vector<std::string> available_tasks(const EmbeddingSet& e) {
   return t;
 }
 
-namespace {
-
-struct Splits {
-  std::vector<size_t> train, valid, test;
-};
-
-// The train/valid/test tracks that carry the task's labels. Without a valid split, every tenth
-// training track (by position) validates.
-Splits splits_for(const EmbeddingSet& e, const std::string& task) {
-  Splits s;
+TaskTracks task_tracks(const EmbeddingSet& e, const std::string& task, double fraction, uint64_t seed) {
+  TaskTracks s;
   for (size_t i = 0; i < e.tracks.size(); ++i) {
     const auto& t = e.tracks[i];
     if (task == "classification" && t.class_index < 0) continue;
@@ -79,8 +88,16 @@ Splits splits_for(const EmbeddingSet& e, const std::string& task) {
   if (s.train.empty() || s.valid.empty() || s.test.empty())
     MART_CONFIG_ERROR("task ", task, " needs tracks in the train, valid and test splits; found ", s.train.size(), ", ",
                       s.valid.size(), ", ", s.test.size(), ": give the dataset a split (labels CSV or split lists)");
+  if (fraction < 1.0) {  // a seeded subset of the training tracks (at least one)
+    Rng rng(seed_of(seed, 0x66726163ull, static_cast<uint64_t>(fraction * 1e6)));
+    for (size_t i = s.train.size(); i > 1; --i) std::swap(s.train[i - 1], s.train[static_cast<size_t>(rng.next() % i)]);
+    s.train.resize(std::max<size_t>(1, static_cast<size_t>(fraction * static_cast<double>(s.train.size()))));
+    std::sort(s.train.begin(), s.train.end());
+  }
   return s;
 }
+
+namespace {
 
 ProbeSet crop_rows(const EmbeddingSet& e, const std::vector<size_t>& tracks, const std::string& task) {
   ProbeSet p;
@@ -103,40 +120,34 @@ ProbeSet crop_rows(const EmbeddingSet& e, const std::vector<size_t>& tracks, con
 
 }  // namespace
 
-std::vector<TaskScore> run_probe_task(const EmbeddingSet& e, const std::string& task, double fraction,
-                                      const ProbeOptions& o) {
-  Splits s = splits_for(e, task);
-  if (fraction < 1.0) {  // a seeded subset of the training tracks (at least one)
-    Rng rng(seed_of(o.seed, 0x66726163ull, static_cast<uint64_t>(fraction * 1e6)));
-    for (size_t i = s.train.size(); i > 1; --i) std::swap(s.train[i - 1], s.train[static_cast<size_t>(rng.next() % i)]);
-    s.train.resize(std::max<size_t>(1, static_cast<size_t>(fraction * static_cast<double>(s.train.size()))));
-    std::sort(s.train.begin(), s.train.end());
-  }
-  const TaskKind kind = task == "tagging" ? TaskKind::multilabel : TaskKind::multiclass;
-  const ProbeSet train = crop_rows(e, s.train, task), valid = crop_rows(e, s.valid, task),
-                 test = crop_rows(e, s.test, task);
-  const ProbeRun r = train_probe(train, valid, test.x, test.n, kind, o);
-  // A track's scores: the mean over its crops.
-  const size_t k = static_cast<size_t>(train.k);
+std::vector<TaskScore> score_tracks(const EmbeddingSet& e, const std::string& task, const std::vector<size_t>& test,
+                                    const std::vector<float>& crop_scores, const TaskScore& stamp) {
+  const size_t k = task == "tagging" ? e.tag_names.size() : e.class_names.size();
   std::vector<double> scores;
   std::vector<uint8_t> tags;
   std::vector<int64_t> classes;
   size_t row = 0;
-  for (size_t i : s.test) {
+  for (size_t i : test) {
     const auto& t = e.tracks[i];
     const size_t n = static_cast<size_t>(t.crop_end - t.crop_begin);
+    MART_CHECK((row + n) * k <= crop_scores.size(), "fewer crop scores than test crops");
     for (size_t j = 0; j < k; ++j) {
       double m = 0;
-      for (size_t c = 0; c < n; ++c) m += r.scores[(row + c) * k + j];
+      for (size_t c = 0; c < n; ++c) m += crop_scores[(row + c) * k + j];
       scores.push_back(m / static_cast<double>(n));
     }
     row += n;
     tags.insert(tags.end(), t.tags.begin(), t.tags.end());
     classes.push_back(t.class_index);
   }
+  MART_CHECK(row * k == crop_scores.size(), "more crop scores than test crops");
   std::vector<TaskScore> out;
-  auto add = [&](const std::string& metric, double v) { out.push_back({e.source, task, metric, fraction, o.seed, v}); };
-  if (kind == TaskKind::multilabel) {
+  auto add = [&](const std::string& metric, double v) {
+    TaskScore s = stamp;
+    s.task = task, s.metric = metric, s.value = v;
+    out.push_back(s);
+  };
+  if (task == "tagging") {
     const auto m = tagging_metrics(scores, tags, k);
     add("ROC-AUC", m.roc_auc.value);
     add("PR-AUC", m.pr_auc.value);
@@ -149,17 +160,32 @@ std::vector<TaskScore> run_probe_task(const EmbeddingSet& e, const std::string& 
   return out;
 }
 
+std::vector<TaskScore> run_probe_task(const EmbeddingSet& e, const std::string& task, double fraction,
+                                      const ProbeOptions& o) {
+  const TaskTracks s = task_tracks(e, task, fraction, o.seed);
+  const TaskKind kind = task == "tagging" ? TaskKind::multilabel : TaskKind::multiclass;
+  const ProbeSet train = crop_rows(e, s.train, task), valid = crop_rows(e, s.valid, task),
+                 test = crop_rows(e, s.test, task);
+  const ProbeRun r = train_probe(train, valid, test.x, test.n, kind, o);
+  TaskScore stamp;
+  stamp.source = e.source, stamp.protocol = o.kind == ProbeKind::linear ? "linear" : "mlp";
+  stamp.fraction = fraction, stamp.seed = o.seed;
+  return score_tracks(e, task, s.test, r.scores, stamp);
+}
+
 std::string markdown_report(const std::vector<TaskScore>& scores) {
-  // Columns: task metric (and fraction when not 1); rows: sources in first-seen order.
+  // Columns: task metric (and label fraction when not 1); rows: models in first-seen order, a
+  // fine-tuned model on a row of its own (probes and covers share the frozen model's row).
   std::vector<std::string> sources, columns;
   std::map<std::pair<std::string, std::string>, std::vector<double>> cells;
   for (const auto& s : scores) {
     std::ostringstream col;
     col << s.task << " " << s.metric;
     if (s.fraction < 1.0) col << " @" << s.fraction * 100 << "%";
-    if (std::find(sources.begin(), sources.end(), s.source) == sources.end()) sources.push_back(s.source);
+    const std::string row = s.protocol == "finetune" ? s.source + " fine-tuned" : s.source;
+    if (std::find(sources.begin(), sources.end(), row) == sources.end()) sources.push_back(row);
     if (std::find(columns.begin(), columns.end(), col.str()) == columns.end()) columns.push_back(col.str());
-    cells[{s.source, col.str()}].push_back(s.value);
+    cells[{row, col.str()}].push_back(s.value);
   }
   std::ostringstream md;
   md << "| model |";
@@ -196,28 +222,53 @@ json gather_json(const json& mine, const dist::World& w) {
   return out;
 }
 
-// The checkpoint folder: the given one, or a train run's newest.
-std::string resolve_checkpoint(const std::string& path) {
-  if (fs::exists(path + "/COMPLETE")) return path;
-  if (auto latest = train::latest_checkpoint(path)) return *latest;
-  MART_CONFIG_ERROR("checkpoint '", path, "' is neither a complete checkpoint folder nor a mart-train run with one");
+// The ranks of one fine-tuning group: MPI_Comm_split of the world into consecutive blocks.
+class RankGroups {
+ public:
+  RankGroups(const dist::World& w, int ranks_per_group)
+      : per_(std::min(ranks_per_group, w.size())), count_((w.size() + per_ - 1) / per_), index_(w.rank() / per_) {
+    MPI_CHECK(MPI_Comm_split(w.comm(), index_, w.rank(), &comm_));
+    MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+  }
+  ~RankGroups() { MPI_Comm_free(&comm_); }
+  RankGroups(const RankGroups&) = delete;
+  RankGroups& operator=(const RankGroups&) = delete;
+  int count() const { return count_; }
+  int index() const { return index_; }
+  bool leader() const { return rank_ == 0; }
+  MPI_Comm comm() const { return comm_; }
+
+ private:
+  int per_, count_, index_, rank_ = 0;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+};
+
+json score_json(size_t job, const TaskScore& r) {
+  return {job, r.source, r.protocol, r.task, r.metric, r.fraction, r.seed, r.value};
 }
 
-model::ModelOptions model_of_checkpoint(const std::string& ckpt, const audio::FeatureConfig& f) {
-  Config c("checkpoint", "model options");
-  train::declare_model_options(c);
-  c.parse_ini_text(read_file(ckpt + "/model.ini"), ckpt + "/model.ini");
-  model::ModelOptions m = train::model_options_from(c);
-  m.levels = f.levels;
-  m.parts = f.parts;
-  m.n_mels = f.n_mels;
-  m.frames = f.frames;
-  const auto state = train::read_train_state(ckpt);
-  if (state.model_canonical != m.canonical())
-    MART_CONFIG_ERROR("checkpoint '", ckpt, "' was trained on features with another hierarchy or mel size than '",
-                      "the evaluation data:\n  checkpoint: ", state.model_canonical, "\n  data gives: ", m.canonical(),
-                      "\nrun mart-preprocess on the evaluation data with the features of the training data");
-  return m;
+// Every rank's finished jobs, in job order: the report is the same whatever rank ran a job.
+void collect(const json& mine, const dist::World& w, std::vector<TaskScore>* scores) {
+  json done = gather_json(mine, w);
+  std::stable_sort(done.begin(), done.end(), [](const json& a, const json& b) { return a[0].get<size_t>() < b[0].get<size_t>(); });
+  for (const auto& x : done)
+    scores->push_back({x[1], x[2], x[3], x[4], x[5].get<double>(), x[6].get<uint64_t>(), x[7].get<double>()});
+}
+
+struct Source {
+  std::unique_ptr<FeatureSource> features;
+  bool trainable = false;  // a MART model (trained or random) that fine-tuning can start from
+  std::string checkpoint;  // its weights ("" = random initialisation)
+  std::string identity;    // what made the embeddings: written to and checked in the embeddings file
+};
+
+std::vector<double> fractions_of(const Config& c, const std::string& key, bool allow_empty) {
+  const std::string text = c.get<std::string>(key);
+  if (allow_empty && text.empty()) return {};
+  const auto v = train::parse_double_list(text, key);
+  for (double fr : v)
+    if (!(fr > 0 && fr <= 1)) MART_CONFIG_ERROR(key, " must lie in (0, 1], got ", fr);
+  return v;
 }
 
 }  // namespace
@@ -235,39 +286,78 @@ int run(app::StageContext& ctx) {
   po.max_epochs = c.get<int>("eval.max_epochs");
   po.patience = c.get<int>("eval.patience");
   const int seeds = c.get<int>("eval.seeds");
-  const auto fractions = train::parse_double_list(c.get<std::string>("eval.label_fractions"), "eval.label_fractions");
-  for (double fr : fractions)
-    if (!(fr > 0 && fr <= 1)) MART_CONFIG_ERROR("eval.label_fractions must lie in (0, 1], got ", fr);
+  if (seeds < 1) MART_CONFIG_ERROR("eval.seeds must be at least 1, got ", seeds);
+  if (po.max_epochs < 1 || po.patience < 1) MART_CONFIG_ERROR("eval.max_epochs and eval.patience must be at least 1");
+  const auto fractions = fractions_of(c, "eval.label_fractions", false);
+  const auto ft_fractions = fractions_of(c, "eval.finetune_fractions", true);
+  FinetuneOptions fo;
+  fo.lr = c.get<double>("eval.finetune_lr");
+  fo.max_epochs = c.get<int>("eval.finetune_epochs");
+  fo.patience = c.get<int>("eval.finetune_patience");
+  fo.batch_size = c.get<int>("eval.finetune_batch");
+  if (fo.max_epochs < 1 || fo.patience < 1 || fo.batch_size < 1 || !(fo.lr > 0))
+    MART_CONFIG_ERROR("eval.finetune_epochs, eval.finetune_patience, eval.finetune_batch must be at least 1 and "
+                      "eval.finetune_lr positive");
+  const int ft_seeds = c.get<int>("eval.finetune_seeds") > 0 ? c.get<int>("eval.finetune_seeds") : seeds;
+  const int group_ranks = c.get<int>("eval.group_ranks");
+  if (group_ranks < 1) MART_CONFIG_ERROR("eval.group_ranks must be at least 1, got ", group_ranks);
   const int threads = c.get<int>("eval.threads") > 0 ? c.get<int>("eval.threads") : std::max(1, 2 / w.local_size());
+  const std::string data_identity = "data=" + fs::absolute(data).lexically_normal().string() +
+                                    ";preprocess=" + hex64(manifest.preprocess_hash);
 
   // The feature sources: the trained model first, then the baselines.
-  std::vector<std::unique_ptr<FeatureSource>> sources;
+  std::vector<Source> sources;
   const std::string ckpt_arg = c.get<std::string>("checkpoint");
   model::ModelOptions mo;
   if (!ckpt_arg.empty()) {
-    const std::string ckpt = resolve_checkpoint(ckpt_arg);
-    mo = model_of_checkpoint(ckpt, f);
-    sources.push_back(mart_source(ckpt, mo, 1, threads));
-    if (w.is_root()) spdlog::info("evaluating checkpoint {}", ckpt);
+    const CheckpointInfo ckpt = open_checkpoint(ckpt_arg);
+    mo = model_for_features(ckpt, f);
+    const auto state = train::read_train_state(ckpt.dir);
+    sources.push_back({mart_source(ckpt.dir, mo, 1, threads), true, ckpt.dir,
+                       "checkpoint=" + fs::absolute(ckpt.dir).lexically_normal().string() + ";step=" +
+                           std::to_string(state.step) + ";run=" + state.config_hash + ";model=" + mo.canonical()});
+    if (w.is_root()) spdlog::info("evaluating checkpoint {}", ckpt.dir);
   }
   if (c.get<bool>("eval.baselines")) {
     if (ckpt_arg.empty()) {  // a random encoder needs a model shape: the small default at these features
       mo = model::ModelOptions::small();
       mo.levels = f.levels, mo.parts = f.parts, mo.n_mels = f.n_mels, mo.frames = f.frames;
     }
-    sources.push_back(mart_source("", mo, 1, threads));
-    sources.push_back(logmel_stats_source(f));
+    sources.push_back({mart_source("", mo, 1, threads), true, "", "random_init;seed=1;model=" + mo.canonical()});
+    sources.push_back({logmel_stats_source(f), false, "", "logmel_stats;features=" + f.canonical()});
   }
   if (sources.empty()) MART_CONFIG_ERROR("nothing to evaluate: give --checkpoint or keep eval.baselines on");
+  // Embeddings already in the run folder are reused when the same model made them from the same
+  // data (a rerun after a kill skips the embedding); another model's are refused, not overwritten.
+  const bool force = c.get<bool>("eval.force");
+  for (auto& src : sources) {
+    src.identity += ";" + data_identity;
+    const std::string path = out + "/embeddings-" + src.features->name() + ".h5";
+    if (!force && fs::exists(path)) {
+      const std::string had = embeddings_identity(path);
+      if (had != src.identity)
+        MART_CONFIG_ERROR("run folder '", out, "' holds embeddings of another model or data in '", path, "':\n  file:  ",
+                          had, "\n  asked: ", src.identity,
+                          "\nuse another --run folder, or --eval.force true to recompute and overwrite them");
+    }
+  }
+  RankGroups groups(w, group_ranks);
+  if (w.is_root() && !ft_fractions.empty())
+    spdlog::info("fine-tuning jobs run on {} group(s) of up to {} rank(s)", groups.count(), std::min(group_ranks, w.size()));
 
   std::vector<TaskScore> scores;
-  json covers = json::array();
   for (auto& src : sources) {
-    const EmbeddingSet e = extract(data, *src, w);
-    if (w.is_root()) {
-      write_embeddings(out + "/embeddings-" + e.source + ".h5", e);
-      spdlog::info("{}: {} tracks, {} crops, {}-d embeddings", e.source, e.tracks.size(), e.num_crops(), e.dim);
+    const std::string path = out + "/embeddings-" + src.features->name() + ".h5";
+    EmbeddingSet e;
+    if (!force && fs::exists(path)) {
+      e = read_embeddings(path);
+      if (w.is_root()) spdlog::info("{}: reusing {} (same model and data)", e.source, path);
+    } else {
+      e = extract(data, *src.features, w);
+      e.identity = src.identity;
+      if (w.is_root()) write_embeddings(path, e);
     }
+    if (w.is_root()) spdlog::info("{}: {} tracks, {} crops, {}-d embeddings", e.source, e.tracks.size(), e.num_crops(), e.dim);
     std::vector<std::string> tasks = available_tasks(e);
     const std::string asked = c.get<std::string>("eval.tasks");
     if (asked != "auto") {
@@ -288,24 +378,49 @@ int run(app::StageContext& ctx) {
           if (job % static_cast<size_t>(w.size()) != static_cast<size_t>(w.rank())) continue;
           ProbeOptions o = po;
           o.seed = static_cast<uint64_t>(s + 1);
-          for (const auto& r : run_probe_task(e, task, fr, o))
-            mine.push_back({job, r.source, r.task, r.metric, r.fraction, r.seed, r.value});
+          for (const auto& r : run_probe_task(e, task, fr, o)) mine.push_back(score_json(job, r));
         }
     }
-    // In job order, whatever rank ran a job: the report is the same for any rank count.
-    json done = gather_json(mine, w);
-    std::stable_sort(done.begin(), done.end(), [](const json& a, const json& b) { return a[0].get<size_t>() < b[0].get<size_t>(); });
-    for (const auto& x : done)
-      scores.push_back({x[1], x[2], x[3], x[4].get<double>(), x[5].get<uint64_t>(), x[6].get<double>()});
+    collect(mine, w, &scores);
+    // Fine-tuning jobs (task x fraction x seed) round-robin over the rank groups; the ranks of a
+    // group share each batch.
+    if (src.trainable && !ft_fractions.empty()) {
+      json tuned = json::array();
+      size_t ft_job = 0;
+      for (const auto& task : tasks) {
+        if (task == "covers") continue;
+        for (double fr : ft_fractions)
+          for (int s = 0; s < ft_seeds; ++s, ++ft_job) {
+            if (static_cast<int>(ft_job % static_cast<size_t>(groups.count())) != groups.index()) continue;
+            FinetuneOptions o = fo;
+            o.seed = static_cast<uint64_t>(s + 1);
+            const TaskTracks tt = task_tracks(e, task, fr, o.seed);
+            const auto t0 = std::chrono::steady_clock::now();
+            if (groups.leader())
+              spdlog::info("{} fine-tuning on {}: {} training tracks ({}%), seed {}, group {} of {}", e.source, task,
+                           tt.train.size(), fr * 100, o.seed, groups.index() + 1, groups.count());
+            const ProbeRun r = finetune(data, e, src.checkpoint, mo, tt.train, tt.valid, tt.test,
+                                        task == "tagging" ? TaskKind::multilabel : TaskKind::multiclass, o, groups.comm());
+            if (!groups.leader()) continue;
+            spdlog::info("{} fine-tuned on {} ({} training tracks, seed {}): {} epochs, best valid loss {:.4f}, {:.1f} s",
+                         e.source, task, tt.train.size(), o.seed, r.epochs, r.best_valid_loss,
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+            TaskScore stamp;
+            stamp.source = e.source, stamp.protocol = "finetune", stamp.fraction = fr, stamp.seed = o.seed;
+            for (const auto& x : score_tracks(e, task, tt.test, r.scores, stamp)) tuned.push_back(score_json(ft_job, x));
+          }
+      }
+      collect(tuned, w, &scores);
+    }
     // Covers: every track queries all others by its track embedding; query blocks spread over ranks.
     if (std::find(tasks.begin(), tasks.end(), "covers") != tasks.end()) {
-      std::vector<int64_t> groups;
-      for (const auto& t : e.tracks) groups.push_back(t.cover_group);
+      std::vector<int64_t> cover_groups;
+      for (const auto& t : e.tracks) cover_groups.push_back(t.cover_group);
       const Embeddings emb{e.track_level[0].data(), e.tracks.size(), static_cast<size_t>(e.dim)};
       const size_t n = e.tracks.size(), per = (n + static_cast<size_t>(w.size()) - 1) / static_cast<size_t>(w.size());
       const size_t q0 = std::min(n, per * static_cast<size_t>(w.rank())), q1 = std::min(n, q0 + per);
       json part = json::array();
-      for (const auto& q : retrieval_block(emb, groups, q0, q1))
+      for (const auto& q : retrieval_block(emb, cover_groups, q0, q1))
         part.push_back({q.query, q.n_relevant, q.average_precision, q.precision_at_k, q.first_rank});
       std::vector<QueryResult> all;
       for (const auto& x : gather_json(part, w)) {
@@ -315,21 +430,22 @@ int run(app::StageContext& ctx) {
       }
       if (w.is_root()) {
         const auto sum = summarize_retrieval(all);
-        scores.push_back({e.source, "covers", "MAP", 1.0, 0, sum.map});
-        scores.push_back({e.source, "covers", "P@10", 1.0, 0, sum.precision_at_k});
-        scores.push_back({e.source, "covers", "MR1", 1.0, 0, sum.mr1});
+        scores.push_back({e.source, "", "covers", "MAP", 1.0, 0, sum.map});
+        scores.push_back({e.source, "", "covers", "P@10", 1.0, 0, sum.precision_at_k});
+        scores.push_back({e.source, "", "covers", "MR1", 1.0, 0, sum.mr1});
       }
     }
   }
   if (w.is_root()) {
     json results = json::array();
     for (const auto& s : scores)
-      results.push_back({{"model", s.source}, {"task", s.task}, {"metric", s.metric}, {"label_fraction", s.fraction},
-                         {"seed", s.seed}, {"value", s.value}});
+      results.push_back({{"model", s.source}, {"protocol", s.protocol}, {"task", s.task}, {"metric", s.metric},
+                         {"label_fraction", s.fraction}, {"seed", s.seed}, {"value", s.value}});
     write_file_atomic(out + "/results.json", results.dump(1));
     const std::string md = markdown_report(scores);
     write_file_atomic(out + "/report.md", "# mart-eval on " + data + "\n\n" + md);
-    spdlog::info("report ({} probe, {} seed(s)); written to {}/report.md\n{}", probe, seeds, out, md);
+    spdlog::info("report ({} probe{}, {} seed(s)); written to {}/report.md\n{}", probe,
+                 ft_fractions.empty() ? "" : " and fine-tuning", seeds, out, md);
   }
   return app::kExitOk;
 }

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "../util/proc.h"
@@ -65,6 +66,61 @@ TEST_F(EvalStage, OneAndTwoRanksGiveTheSameEmbeddingsAndMetrics) {
   // The report has a row per model and the three tasks the demo labels allow.
   for (const char* s : {"| mart |", "| random_init |", "| logmel_stats |", "tagging ROC-AUC", "classification accuracy", "covers MAP"})
     EXPECT_NE(r2.output.find(s), std::string::npos) << s << "\n" << r2.output;
+}
+
+// The fine-tuning metrics of `r`, by "model task metric fraction".
+std::map<std::string, double> finetuned(const nlohmann::json& r) {
+  std::map<std::string, double> m;
+  for (const auto& x : r)
+    if (x["protocol"] == "finetune")
+      m[x["model"].get<std::string>() + " " + x["task"].get<std::string>() + " " + x["metric"].get<std::string>() + " " +
+        std::to_string(x["label_fraction"].get<double>())] = x["value"];
+  return m;
+}
+
+TEST_F(EvalStage, FineTuningOnRankGroupsMatchesOneRank) {
+  const std::string ft = "--checkpoint " + kRun + " --eval.tasks classification,tagging --eval.finetune_fractions 0.5,1"
+                         " --eval.finetune_epochs 2 --eval.finetune_batch 8 --eval.finetune_seeds 1";
+  const auto one = mart::test::fresh_dir("mart_ft_one"), groups = mart::test::fresh_dir("mart_ft_groups"),
+             pair = mart::test::fresh_dir("mart_ft_pair");
+  auto r1 = run(eval(1, one, ft), 600);
+  ASSERT_EQ(r1.code, 0) << r1.output;
+  auto rg = run(eval(2, groups, ft + " --eval.group_ranks 1"), 600);  // jobs dealt to two groups of one rank
+  ASSERT_EQ(rg.code, 0) << rg.output;
+  auto rp = run(eval(2, pair, ft + " --eval.group_ranks 2"), 600);  // every job on one group of two ranks
+  ASSERT_EQ(rp.code, 0) << rp.output;
+  EXPECT_NE(rp.output.find("1 group(s) of up to 2 rank(s)"), std::string::npos) << rp.output;
+  EXPECT_NE(r1.output.find("| mart fine-tuned |"), std::string::npos) << r1.output;
+  EXPECT_NE(r1.output.find("| random_init fine-tuned |"), std::string::npos) << r1.output;
+  const auto a = finetuned(results(one)), b = finetuned(results(groups)), c = finetuned(results(pair));
+  // 2 models x 2 tasks x 2 fractions, with 2 (tagging) or 3 (classification) metrics each.
+  EXPECT_EQ(a.size(), 20u);
+  EXPECT_EQ(a, b);  // a job on a one-rank group is the same computation whatever group runs it
+  ASSERT_EQ(a.size(), c.size());
+  // Two ranks split each batch and average gradients: the same training up to the order of float
+  // sums (BatchNorm uses running statistics), so the metrics agree up to a rare swapped pair of
+  // nearly tied scores. A rank that trained on its half alone would be far off.
+  for (const auto& [k, v] : a) EXPECT_NEAR(v, c.at(k), 0.02) << k;
+}
+
+TEST_F(EvalStage, RerunReusesEmbeddingsAndRefusesAnotherModels) {
+  const auto out = mart::test::fresh_dir("mart_eval_rerun");
+  const std::string args = " --eval.tasks classification";
+  auto first = run(eval(1, out, "--checkpoint " + kRun + args), 600);
+  ASSERT_EQ(first.code, 0) << first.output;
+  const auto before = results(out);
+  auto again = run(eval(1, out, "--checkpoint " + kRun + args), 600);
+  ASSERT_EQ(again.code, 0) << again.output;
+  EXPECT_NE(again.output.find("mart: reusing"), std::string::npos) << again.output;
+  EXPECT_EQ(results(out), before);
+  // Without the checkpoint the random encoder has the default small shape: another model than the
+  // one whose embeddings the folder holds.
+  auto other = run(eval(1, out, args), 600);
+  EXPECT_EQ(other.code, 2) << other.output;
+  EXPECT_NE(other.output.find("embeddings of another model"), std::string::npos) << other.output;
+  EXPECT_NE(other.output.find("--eval.force"), std::string::npos) << other.output;
+  auto forced = run(eval(1, out, args + " --eval.force true"), 600);
+  EXPECT_EQ(forced.code, 0) << forced.output;
 }
 
 TEST_F(EvalStage, BadInputIsRefusedWithAClearError) {

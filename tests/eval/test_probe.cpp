@@ -105,11 +105,15 @@ TEST(Probe, MissingSplitIsAClearError) {
 }
 
 TEST(Report, MarkdownHasOneRowPerModelAndMeanStd) {
-  std::vector<eval::TaskScore> s = {{"mart", "tagging", "ROC-AUC", 1.0, 1, 0.9}, {"mart", "tagging", "ROC-AUC", 1.0, 2, 0.8},
-                                    {"logmel_stats", "tagging", "ROC-AUC", 1.0, 1, 0.7}};
+  std::vector<eval::TaskScore> s = {{"mart", "linear", "tagging", "ROC-AUC", 1.0, 1, 0.9},
+                                    {"mart", "linear", "tagging", "ROC-AUC", 1.0, 2, 0.8},
+                                    {"logmel_stats", "linear", "tagging", "ROC-AUC", 1.0, 1, 0.7},
+                                    {"mart", "finetune", "tagging", "ROC-AUC", 0.1, 1, 0.6}};
   const auto md = eval::markdown_report(s);
-  EXPECT_NE(md.find("| mart | 0.8500 ± 0.0707 |"), std::string::npos) << md;
-  EXPECT_NE(md.find("| logmel_stats | 0.7000 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| model | tagging ROC-AUC | tagging ROC-AUC @10% |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| mart | 0.8500 ± 0.0707 | - |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| logmel_stats | 0.7000 | - |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| mart fine-tuned | - | 0.6000 |"), std::string::npos) << md;
 }
 
 }  // namespace

@@ -24,6 +24,10 @@ class FeatureSource {
   virtual void embed(const float* hier, int64_t n, std::vector<std::vector<float>>* out) = 0;
 };
 
+// The top-clip starts evaluation uses for a track with `valid_starts` starts: non-overlapping
+// crops, k = 0, T, 2T, ... (a top clip spans T top-level hops).
+std::vector<int64_t> eval_crop_starts(int64_t valid_starts, int frames);
+
 // Mean and standard deviation of every mel band over the top clip's frames: 2 * n_mels values.
 std::unique_ptr<FeatureSource> logmel_stats_source(const audio::FeatureConfig& f);
 
@@ -33,10 +37,14 @@ struct TrackInfo {
   int32_t class_index = -1;
   int64_t cover_group = -1;
   int64_t crop_begin = 0, crop_end = 0;  // rows of EmbeddingSet::crops
+  // Where the track's audio features are: shard index in the manifest and track in that shard
+  // (-1 when read back from an embeddings file: fine-tuning needs a set made by extract()).
+  int64_t shard = -1, shard_track = -1;
 };
 
 struct EmbeddingSet {
   std::string source;
+  std::string identity;  // what made it (model, checkpoint, data): mart-eval reuses a file only when this matches
   int64_t dim = 0;
   int levels = 0;
   std::vector<std::string> tag_names, class_names;
@@ -50,8 +58,11 @@ struct EmbeddingSet {
 // `world` and the result is gathered on every rank in a fixed order (the same for any rank count).
 EmbeddingSet extract(const std::string& data_dir, FeatureSource& source, const dist::World& world);
 
-// HDF5: /tracks/{id,split}, /labels/*, /crops/level_0 [crops, dim] + /crops/offsets, /level_<n> [tracks, dim].
+// HDF5: /tracks/{id,split,shard,shard_track}, /labels/*, /crops/level_0 [crops, dim] + /crops/offsets, /level_<n> [tracks, dim].
 void write_embeddings(const std::string& path, const EmbeddingSet& e);
 EmbeddingSet read_embeddings(const std::string& path);
+// Only the identity attribute of an embeddings file ("" when it has none). Throws ConfigError
+// when the file is not a readable HDF5 file.
+std::string embeddings_identity(const std::string& path);
 
 }  // namespace mart::eval

@@ -16,11 +16,25 @@ void declare_options(Config& c);
 
 // One probe job's outcome.
 struct TaskScore {
-  std::string source, task, metric;
+  std::string source, protocol, task, metric;  // protocol: linear, mlp, finetune, or "" (covers: no training)
   double fraction = 1;
   uint64_t seed = 0;
   double value = 0;
 };
+
+// The tracks of a task: those with its labels in the train / valid / test splits (without a valid
+// split every tenth training track validates); with fraction < 1 a subset of the training tracks
+// (at least one) drawn with `seed`. Throws ConfigError when a split is empty.
+struct TaskTracks {
+  std::vector<size_t> train, valid, test;
+};
+TaskTracks task_tracks(const EmbeddingSet& e, const std::string& task, double fraction, uint64_t seed);
+
+// Metrics of `test` tracks from per-crop scores ([crops of the test tracks in order, k]): a
+// track's score is the mean over its crops. Tagging: ROC-AUC, PR-AUC; classification: accuracy,
+// ROC-AUC, PR-AUC (one-vs-rest macro).
+std::vector<TaskScore> score_tracks(const EmbeddingSet& e, const std::string& task, const std::vector<size_t>& test,
+                                    const std::vector<float>& crop_scores, const TaskScore& stamp);
 
 // Tagging / classification with a probe on `e` (crops of the train split, early stopping on
 // valid, scored on test, a track = the mean of its crops). Throws ConfigError when a split or
