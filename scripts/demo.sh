@@ -14,17 +14,20 @@ rm -rf "$DEMO"
 mkdir -p "$DEMO"
 t0=$(date +%s)
 stage() { echo; echo "== mart demo [$(( $(date +%s) - t0 )) s]: $*"; }
-stage "1/4 mart-synth writes the demo corpus on $NP ranks"
+stage "1/5 mart-synth writes the demo corpus on $NP ranks"
 mpirun -np "$NP" "$BIN/synth/mart-synth" --config "$MART_ROOT/configs/demo-synth.ini" --output "$DEMO/corpus"
-stage "2/4 mart-preprocess: audio -> shards on $NP ranks"
+stage "2/5 mart-preprocess: audio -> shards on $NP ranks"
 mpirun -np "$NP" "$BIN/preprocess/mart-preprocess" --config "$MART_ROOT/configs/preprocess-demo.ini" \
   --input "$DEMO/corpus" --output "$DEMO/shards"
-stage "3/4 mart-train: pretraining a small MART on $NP ranks"
+stage "3/5 mart-train: pretraining a small MART on $NP ranks"
 mpirun -np "$NP" "$BIN/train/mart-train" --config "$MART_ROOT/configs/pretrain-demo.ini" \
   --data "$DEMO/shards" --run "$DEMO/run"
-stage "4/4 mart-eval: tagging, classification, covers for the model and two baselines on $NP ranks"
+stage "4/5 mart-eval: tagging, classification, covers for the model and two baselines on $NP ranks"
 mpirun -np "$NP" "$BIN/eval/mart-eval" --config "$MART_ROOT/configs/eval-demo.ini" \
   --data "$DEMO/shards" --checkpoint "$DEMO/run" --run "$DEMO/eval"
+stage "5/5 mart-embed: scene and timestamped embeddings straight from the audio files on $NP ranks"
+mpirun -np "$NP" "$BIN/eval/mart-embed" --config "$MART_ROOT/configs/embed-demo.ini" \
+  --checkpoint "$DEMO/run" --input "$DEMO/corpus/audio" --output "$DEMO/embed"
 stage "done: pipeline $(( $(date +%s) - t0 )) s, all with set-up and build $(( $(date +%s) - t_start )) s"
-echo "report: $DEMO/eval/report.md   training metrics: $DEMO/run/metrics.jsonl"
+echo "report: $DEMO/eval/report.md   training metrics: $DEMO/run/metrics.jsonl   embeddings: $DEMO/embed"
 cat "$DEMO/eval/report.md"

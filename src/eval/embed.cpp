@@ -88,6 +88,8 @@ std::vector<Part> unpack(const std::string& bytes) {
   return parts;
 }
 
+constexpr size_t kCropsPerForward = 8;
+
 Part embed_shard(const data::ShardReader& r, int64_t shard, FeatureSource& src) {
   const auto& f = r.features();
   const int64_t hier = f.clips_total() * f.n_mels * f.frames, dim = src.dim();
@@ -101,17 +103,25 @@ Part embed_shard(const data::ShardReader& r, int64_t shard, FeatureSource& src) 
     TrackInfo info{tr.id, tr.split, tr.tags, tr.class_index, tr.cover_group, 0, 0, shard, t};
     const std::vector<int64_t> starts = eval_crop_starts(r.valid_starts(t), f.frames);
     if (starts.empty()) continue;  // shorter than one top clip: nothing to embed
-    buf.resize(starts.size() * static_cast<size_t>(hier));
-    for (size_t c = 0; c < starts.size(); ++c) r.crop_into(t, starts[c], 0, buf.data() + c * static_cast<size_t>(hier));
-    // One track per call: the batch (and so every float) is the same whatever the rank count.
-    src.embed(buf.data(), static_cast<int64_t>(starts.size()), &out);
-    info.crop_end = static_cast<int64_t>(starts.size());
-    p.crops.insert(p.crops.end(), out[0].begin(), out[0].end());
-    for (size_t l = 0; l < out.size(); ++l)
+    // A track's crops in batches of at most kCropsPerForward (a full-length song at the paper's
+    // size would need GBs of activations at once). The batches depend on the track only, so every
+    // float is the same whatever the rank count.
+    const size_t nc = starts.size();
+    std::vector<std::vector<float>> level(static_cast<size_t>(src.levels()));  // [crops, dim] per level
+    for (size_t c0 = 0; c0 < nc; c0 += kCropsPerForward) {
+      const size_t n = std::min(kCropsPerForward, nc - c0);
+      buf.resize(n * static_cast<size_t>(hier));
+      for (size_t c = 0; c < n; ++c) r.crop_into(t, starts[c0 + c], 0, buf.data() + c * static_cast<size_t>(hier));
+      src.embed(buf.data(), static_cast<int64_t>(n), &out);
+      for (size_t l = 0; l < out.size(); ++l) level[l].insert(level[l].end(), out[l].begin(), out[l].end());
+    }
+    info.crop_end = static_cast<int64_t>(nc);
+    p.crops.insert(p.crops.end(), level[0].begin(), level[0].end());
+    for (size_t l = 0; l < level.size(); ++l)
       for (int64_t d = 0; d < dim; ++d) {
         double s = 0;
-        for (size_t c = 0; c < starts.size(); ++c) s += out[l][c * static_cast<size_t>(dim) + static_cast<size_t>(d)];
-        p.track_level[l].push_back(static_cast<float>(s / static_cast<double>(starts.size())));
+        for (size_t c = 0; c < nc; ++c) s += level[l][c * static_cast<size_t>(dim) + static_cast<size_t>(d)];
+        p.track_level[l].push_back(static_cast<float>(s / static_cast<double>(nc)));
       }
     p.tracks.push_back(std::move(info));
   }

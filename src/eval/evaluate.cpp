@@ -10,6 +10,7 @@
 #include <numeric>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
@@ -173,19 +174,20 @@ std::vector<TaskScore> run_probe_task(const EmbeddingSet& e, const std::string& 
   return score_tracks(e, task, s.test, r.scores, stamp);
 }
 
-std::string markdown_report(const std::vector<TaskScore>& scores) {
-  // Columns: task metric (and label fraction when not 1); rows: models in first-seen order, a
-  // fine-tuned model on a row of its own (probes and covers share the frozen model's row).
+namespace {
+
+// One table: columns are task metrics (with the label fraction when not 1), rows the models in
+// first-seen order, cells "mean ± std" over seeds.
+std::string table(const std::vector<TaskScore>& scores) {
   std::vector<std::string> sources, columns;
   std::map<std::pair<std::string, std::string>, std::vector<double>> cells;
   for (const auto& s : scores) {
     std::ostringstream col;
     col << s.task << " " << s.metric;
     if (s.fraction < 1.0) col << " @" << s.fraction * 100 << "%";
-    const std::string row = s.protocol == "finetune" ? s.source + " fine-tuned" : s.source;
-    if (std::find(sources.begin(), sources.end(), row) == sources.end()) sources.push_back(row);
+    if (std::find(sources.begin(), sources.end(), s.source) == sources.end()) sources.push_back(s.source);
     if (std::find(columns.begin(), columns.end(), col.str()) == columns.end()) columns.push_back(col.str());
-    cells[{row, col.str()}].push_back(s.value);
+    cells[{s.source, col.str()}].push_back(s.value);
   }
   std::ostringstream md;
   md << "| model |";
@@ -210,6 +212,18 @@ std::string markdown_report(const std::vector<TaskScore>& scores) {
     md << "\n";
   }
   return md.str();
+}
+
+}  // namespace
+
+std::string markdown_report(const std::vector<TaskScore>& scores) {
+  // As the paper: one table for frozen embeddings (probes, covers), one for fine-tuning.
+  std::vector<TaskScore> frozen, tuned;
+  for (const auto& s : scores) (s.protocol == "finetune" ? tuned : frozen).push_back(s);
+  if (tuned.empty()) return table(frozen);
+  std::string md;
+  if (!frozen.empty()) md += "Frozen embeddings (probes; covers by cosine similarity):\n\n" + table(frozen) + "\n";
+  return md + "Fine-tuned whole model (encoder and part-whole transformer):\n\n" + table(tuned);
 }
 
 namespace {
@@ -301,7 +315,7 @@ int run(app::StageContext& ctx) {
   const int ft_seeds = c.get<int>("eval.finetune_seeds") > 0 ? c.get<int>("eval.finetune_seeds") : seeds;
   const int group_ranks = c.get<int>("eval.group_ranks");
   if (group_ranks < 1) MART_CONFIG_ERROR("eval.group_ranks must be at least 1, got ", group_ranks);
-  const int threads = c.get<int>("eval.threads") > 0 ? c.get<int>("eval.threads") : std::max(1, 2 / w.local_size());
+  const int threads = c.get<int>("eval.threads") > 0 ? c.get<int>("eval.threads") : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / w.local_size());
   const std::string data_identity = "data=" + fs::absolute(data).lexically_normal().string() +
                                     ";preprocess=" + hex64(manifest.preprocess_hash);
 

@@ -90,8 +90,10 @@ TEST_F(EvalStage, FineTuningOnRankGroupsMatchesOneRank) {
   auto rp = run(eval(2, pair, ft + " --eval.group_ranks 2"), 600);  // every job on one group of two ranks
   ASSERT_EQ(rp.code, 0) << rp.output;
   EXPECT_NE(rp.output.find("1 group(s) of up to 2 rank(s)"), std::string::npos) << rp.output;
-  EXPECT_NE(r1.output.find("| mart fine-tuned |"), std::string::npos) << r1.output;
-  EXPECT_NE(r1.output.find("| random_init fine-tuned |"), std::string::npos) << r1.output;
+  const auto tuned = r1.output.find("Fine-tuned whole model");
+  ASSERT_NE(tuned, std::string::npos) << r1.output;
+  EXPECT_NE(r1.output.find("| mart |", tuned), std::string::npos) << r1.output;
+  EXPECT_NE(r1.output.find("| random_init |", tuned), std::string::npos) << r1.output;
   const auto a = finetuned(results(one)), b = finetuned(results(groups)), c = finetuned(results(pair));
   // 2 models x 2 tasks x 2 fractions, with 2 (tagging) or 3 (classification) metrics each.
   EXPECT_EQ(a.size(), 20u);
