@@ -1,6 +1,9 @@
 #include "mart/dist/world.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <limits>
+#include <string>
 #include <sstream>
 
 #include "mart/core/error.h"
@@ -50,16 +53,35 @@ std::vector<uint64_t> World::all_gather(uint64_t v) const {
 }
 
 std::vector<std::string> World::all_gather_bytes(const std::string& mine) const {
-  const int n = static_cast<int>(mine.size());
-  std::vector<int> counts(static_cast<size_t>(size_)), displs(static_cast<size_t>(size_));
-  MPI_CHECK(MPI_Allgather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD));
-  int total = 0;
-  for (size_t r = 0; r < counts.size(); ++r) displs[r] = total, total += counts[r];
-  std::string all(static_cast<size_t>(total), '\0');
-  MPI_CHECK(MPI_Allgatherv(mine.data(), n, MPI_CHAR, all.data(), counts.data(), displs.data(), MPI_CHAR, MPI_COMM_WORLD));
-  std::vector<std::string> out;
-  for (size_t r = 0; r < counts.size(); ++r)
-    out.push_back(all.substr(static_cast<size_t>(displs[r]), static_cast<size_t>(counts[r])));
+  return all_gather_bytes(mine, static_cast<uint64_t>(std::numeric_limits<int>::max()));
+}
+
+std::vector<std::string> World::all_gather_bytes(const std::string& mine, uint64_t max_message) const {
+  // Sizes as 64-bit: MPI counts are int, so more than 2 GiB in all goes rank by rank in pieces.
+  const auto sizes = all_gather(static_cast<uint64_t>(mine.size()));
+  uint64_t total = 0;
+  for (auto n : sizes) total += n;
+  std::vector<std::string> out(static_cast<size_t>(size_));
+  if (total <= max_message) {
+    std::vector<int> counts(static_cast<size_t>(size_)), displs(static_cast<size_t>(size_));
+    int offset = 0;
+    for (size_t r = 0; r < counts.size(); ++r) counts[r] = static_cast<int>(sizes[r]), displs[r] = offset, offset += counts[r];
+    std::string all(static_cast<size_t>(total), '\0');
+    MPI_CHECK(MPI_Allgatherv(mine.data(), static_cast<int>(mine.size()), MPI_CHAR, all.data(), counts.data(),
+                             displs.data(), MPI_CHAR, MPI_COMM_WORLD));
+    for (size_t r = 0; r < counts.size(); ++r)
+      out[r] = all.substr(static_cast<size_t>(displs[r]), static_cast<size_t>(counts[r]));
+    return out;
+  }
+  const uint64_t piece = std::max<uint64_t>(1, std::min<uint64_t>(max_message, uint64_t{1} << 30));
+  for (int r = 0; r < size_; ++r) {
+    std::string& buf = out[static_cast<size_t>(r)];
+    buf = r == rank_ ? mine : std::string(static_cast<size_t>(sizes[static_cast<size_t>(r)]), '\0');
+    for (uint64_t at = 0; at < buf.size(); at += piece) {
+      const int n = static_cast<int>(std::min<uint64_t>(piece, buf.size() - at));
+      MPI_CHECK(MPI_Bcast(buf.data() + at, n, MPI_CHAR, r, MPI_COMM_WORLD));
+    }
+  }
   return out;
 }
 

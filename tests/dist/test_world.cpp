@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "mart/core/error.h"
 #include "mart/dist/world.h"
 
@@ -21,6 +23,26 @@ TEST(World, RankSizeAndLocalRankOnTwoRanks) {
   EXPECT_EQ(all[1], 101u);
   EXPECT_TRUE(w.any(w.rank() == 1));
   EXPECT_FALSE(w.any(false));
+}
+
+TEST(World, AllGatherBytesInOneMessageAndInPieces) {
+  int argc = 0;
+  char** argv = nullptr;
+  mart::dist::World w(&argc, &argv);
+  // Rank r sends 25 + 7r bytes of a pattern of its own; one empty string checks the zero case.
+  auto bytes_of = [](int r) {
+    std::string s;
+    for (int i = 0; i < 25 + 7 * r; ++i) s.push_back(static_cast<char>('a' + (i * (r + 3)) % 26));
+    return s;
+  };
+  for (uint64_t limit : {uint64_t{1} << 31, uint64_t{64}, uint64_t{10}, uint64_t{1}}) {  // one Allgatherv, then pieces
+    const auto all = w.all_gather_bytes(bytes_of(w.rank()), limit);
+    ASSERT_EQ(all.size(), 2u);
+    for (int r = 0; r < 2; ++r) EXPECT_EQ(all[static_cast<size_t>(r)], bytes_of(r)) << "limit " << limit << " rank " << r;
+    const auto empty = w.all_gather_bytes(w.rank() == 0 ? std::string() : bytes_of(1), limit);
+    EXPECT_EQ(empty[0], "");
+    EXPECT_EQ(empty[1], bytes_of(1));
+  }
 }
 
 TEST(World, SameConfigPassesDifferentConfigFailsOnEveryRank) {

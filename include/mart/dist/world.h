@@ -30,6 +30,9 @@ class World {
   std::vector<uint64_t> all_gather(uint64_t v) const;
   // Every rank's bytes (any length), in rank order, on every rank.
   std::vector<std::string> all_gather_bytes(const std::string& mine) const;
+  // The same; above `max_message` bytes in all (MPI counts are int: 2 GiB) every rank's bytes go
+  // out as broadcasts of at most min(max_message, 1 GiB). Tests pass a small limit.
+  std::vector<std::string> all_gather_bytes(const std::string& mine, uint64_t max_message) const;
   // Ends every rank of the job with `code`: the way out of an error that only one rank saw.
   [[noreturn]] void abort(int code) const;
 
