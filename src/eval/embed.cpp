@@ -230,7 +230,7 @@ EmbeddingSet read_embeddings(const std::string& path) {
   if (f.get() < 0) MART_CONFIG_ERROR("cannot open embeddings '", path, "'");
   EmbeddingSet e;
   e.source = h5::read_attr_string(f.get(), "source");
-  e.identity = h5::read_attr_string(f.get(), "identity");
+  e.identity = H5Aexists(f.get(), "identity") > 0 ? h5::read_attr_string(f.get(), "identity") : "";
   e.dim = h5::read_attr_int(f.get(), "dim");
   e.levels = static_cast<int>(h5::read_attr_int(f.get(), "levels"));
   e.tag_names = h5::read_strings(f.get(), "labels/tag_names");
@@ -239,8 +239,11 @@ EmbeddingSet read_embeddings(const std::string& path) {
   const auto cls = h5::read_array<int32_t>(f.get(), "labels/class");
   const auto cover = h5::read_array<int64_t>(f.get(), "labels/cover_group");
   const auto offsets = h5::read_array<int64_t>(f.get(), "crops/offsets");
-  const auto shard = h5::read_array<int64_t>(f.get(), "tracks/shard");
-  const auto shard_track = h5::read_array<int64_t>(f.get(), "tracks/shard_track");
+  std::vector<int64_t> shard(ids.size(), -1), shard_track(ids.size(), -1);  // absent in older files
+  if (H5Lexists(f.get(), "tracks/shard", H5P_DEFAULT) > 0) {
+    shard = h5::read_array<int64_t>(f.get(), "tracks/shard");
+    shard_track = h5::read_array<int64_t>(f.get(), "tracks/shard_track");
+  }
   std::vector<uint8_t> tags;
   if (!e.tag_names.empty()) tags = h5::read_array<uint8_t>(f.get(), "labels/tags");
   const size_t nt = e.tag_names.size();
@@ -258,7 +261,9 @@ std::string embeddings_identity(const std::string& path) {
   namespace h5 = data::h5;
   h5::Lock lock;
   h5::File f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (f.get() < 0) MART_CONFIG_ERROR("cannot open embeddings '", path, "': delete it or use another --run folder");
+  if (f.get() < 0)
+    MART_CONFIG_ERROR("cannot open embeddings '", path, "' as HDF5: a damaged file (delete it, or --eval.force true) ",
+                      "or, on NFS / Lustre, HDF5's file locking (set HDF5_USE_FILE_LOCKING=FALSE)");
   return H5Aexists(f.get(), "identity") > 0 ? h5::read_attr_string(f.get(), "identity") : "";
 }
 

@@ -50,6 +50,9 @@ void declare_options(Config& c) {
   c.add<int>("eval.finetune_epochs", 30, "fine-tuning epochs at most", "Fine-tuning");
   c.add<int>("eval.finetune_patience", 5, "fine-tuning early-stopping patience (epochs)", "Fine-tuning");
   c.add<double>("eval.finetune_lr", 1e-4, "fine-tuning Adam learning rate (weight decay 1e-6)", "Fine-tuning");
+  c.add<std::string>("eval.finetune_batch_norm", "frozen", "frozen: BatchNorm on running statistics (the same result "
+                     "for any group size; a random model keeps its initial 0/1 statistics); batch: per-rank batch statistics",
+                     "Fine-tuning");
   c.add<int>("eval.finetune_batch", 16, "fine-tuning global batch (crops), split over the group's ranks", "Fine-tuning");
   c.add<int>("eval.group_ranks", 1, "ranks per fine-tuning job: jobs run side by side on groups of this many ranks "
              "(MPI communicator split), each group sharing its job's batches", "Execution");
@@ -274,6 +277,7 @@ struct Source {
   bool trainable = false;  // a MART model (trained or random) that fine-tuning can start from
   std::string checkpoint;  // its weights ("" = random initialisation)
   std::string identity;    // what made the embeddings: written to and checked in the embeddings file
+  bool reuse = false;      // the run folder holds its embeddings already
 };
 
 std::vector<double> fractions_of(const Config& c, const std::string& key, bool allow_empty) {
@@ -316,7 +320,28 @@ int run(app::StageContext& ctx) {
   const int group_ranks = c.get<int>("eval.group_ranks");
   if (group_ranks < 1) MART_CONFIG_ERROR("eval.group_ranks must be at least 1, got ", group_ranks);
   const int threads = c.get<int>("eval.threads") > 0 ? c.get<int>("eval.threads") : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / w.local_size());
-  const std::string data_identity = "data=" + fs::absolute(data).lexically_normal().string() +
+  const std::string fbn = c.get<std::string>("eval.finetune_batch_norm");
+  if (fbn != "frozen" && fbn != "batch")
+    MART_CONFIG_ERROR("eval.finetune_batch_norm must be frozen or batch, got '", fbn, "'");
+  fo.frozen_batch_norm = fbn == "frozen";
+  // Tasks asked for by name must have their labels in the data, checked before any embedding.
+  const std::string asked = c.get<std::string>("eval.tasks");
+  if (asked != "auto")
+    for (const auto& t : preprocess::split_list(asked, ',')) {
+      if (t != "tagging" && t != "classification" && t != "covers")
+        MART_CONFIG_ERROR("eval.tasks: unknown task '", t, "' (tasks: tagging, classification, covers, or auto)");
+      if ((t == "tagging" && manifest.labels.tag_names.empty()) || (t == "classification" && manifest.labels.class_names.empty()))
+        MART_CONFIG_ERROR("task '", t, "' needs labels the shards in '", data, "' do not have (no ",
+                          t == "tagging" ? "tag" : "class", " names in the manifest): preprocess with a dataset kind or "
+                          "labels CSV that gives them");
+    }
+  // Identities use canonical paths: "run/", "./run" and a symlink to it are the same model.
+  auto canonical = [](const std::string& p) {
+    std::string s = fs::weakly_canonical(fs::absolute(p)).string();
+    while (s.size() > 1 && s.back() == '/') s.pop_back();
+    return s;
+  };
+  const std::string data_identity = "data=" + canonical(data) +
                                     ";preprocess=" + hex64(manifest.preprocess_hash);
 
   // The feature sources: the trained model first, then the baselines.
@@ -328,7 +353,7 @@ int run(app::StageContext& ctx) {
     mo = model_for_features(ckpt, f);
     const auto state = train::read_train_state(ckpt.dir);
     sources.push_back({mart_source(ckpt.dir, mo, 1, threads), true, ckpt.dir,
-                       "checkpoint=" + fs::absolute(ckpt.dir).lexically_normal().string() + ";step=" +
+                       "checkpoint=" + canonical(ckpt.dir) + ";step=" +
                            std::to_string(state.step) + ";run=" + state.config_hash + ";model=" + mo.canonical()});
     if (w.is_root()) spdlog::info("evaluating checkpoint {}", ckpt.dir);
   }
@@ -343,17 +368,22 @@ int run(app::StageContext& ctx) {
   if (sources.empty()) MART_CONFIG_ERROR("nothing to evaluate: give --checkpoint or keep eval.baselines on");
   // Embeddings already in the run folder are reused when the same model made them from the same
   // data (a rerun after a kill skips the embedding); another model's are refused, not overwritten.
+  // Rank 0 decides (a rank on another node might not see the file yet) and every rank follows.
   const bool force = c.get<bool>("eval.force");
   for (auto& src : sources) {
     src.identity += ";" + data_identity;
     const std::string path = out + "/embeddings-" + src.features->name() + ".h5";
-    if (!force && fs::exists(path)) {
-      const std::string had = embeddings_identity(path);
-      if (had != src.identity)
-        MART_CONFIG_ERROR("run folder '", out, "' holds embeddings of another model or data in '", path, "':\n  file:  ",
-                          had, "\n  asked: ", src.identity,
-                          "\nuse another --run folder, or --eval.force true to recompute and overwrite them");
+    std::string had;
+    const bool exists = w.is_root() && !force && fs::exists(path);
+    if (exists) had = embeddings_identity(path);
+    if (w.any(exists && had != src.identity)) {
+      if (!w.is_root()) MART_CONFIG_ERROR("run folder '", out, "' holds embeddings of another model (see rank 0)");
+      MART_CONFIG_ERROR("run folder '", out, "' holds embeddings of another model or data in '", path, "':\n  file:  ",
+                        had.empty() ? std::string("(no identity: written by an older mart-eval)") : had,
+                        "\n  asked: ", src.identity,
+                        "\nuse another --run folder, or --eval.force true to recompute and overwrite them");
     }
+    src.reuse = w.any(exists);
   }
   RankGroups groups(w, group_ranks);
   if (w.is_root() && !ft_fractions.empty())
@@ -363,7 +393,7 @@ int run(app::StageContext& ctx) {
   for (auto& src : sources) {
     const std::string path = out + "/embeddings-" + src.features->name() + ".h5";
     EmbeddingSet e;
-    if (!force && fs::exists(path)) {
+    if (src.reuse) {
       e = read_embeddings(path);
       if (w.is_root()) spdlog::info("{}: reusing {} (same model and data)", e.source, path);
     } else {
@@ -373,7 +403,6 @@ int run(app::StageContext& ctx) {
     }
     if (w.is_root()) spdlog::info("{}: {} tracks, {} crops, {}-d embeddings", e.source, e.tracks.size(), e.num_crops(), e.dim);
     std::vector<std::string> tasks = available_tasks(e);
-    const std::string asked = c.get<std::string>("eval.tasks");
     if (asked != "auto") {
       const auto want = preprocess::split_list(asked, ',');
       for (const auto& t : want)

@@ -34,7 +34,8 @@ class CropTable {
     std::vector<Row> out;
     for (size_t i : tracks) {
       const auto& t = e_.tracks[i];
-      MART_CHECK(t.shard >= 0, "track '", t.id, "' has no shard position: fine-tuning needs embeddings made by extract()");
+      MART_CHECK(t.shard >= 0, "track '", t.id, "' has no shard position (embeddings written by an older mart-eval): "
+                 "rerun with --eval.force true");
       const auto starts = eval_crop_starts(reader(t.shard).valid_starts(t.shard_track), m_.features.frames);
       MART_CHECK(static_cast<int64_t>(starts.size()) == t.crop_end - t.crop_begin, "track '", t.id,
                  "': the shards give another crop count than the embeddings; were they made from other data?");
@@ -147,6 +148,8 @@ ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& e, const std:
     }
     auto t = torch::tensor({sum}, torch::kFloat64);
     comm.all_reduce(t);
+    // MPI does not promise every rank the same bits of a sum; early stopping must agree exactly.
+    comm.broadcast(t, 0);
     return t.item<double>() / static_cast<double>(rows.size());
   };
 
@@ -157,7 +160,7 @@ ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& e, const std:
   std::vector<torch::Tensor> best_params;
   for (; epochs < o.max_epochs && since_best < o.patience; ++epochs) {
     net.model->train();
-    train::freeze_batch_norm(*net.model);
+    if (o.frozen_batch_norm) train::freeze_batch_norm(*net.model);
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[static_cast<size_t>(rng.next() % i)]);
     for (size_t s = 0; s < order.size(); s += static_cast<size_t>(o.batch_size)) {
@@ -188,6 +191,8 @@ ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& e, const std:
       ++since_best;
     }
   }
+  MART_CHECK(!best_params.empty(), "fine-tuning: the validation loss was never finite (", best,
+             "): the model diverged; lower eval.finetune_lr");
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params.size(); ++i) params[i].copy_(best_params[i]);  // the early-stopping point
   net.model->eval();

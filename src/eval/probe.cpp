@@ -97,6 +97,8 @@ ProbeRun train_probe(const ProbeSet& train, const ProbeSet& valid, const std::ve
       ++since_best;
     }
   }
+  MART_CHECK(!best_params.empty(), "the probe's validation loss was never finite (", best,
+             "): the embeddings hold NaN or inf, or the probe diverged");
   torch::NoGradGuard no_grad;
   auto params = net->parameters();
   for (size_t i = 0; i < params.size(); ++i) params[i].copy_(best_params[i]);  // the early-stopping point

@@ -140,7 +140,17 @@ TEST_F(EvalStage, BadInputIsRefusedWithAClearError) {
   // A task whose labels the shards lack.
   auto folder = run(mpirun(1) + MART_EVAL + " --data " + kData + " --run " + out + " --eval.tasks lyrics", 120);
   EXPECT_EQ(folder.code, 2) << folder.output;
-  EXPECT_NE(folder.output.find("needs labels"), std::string::npos) << folder.output;
+  EXPECT_NE(folder.output.find("unknown task 'lyrics'"), std::string::npos) << folder.output;
+  EXPECT_EQ(folder.output.find("embeddings"), std::string::npos) << "refused before any embedding:\n" << folder.output;
+  // Tagging on a folder of audio without labels.
+  const std::string unlabelled = tmp("mart_eval_unlabelled");
+  fs::remove_all(unlabelled);
+  auto u = run(mpirun(1) + MART_PREPROCESS + " --dataset.kind folder --input " + tmp("mart_eval_corpus") + "/audio --output " +
+               unlabelled + kFeatures + " --preprocess.unit_tracks 16");
+  ASSERT_EQ(u.code, 0) << u.output;
+  auto untagged = run(mpirun(1) + MART_EVAL + " --data " + unlabelled + " --run " + out + " --eval.tasks tagging", 120);
+  EXPECT_EQ(untagged.code, 2) << untagged.output;
+  EXPECT_NE(untagged.output.find("task 'tagging' needs labels"), std::string::npos) << untagged.output;
   // Not a checkpoint.
   auto bad = run(mpirun(1) + MART_EVAL + " --data " + kData + " --run " + out + " --checkpoint " + out, 120);
   EXPECT_EQ(bad.code, 2) << bad.output;

@@ -38,7 +38,7 @@ struct TrackInfo {
   int64_t cover_group = -1;
   int64_t crop_begin = 0, crop_end = 0;  // rows of EmbeddingSet::crops
   // Where the track's audio features are: shard index in the manifest and track in that shard
-  // (-1 when read back from an embeddings file: fine-tuning needs a set made by extract()).
+  // (-1 in files of an older mart-eval, which fine-tuning cannot use).
   int64_t shard = -1, shard_track = -1;
 };
 

@@ -21,11 +21,14 @@ struct FinetuneOptions {
   double lr = 1e-4, weight_decay = 1e-6;
   int max_epochs = 30, patience = 5, batch_size = 16;
   uint64_t seed = 1;
+  // true: BatchNorm on running statistics (the result does not depend on the group size; a random
+  // model's statistics are the initial 0 / 1). false: batch statistics, per rank.
+  bool frozen_batch_norm = true;
 };
 
-// `e` must come from extract() on `data_dir` (its tracks know their shard). `checkpoint_dir`
-// empty: start from a randomly initialised model (the from-scratch baseline). BatchNorm uses the
-// running statistics throughout (as mart-train's frozen mode), so the result does not depend on
+// `e` must come from extract() on `data_dir`, or from its embeddings file (its tracks know their
+// shard). `checkpoint_dir` empty: start from a model initialised with `o.seed` (the from-scratch
+// baseline). With frozen BatchNorm (as mart-train's frozen mode) the result does not depend on
 // how a batch is split over the group. Every rank of `group` calls this with the same arguments
 // and gets the same ProbeRun.
 ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& e, const std::string& checkpoint_dir,
