@@ -28,21 +28,12 @@ CheckpointInfo open_checkpoint(const std::string& path) {
   c.model = train::model_options_from(cfg);
   const auto state = train::read_train_state(c.dir);
   c.features = state.features;
-  if (c.features) {
-    c.model.levels = c.features->levels;
-    c.model.parts = c.features->parts;
-    c.model.n_mels = c.features->n_mels;
-    c.model.frames = c.features->frames;
-  }
+  if (c.features) c.model = train::with_input_of(c.model, *c.features);
   return c;
 }
 
 model::ModelOptions model_for_features(const CheckpointInfo& c, const audio::FeatureConfig& f) {
-  model::ModelOptions m = c.model;
-  m.levels = f.levels;
-  m.parts = f.parts;
-  m.n_mels = f.n_mels;
-  m.frames = f.frames;
+  const model::ModelOptions m = train::with_input_of(c.model, f);
   const auto state = train::read_train_state(c.dir);
   if (state.model_canonical != m.canonical())
     MART_CONFIG_ERROR("checkpoint '", c.dir, "' was trained on features with another hierarchy or mel size than ",

@@ -359,8 +359,7 @@ int run(app::StageContext& ctx) {
   }
   if (c.get<bool>("eval.baselines")) {
     if (ckpt_arg.empty()) {  // a random encoder needs a model shape: the small default at these features
-      mo = model::ModelOptions::small();
-      mo.levels = f.levels, mo.parts = f.parts, mo.n_mels = f.n_mels, mo.frames = f.frames;
+      mo = train::with_input_of(model::ModelOptions::small(), f);
     }
     sources.push_back({mart_source("", mo, 1, threads), true, "", "random_init;seed=1;model=" + mo.canonical()});
     sources.push_back({logmel_stats_source(f), false, "", "logmel_stats;features=" + f.canonical()});

@@ -66,6 +66,14 @@ model::ModelOptions model_options_from(const Config& c) {
   return m;
 }
 
+model::ModelOptions with_input_of(model::ModelOptions m, const audio::FeatureConfig& f) {
+  m.levels = f.levels;
+  m.parts = f.parts;
+  m.n_mels = f.n_mels;
+  m.frames = f.frames;
+  return m;
+}
+
 std::string model_ini(const model::ModelOptions& m) {
   std::ostringstream os;
   os << "[model]\nfcn_channels = ";

@@ -35,11 +35,7 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 // The model's input sizes come from the data, the rest from the config.
 model::ModelOptions model_for(const TrainOptions& o, const audio::FeatureConfig& f) {
-  model::ModelOptions m = o.model;
-  m.levels = f.levels;
-  m.parts = f.parts;
-  m.n_mels = f.n_mels;
-  m.frames = f.frames;
+  model::ModelOptions m = with_input_of(o.model, f);
   m.validate();
   return m;
 }

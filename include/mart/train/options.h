@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "mart/audio/features.h"
 #include "mart/core/config.h"
 #include "mart/model/options.h"
 
@@ -44,6 +45,8 @@ void declare_model_options(Config& c);
 model::ModelOptions model_options_from(const Config& c);
 // The [model] section that reads back through declare_model_options (checkpoints keep it).
 std::string model_ini(const model::ModelOptions& m);
+// `m` with its input sizes (levels, parts, n_mels, frames) taken from the data's features.
+model::ModelOptions with_input_of(model::ModelOptions m, const audio::FeatureConfig& f);
 void declare_options(Config& c);
 TrainOptions options_from(const Config& c);
 
