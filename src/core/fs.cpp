@@ -45,6 +45,15 @@ void write_file_atomic(const std::string& path, const std::string& content) {
   }
 }
 
+void fsync_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) MART_FAIL("cannot open '", path, "' to flush it: ", std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) MART_FAIL("cannot flush '", path, "': ", std::strerror(err));
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) MART_CONFIG_ERROR("cannot open '", path, "': ", std::strerror(errno));

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "mart/core/error.h"
+#include "mart/core/fs.h"
 #include "mart/core/h5_check.h"
 #include "mart/core/hash.h"
 #include "mart/data/h5.h"
@@ -51,15 +52,6 @@ void append_rows(hid_t dataset, hsize_t have, hsize_t rows, int n_mels, const ui
   h5::Dataspace mem_space(H5_CHECK(H5Screate_simple(2, count, nullptr)));
   h5::Datatype half = h5::half_type();  // same as the file's type: HDF5 copies bytes, no conversion
   H5_CHECK(H5Dwrite(dataset, half.get(), mem_space.get(), file_space.get(), H5P_DEFAULT, halves));
-}
-
-void fsync_path(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) MART_FAIL("cannot open '", path, "' to flush it: ", std::strerror(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) MART_FAIL("cannot flush '", path, "': ", std::strerror(err));
 }
 
 bool valid_split(const std::string& s) {
@@ -239,7 +231,7 @@ void ShardWriter::finish() {
     H5_CHECK(H5Fflush(s.file.get(), H5F_SCOPE_GLOBAL));
     s.file.reset();
   }
-  fsync_path(s.tmp);  // the data must be on disk before the rename makes it look finished
+  fsync_file(s.tmp);  // the data must be on disk before the rename makes it look finished
   std::error_code ec;
   std::filesystem::rename(s.tmp, s.path, ec);
   if (ec) MART_FAIL("cannot rename '", s.tmp, "' to '", s.path, "': ", ec.message());

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mart/core/error.h"
+#include "mart/core/fs.h"
 #include "mart/core/h5_check.h"
 #include "mart/data/h5.h"
 #include "mart/data/manifest.h"
@@ -220,6 +221,7 @@ void write_embeddings(const std::string& path, const EmbeddingSet& e) {
   h5::write_attr(f.get(), "dim", static_cast<int64_t>(e.dim));
   h5::write_attr(f.get(), "levels", static_cast<int64_t>(e.levels));
   f.reset();
+  fsync_file(tmp);  // a rerun reuses this file: it must not be renamed into place before its data is on disk
   if (std::rename(tmp.c_str(), path.c_str()) != 0) MART_FAIL("cannot rename '", tmp, "' to '", path, "'");
 }
 

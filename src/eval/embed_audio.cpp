@@ -391,6 +391,7 @@ class H5Out {
     h5::write_attr(f, "clip_samples", c.clip_samples);
     h5::write_attr(f, "crop_step_samples", info_.step * c.hop(0));
     file_.reset();
+    fsync_file(tmp());  // on disk before the rename makes it look finished
     if (std::rename(tmp().c_str(), path_.c_str()) != 0) MART_FAIL("cannot rename '", tmp(), "' to '", path_, "'");
   }
 
