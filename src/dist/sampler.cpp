@@ -72,7 +72,7 @@ std::vector<CropItem> DistributedSampler::epoch_order(uint64_t epoch) const {
       items.push_back({t, static_cast<uint32_t>(rng.next() % crop_starts_[t])});
     }
   Rng rng(seed_of(options_.seed ^ kShuffleStream, epoch));
-  for (size_t i = items.size(); i > 1; --i) std::swap(items[i - 1], items[rng.next() % i]);
+  rng.shuffle(items);
   return items;
 }
 

@@ -94,7 +94,7 @@ TaskTracks task_tracks(const EmbeddingSet& e, const std::string& task, double fr
                       s.valid.size(), ", ", s.test.size(), ": give the dataset a split (labels CSV or split lists)");
   if (fraction < 1.0) {  // a seeded subset of the training tracks (at least one)
     Rng rng(seed_of(seed, 0x66726163ull, static_cast<uint64_t>(fraction * 1e6)));
-    for (size_t i = s.train.size(); i > 1; --i) std::swap(s.train[i - 1], s.train[static_cast<size_t>(rng.next() % i)]);
+    rng.shuffle(s.train);
     s.train.resize(std::max<size_t>(1, static_cast<size_t>(fraction * static_cast<double>(s.train.size()))));
     std::sort(s.train.begin(), s.train.end());
   }

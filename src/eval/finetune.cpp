@@ -162,7 +162,7 @@ ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& e, const std:
     net.model->train();
     if (o.frozen_batch_norm) train::freeze_batch_norm(*net.model);
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[static_cast<size_t>(rng.next() % i)]);
+    rng.shuffle(order);
     for (size_t s = 0; s < order.size(); s += static_cast<size_t>(o.batch_size)) {
       const size_t global = std::min(order.size(), s + static_cast<size_t>(o.batch_size)) - s;
       const auto [b0, b1] = share(global, comm.rank(), comm.size());

@@ -3,6 +3,8 @@
 // we promise "same seed, same bytes" everywhere, so our draws are defined here.
 #include <cmath>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 namespace mart {
 
@@ -41,6 +43,11 @@ class Rng {  // xoshiro256** seeded through splitmix64
     return lo + static_cast<int>(next() % n);
   }
   bool bernoulli(double p) { return uniform() < p; }
+  // Fisher-Yates, from the back: element i - 1 swaps with one of [0, i).
+  template <typename T>
+  void shuffle(std::vector<T>& v) {
+    for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[static_cast<size_t>(next() % i)]);
+  }
   double normal() {  // Box-Muller, one value per call: simple and reproducible
     double u1 = uniform(), u2 = uniform();
     if (u1 < 1e-300) u1 = 1e-300;
