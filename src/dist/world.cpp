@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <limits>
 #include <string>
+#include <thread>
 #include <sstream>
 
 #include "mart/core/error.h"
@@ -83,6 +84,11 @@ std::vector<std::string> World::all_gather_bytes(const std::string& mine, uint64
     }
   }
   return out;
+}
+
+int threads_per_rank(const World& world, int configured) {
+  if (configured > 0) return configured;
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / world.local_size());
 }
 
 void World::abort(int code) const {

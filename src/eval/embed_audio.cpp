@@ -15,7 +15,6 @@
 #include <numeric>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include "mart/audio/decode.h"
 #include "mart/audio/logmel.h"
@@ -659,9 +658,7 @@ int run_embed(app::StageContext& ctx) {
   const audio::FeatureConfig f = features_of(ckpt);
   const std::vector<std::string> files = list_inputs(c.get<std::string>("input"), c.get<std::string>("input_list"));
   const Formats formats = parse_formats(c.get<std::string>("embed.formats"));
-  const int threads = c.get<int>("embed.threads") > 0
-                          ? c.get<int>("embed.threads")
-                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / w.local_size());
+  const int threads = dist::threads_per_rank(w, c.get<int>("embed.threads"));
   at::set_num_threads(threads);
   RunInfo info;
   info.checkpoint = ckpt.dir;

@@ -10,7 +10,6 @@
 #include <numeric>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
@@ -319,7 +318,7 @@ int run(app::StageContext& ctx) {
   const int ft_seeds = c.get<int>("eval.finetune_seeds") > 0 ? c.get<int>("eval.finetune_seeds") : seeds;
   const int group_ranks = c.get<int>("eval.group_ranks");
   if (group_ranks < 1) MART_CONFIG_ERROR("eval.group_ranks must be at least 1, got ", group_ranks);
-  const int threads = c.get<int>("eval.threads") > 0 ? c.get<int>("eval.threads") : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / w.local_size());
+  const int threads = dist::threads_per_rank(w, c.get<int>("eval.threads"));
   const std::string fbn = c.get<std::string>("eval.finetune_batch_norm");
   if (fbn != "frozen" && fbn != "batch")
     MART_CONFIG_ERROR("eval.finetune_batch_norm must be frozen or batch, got '", fbn, "'");

@@ -11,7 +11,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "mart/core/error.h"
 #include "mart/core/hash.h"
@@ -51,8 +50,7 @@ int run(app::StageContext& ctx) {
   const TrainOptions o = options_from(ctx.cfg);
   auto& world = ctx.world;
   install_preemption_handlers();
-  const int threads = o.threads > 0 ? o.threads
-                                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / world.local_size());
+  const int threads = dist::threads_per_rank(world, o.threads);
   at::set_num_threads(threads);
   torch::Device device(torch::kCPU);
   if (o.device == "cuda") {

@@ -42,6 +42,10 @@ class World {
   bool owns_mpi_ = false;  // finalize only what we initialized
 };
 
+// Intra-op threads for one rank: `configured` when positive, else the node's cores shared by its
+// ranks (at least 1). LibTorch starts with one thread whatever the machine, so stages set this.
+int threads_per_rank(const World& world, int configured);
+
 // Under Slurm, srun without an MPI plugin starts N separate single-rank jobs; each would
 // silently train alone. Returns an error text for that case, empty when the launch is sound.
 // `env` reads an environment variable (nullptr when unset), so tests can feed their own.
