@@ -74,17 +74,43 @@ LossOutput HierarchicalContrastiveLoss::operator()(const std::vector<torch::Tens
 
   LossOutput out;
   torch::Tensor log_numerator, log_denominator;
-  if (options_.use_hcl) {
-    out.log_pw = log_part_whole(z);  // eq. (3)
+  const bool inside = options_.use_hcl && options_.pw_term == "inside";
+  if (options_.use_hcl) out.log_pw = log_part_whole(z);  // eq. (3)
+  else out.log_pw = torch::full({b_local}, -std::numeric_limits<double>::infinity(), anchor.options());
+  if (inside) {
     log_numerator = torch::logaddexp(out.log_pw, log_positive);
     log_denominator = torch::logsumexp(torch::cat({out.log_pw.unsqueeze(1), to_tilde, to_hat}, 1), 1);
-  } else {  // without HCL: L_pw = 0, InfoNCE
-    out.log_pw = torch::full({b_local}, -std::numeric_limits<double>::infinity(), anchor.options());
+  } else {  // L_pw = 0 in eq. (5): InfoNCE
     log_numerator = log_positive;
     log_denominator = torch::logsumexp(torch::cat({to_tilde, to_hat}, 1), 1);
   }
   out.per_instance = log_denominator - log_numerator;  // eq. (5): -log(numerator / denominator)
+  if (options_.use_hcl && !inside && options_.pw_weight > 0 && z.size() > 1) {
+    // The part-whole term beside eq. (5): how far log L_pw_b is below its largest value, reached
+    // when every part equals its whole (each exp is then exp(1/tau), eq. 4's lambdas sum to the
+    // number of wholes).
+    double wholes = 0;
+    for (size_t i = 0; i + 1 < z.size(); ++i) wholes += static_cast<double>(z[i].size(1));
+    const double log_pw_max = std::log(wholes) + 1.0 / tau;
+    out.per_instance = out.per_instance + options_.pw_weight * (log_pw_max - out.log_pw);
+  }
   out.loss = out.per_instance.sum() / static_cast<double>(b_global);
+
+  {  // diagnostics
+    torch::NoGradGuard no_grad;
+    const auto f64 = [](const torch::Tensor& t) { return t.detach().to(torch::kFloat64).sum(); };
+    const auto not_self_tilde = self.logical_not();
+    const auto neg_sum = f64(to_tilde.masked_select(not_self_tilde)) + f64(to_hat.masked_select(not_self_tilde));
+    const double negatives = 2.0 * static_cast<double>(b_local) * static_cast<double>(b_global - 1);
+    // The positive is column offset + b of to_tilde; it must beat every other entry of both rows.
+    const auto others = torch::cat({to_tilde.masked_fill(self, -std::numeric_limits<double>::infinity()), to_hat}, 1);
+    const auto top1 = (log_positive.detach() > std::get<0>(others.detach().max(1))).to(torch::kFloat64).sum();
+    const auto log_pw_sum = options_.use_hcl && z.size() > 1 ? f64(out.log_pw) : torch::zeros({}, torch::kFloat64);
+    out.stats = torch::stack({f64(log_positive), neg_sum.to(torch::kFloat64),
+                              torch::full({}, negatives, torch::kFloat64).to(anchor.device()),
+                              top1, log_pw_sum.to(anchor.device()),
+                              torch::full({}, static_cast<double>(b_local), torch::kFloat64).to(anchor.device())});
+  }
   return out;
 }
 

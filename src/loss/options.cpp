@@ -11,6 +11,10 @@ void LossOptions::validate() const {
   if (parts < 1) MART_CONFIG_ERROR("loss option parts (M) must be at least 1, got ", parts);
   if (!(tau > 0) || !std::isfinite(tau))
     MART_CONFIG_ERROR("loss option tau must be a positive number, got ", tau);
+  if (pw_term != "inside" && pw_term != "separate")
+    MART_CONFIG_ERROR("loss option pw_term must be inside (eq. 5 as written) or separate, got '", pw_term, "'");
+  if (!(pw_weight >= 0) || !std::isfinite(pw_weight))
+    MART_CONFIG_ERROR("loss option pw_weight must be a finite number >= 0, got ", pw_weight);
 }
 
 }  // namespace mart::loss

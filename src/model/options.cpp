@@ -37,6 +37,11 @@ void ModelOptions::validate() const {
   for (double l : lambdas)
     if (!std::isfinite(l)) MART_CONFIG_ERROR("model option lambdas must be finite");
   require_positive(projection_dim, "projection_dim");
+  if (pwt_residual != "double" && pwt_residual != "single")
+    MART_CONFIG_ERROR("model option pwt_residual must be double (eq. 1 as printed) or single, got '", pwt_residual, "'");
+  if (pwt_order != "parallel" && pwt_order != "sequential")
+    MART_CONFIG_ERROR("model option pwt_order must be parallel or sequential, got '", pwt_order, "'");
+  loss_options().validate();
   if (!(tau > 0) || !std::isfinite(tau))
     MART_CONFIG_ERROR("model option tau must be a positive number, got ", tau);
 }
@@ -63,6 +68,11 @@ std::string ModelOptions::canonical() const {
   for (int n = 0; n < levels; ++n) os << (n ? "," : "") << lambda(n);
   os << ";projection_dim=" << projection_dim << ";tau=" << tau << ";use_pwt=" << use_pwt
      << ";use_hcl=" << use_hcl;
+  // Options added later appear only when they differ from the reading older checkpoints used,
+  // so those checkpoints keep their identity.
+  if (pwt_residual != "double") os << ";pwt_residual=" << pwt_residual;
+  if (pwt_order != "parallel") os << ";pwt_order=" << pwt_order;
+  if (pw_term != "inside") os << ";pw_term=" << pw_term << ";pw_weight=" << pw_weight;
   return os.str();
 }
 

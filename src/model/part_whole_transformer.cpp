@@ -50,7 +50,7 @@ torch::Tensor CrossAttentionLayerImpl::forward(const torch::Tensor& q, const tor
 
 PartWholeUnitImpl::PartWholeUnitImpl(const ModelOptions& o, int whole_level)
     : parts_per_whole(o.parts), lambda_whole(o.lambda(whole_level)),
-      lambda_part(o.lambda(whole_level + 1)) {
+      lambda_part(o.lambda(whole_level + 1)), single_residual(o.pwt_residual == "single") {
   bottom_up = register_module("bottom_up",
                               CrossAttentionLayer(o.dim, o.heads, o.head_dim, o.ff_dim));
   top_down = register_module("top_down",
@@ -71,13 +71,17 @@ std::pair<torch::Tensor, torch::Tensor> group_by_whole(const torch::Tensor& whol
 torch::Tensor PartWholeUnitImpl::bottom_up_update(const torch::Tensor& wholes,
                                                   const torch::Tensor& parts) {
   const auto [w, p] = group_by_whole(wholes, parts, parts_per_whole);
-  return lambda_whole * bottom_up(w, p).reshape_as(wholes);  // eq. (1): Q = w~, K = V = P~
+  auto t = bottom_up(w, p).reshape_as(wholes);  // eq. (1): Q = w~, K = V = P~
+  if (single_residual) t = t - wholes;         // the Transformer's own residual is eq. 1's "+ w~"
+  return lambda_whole * t;
 }
 
 torch::Tensor PartWholeUnitImpl::top_down_update(const torch::Tensor& wholes,
                                                  const torch::Tensor& parts) {
   const auto [w, p] = group_by_whole(wholes, parts, parts_per_whole);
-  return lambda_part * top_down(p, w).reshape_as(parts);  // eq. (2): Q = P~, K = V = w~
+  auto t = top_down(p, w).reshape_as(parts);  // eq. (2): Q = P~, K = V = w~
+  if (single_residual) t = t - parts;
+  return lambda_part * t;
 }
 
 std::pair<torch::Tensor, torch::Tensor> PartWholeUnitImpl::forward(const torch::Tensor& wholes,
@@ -87,7 +91,7 @@ std::pair<torch::Tensor, torch::Tensor> PartWholeUnitImpl::forward(const torch::
 
 // ---- PartWholeBlock and PartWholeTransformer ----
 
-PartWholeBlockImpl::PartWholeBlockImpl(const ModelOptions& o) {
+PartWholeBlockImpl::PartWholeBlockImpl(const ModelOptions& o) : sequential(o.pwt_order == "sequential") {
   units = register_module("units", torch::nn::ModuleList());
   for (int n = 0; n + 1 < o.levels; ++n) units->push_back(PartWholeUnit(o, n));
 }
@@ -96,6 +100,15 @@ std::vector<torch::Tensor> PartWholeBlockImpl::forward(const std::vector<torch::
   MART_CHECK(in.size() == units->size() + 1, "PWT block of ", units->size() + 1,
              " levels got ", in.size());
   std::vector<torch::Tensor> out = in;
+  if (sequential) {
+    // Bottom-up from the finest pair: each whole reads parts already updated in this block...
+    for (size_t n = units->size(); n-- > 0;)
+      out[n] = out[n] + (*units)[n]->as<PartWholeUnitImpl>()->bottom_up_update(out[n], out[n + 1]);
+    // ...then top-down from the top: each part reads its whole's final value.
+    for (size_t n = 0; n < units->size(); ++n)
+      out[n + 1] = out[n + 1] + (*units)[n]->as<PartWholeUnitImpl>()->top_down_update(out[n], out[n + 1]);
+    return out;
+  }
   for (size_t n = 0; n < units->size(); ++n) {  // every update reads the block's input
     auto unit = (*units)[n]->as<PartWholeUnitImpl>();
     out[n] = out[n] + unit->bottom_up_update(in[n], in[n + 1]);

@@ -48,6 +48,17 @@ void declare_model_options(Config& c) {
   c.add<double>("model.tau", m.tau, "temperature of the contrastive loss", "Model");
   c.add<bool>("model.use_pwt", true, "false: the 'without PWT' ablation (s^ = s~)", "Model");
   c.add<bool>("model.use_hcl", true, "false: the 'without HCL' ablation (L_pw = 0)", "Model");
+  c.add<std::string>("model.pwt_residual", m.pwt_residual,
+                     "double: eq. 1 as printed (w~ + lambda * Transformer, which has its own residual); single: "
+                     "the Transformer's residual is the only one", "Model");
+  c.add<std::string>("model.pwt_order", m.pwt_order,
+                     "parallel: every update of a PWT block reads the block's input; sequential: bottom-up, then "
+                     "top-down, each reading the levels already updated", "Model");
+  c.add<std::string>("model.pw_term", m.pw_term,
+                     "inside: L_pw in eq. 5's numerator and denominator (literal); separate: InfoNCE plus "
+                     "model.pw_weight x the part-whole term", "Model");
+  c.add<double>("model.pw_weight", m.pw_weight, "weight of the separate part-whole term (model.pw_term = separate)",
+                "Model");
 }
 
 model::ModelOptions model_options_from(const Config& c) {
@@ -63,6 +74,10 @@ model::ModelOptions model_options_from(const Config& c) {
   m.tau = c.get<double>("model.tau");
   m.use_pwt = c.get<bool>("model.use_pwt");
   m.use_hcl = c.get<bool>("model.use_hcl");
+  m.pwt_residual = c.get<std::string>("model.pwt_residual");
+  m.pwt_order = c.get<std::string>("model.pwt_order");
+  m.pw_term = c.get<std::string>("model.pw_term");
+  m.pw_weight = c.get<double>("model.pw_weight");
   return m;
 }
 
@@ -82,7 +97,9 @@ std::string model_ini(const model::ModelOptions& m) {
      << "\nhead_dim = " << m.head_dim << "\nff_dim = " << m.ff_dim << "\nlambdas = ";
   for (size_t i = 0; i < m.lambdas.size(); ++i) os << (i ? "," : "") << format_value(m.lambdas[i]);
   os << "\nprojection_dim = " << m.projection_dim << "\ntau = " << format_value(m.tau)
-     << "\nuse_pwt = " << format_value(m.use_pwt) << "\nuse_hcl = " << format_value(m.use_hcl) << "\n";
+     << "\nuse_pwt = " << format_value(m.use_pwt) << "\nuse_hcl = " << format_value(m.use_hcl)
+     << "\npwt_residual = " << m.pwt_residual << "\npwt_order = " << m.pwt_order << "\npw_term = " << m.pw_term
+     << "\npw_weight = " << format_value(m.pw_weight) << "\n";
   return os.str();
 }
 

@@ -24,9 +24,18 @@ double cosine(const Vec& a, const Vec& b) {
   return ab / std::sqrt(aa * bb);
 }
 
-// Eqs. (3)-(6) as printed, with plain exp and log. Returns L_hc_b for every b.
+LossOptions opts(int levels, int parts, double tau, bool use_hcl, const std::string& pw_term = "inside",
+                 double pw_weight = 1.0) {
+  LossOptions o;
+  o.levels = levels, o.parts = parts, o.tau = tau, o.use_hcl = use_hcl, o.pw_term = pw_term, o.pw_weight = pw_weight;
+  return o;
+}
+
+// Eqs. (3)-(6) as printed, with plain exp and log. Returns L_hc_b for every b. With
+// pw_weight >= 0 the part-whole term is separate: eq. (5) with L_pw = 0, plus
+// pw_weight * (log L_pw_max - log L_pw_b), L_pw_max = (number of wholes) * exp(1 / tau).
 Vec naive_loss(const std::vector<torch::Tensor>& z_hat, const torch::Tensor& z_tilde0, int m,
-               double tau, bool use_hcl) {
+               double tau, bool use_hcl, double separate_weight = -1) {
   const int levels = static_cast<int>(z_hat.size());
   const int64_t batch = z_tilde0.size(0);
   auto hat = [&](int n, int64_t b, int64_t j) { return row(z_hat[n][b][j]); };
@@ -42,7 +51,14 @@ Vec naive_loss(const std::vector<torch::Tensor>& z_hat, const torch::Tensor& z_t
     for (int64_t u = 0; u < batch; ++u)
       if (u != b) l_neg += std::exp(cosine(hat(0, b, 0), hat(0, u, 0)) / tau);
     const double positive = std::exp(cosine(hat(0, b, 0), row(z_tilde0[b])) / tau);
-    losses.push_back(-std::log((l_pw + positive) / (l_pw + l_neg)));  // eq. (5)
+    if (separate_weight >= 0) {
+      double wholes = 0;
+      for (int i = 0; i + 1 < levels; ++i) wholes += static_cast<double>(z_hat[i].size(1));
+      const double gap = use_hcl && levels > 1 ? std::log(wholes * std::exp(1.0 / tau)) - std::log(l_pw) : 0.0;
+      losses.push_back(-std::log(positive / l_neg) + separate_weight * gap);
+    } else {
+      losses.push_back(-std::log((l_pw + positive) / (l_pw + l_neg)));  // eq. (5)
+    }
   }
   return losses;
 }
@@ -72,7 +88,7 @@ TEST_P(LossMatchesEquations, Float64To1e6Relative) {
     torch::manual_seed(7 + c.levels * 10 + c.parts);
     const auto z_hat = random_hierarchy(c, 6, torch::kDouble);
     const auto z_tilde0 = torch::randn({c.batch, 6}, torch::kDouble);
-    const HierarchicalContrastiveLoss loss({c.levels, c.parts, c.tau, use_hcl});
+    const HierarchicalContrastiveLoss loss(opts(c.levels, c.parts, c.tau, use_hcl));
     const auto out = loss(z_hat, z_tilde0);
     const Vec expected = naive_loss(z_hat, z_tilde0, c.parts, c.tau, use_hcl);
     double mean = 0;
@@ -84,6 +100,58 @@ TEST_P(LossMatchesEquations, Float64To1e6Relative) {
     }
     EXPECT_LT(relative(out.loss.item<double>(), mean), 1e-6) << "hcl=" << use_hcl;
   }
+}
+
+TEST_P(LossMatchesEquations, SeparatePartWholeTermFloat64) {
+  const Case c = GetParam();
+  for (double w : {0.0, 0.3, 1.0}) {
+    torch::manual_seed(11 + c.levels * 10 + c.parts);
+    const auto z_hat = random_hierarchy(c, 6, torch::kDouble);
+    const auto z_tilde0 = torch::randn({c.batch, 6}, torch::kDouble);
+    const HierarchicalContrastiveLoss loss(opts(c.levels, c.parts, c.tau, true, "separate", w));
+    const auto out = loss(z_hat, z_tilde0);
+    const Vec expected = naive_loss(z_hat, z_tilde0, c.parts, c.tau, true, w);
+    for (int64_t b = 0; b < c.batch; ++b)
+      EXPECT_LT(relative(out.per_instance[b].item<double>(), expected[b]), 1e-6)
+          << "b=" << b << " w=" << w << " got " << out.per_instance[b].item<double>() << " want " << expected[b];
+  }
+}
+
+// The diagnostics against the same quantities counted by hand.
+TEST_P(LossMatchesEquations, DiagnosticsCountedByHand) {
+  const Case c = GetParam();
+  torch::manual_seed(5 + c.levels);
+  const auto z_hat = random_hierarchy(c, 6, torch::kDouble);
+  const auto z_tilde0 = torch::randn({c.batch, 6}, torch::kDouble);
+  const auto out = HierarchicalContrastiveLoss(opts(c.levels, c.parts, c.tau, true))(z_hat, z_tilde0);
+  double pos = 0, neg = 0, negatives = 0, top1 = 0, log_pw = 0;
+  for (int64_t b = 0; b < c.batch; ++b) {
+    const Vec a = row(z_hat[0][b][0]);
+    const double p = cosine(a, row(z_tilde0[b])) / c.tau;
+    pos += p;
+    double best_other = -1e300;
+    for (int64_t u = 0; u < c.batch; ++u) {
+      if (u == b) continue;
+      for (double l : {cosine(a, row(z_tilde0[u])) / c.tau, cosine(a, row(z_hat[0][u][0])) / c.tau}) {
+        neg += l, negatives += 1, best_other = std::max(best_other, l);
+      }
+    }
+    top1 += p > best_other ? 1 : 0;
+    log_pw += out.log_pw[b].item<double>();
+  }
+  const auto s = out.stats;
+  ASSERT_EQ(s.size(0), mart::loss::kLossStats);
+  EXPECT_NEAR(s[mart::loss::kPositiveLogit].item<double>(), pos, 1e-9);
+  EXPECT_NEAR(s[mart::loss::kNegativeLogit].item<double>(), neg, 1e-9);
+  EXPECT_EQ(s[mart::loss::kNegatives].item<double>(), negatives);
+  EXPECT_EQ(s[mart::loss::kTop1].item<double>(), top1);
+  EXPECT_NEAR(s[mart::loss::kLogPw].item<double>(), c.levels > 1 ? log_pw : 0.0, 1e-9);
+  EXPECT_EQ(s[mart::loss::kInstances].item<double>(), static_cast<double>(c.batch));
+}
+
+TEST(HierarchicalContrastiveLoss, BadPartWholeTermIsAConfigError) {
+  EXPECT_THROW(HierarchicalContrastiveLoss(opts(3, 2, 0.5, true, "beside")), mart::ConfigError);
+  EXPECT_THROW(HierarchicalContrastiveLoss(opts(3, 2, 0.5, true, "separate", -1)), mart::ConfigError);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, LossMatchesEquations,
@@ -98,7 +166,7 @@ TEST(HierarchicalContrastiveLoss, Float32AtSmallTauIsFiniteAndAgreesWithFloat64)
   const auto z_hat = random_hierarchy(c, 16, torch::kDouble);
   const auto z_tilde0 = torch::randn({c.batch, 16}, torch::kDouble);  // unrelated positives: a large loss
   // Without HCL: with it, L_pw's e^(sim/tau) over 14 pairs dominates both sides and the loss is ~0.
-  const HierarchicalContrastiveLoss loss({c.levels, c.parts, c.tau, false});
+  const HierarchicalContrastiveLoss loss(opts(c.levels, c.parts, c.tau, false));
   std::vector<torch::Tensor> z32;
   for (auto& z : z_hat) z32.push_back(z.to(torch::kFloat));
   const auto l32 = loss(z32, z_tilde0.to(torch::kFloat)).loss.item<double>();
@@ -162,7 +230,7 @@ TEST(HierarchicalContrastiveLoss, GradientsMatchFiniteDifferences) {
     std::vector<torch::Tensor> inputs = z_hat;
     inputs.push_back(z_tilde0);
     for (auto& x : inputs) x.set_requires_grad(true);
-    const HierarchicalContrastiveLoss loss({c.levels, c.parts, tau, true});
+    const HierarchicalContrastiveLoss loss(opts(c.levels, c.parts, tau, true));
     expect_gradients_match([&] { return loss(z_hat, z_tilde0).loss; }, inputs, 1e-6);
   }
 }
@@ -176,7 +244,7 @@ TEST(HierarchicalContrastiveLoss, RanksWithGlobalNegativesSumToTheConcatenatedBa
   auto z_tilde0 = torch::randn({c.batch, 8}, torch::kDouble);
   for (auto& z : z_hat) z.set_requires_grad(true);
   z_tilde0.set_requires_grad(true);
-  const HierarchicalContrastiveLoss loss({c.levels, c.parts, c.tau, true});
+  const HierarchicalContrastiveLoss loss(opts(c.levels, c.parts, c.tau, true));
 
   const auto single = loss(z_hat, z_tilde0).loss;
   const auto single_grads = torch::autograd::grad({single}, {z_hat[0], z_hat[2], z_tilde0});
@@ -198,7 +266,7 @@ TEST(HierarchicalContrastiveLoss, RanksWithGlobalNegativesSumToTheConcatenatedBa
 
 TEST(HierarchicalContrastiveLoss, RejectsBadOptionsAndShapes) {
   EXPECT_THROW(HierarchicalContrastiveLoss({4, 2, 0.0, true}), mart::ConfigError);
-  const HierarchicalContrastiveLoss loss({3, 2, 0.5, true});
+  const HierarchicalContrastiveLoss loss(opts(3, 2, 0.5, true));
   const auto z = random_hierarchy({2, 2, 3, 0.5}, 4, torch::kDouble);  // 2 levels, not 3
   EXPECT_THROW(loss(z, torch::randn({3, 4}, torch::kDouble)), mart::Error);
 }

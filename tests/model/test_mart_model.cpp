@@ -197,6 +197,68 @@ TEST(PartWholeBlock, IntermediateLevelsSumBothUpdatesOfTheBlockInput) {
   EXPECT_TRUE(close(out[3], in[3] + unit(2)->top_down_update(in[2], in[3])));
 }
 
+TEST_F(UnitFixture, SingleResidualIsTheTransformerOutputAtLambdaOne) {
+  o.pwt_residual = "single";
+  o.lambdas = {1.0, 1.0, 0.5, 1.0};  // lambda_1 = 1 (wholes), lambda_2 = 0.5 (parts)
+  torch::manual_seed(4);
+  PartWholeUnit single(o, 1);
+  const auto [w_hat, p_hat] = single(wholes, parts);
+  for (int64_t j = 0; j < 2; ++j) {
+    const auto w = wholes[0][j].view({1, 1, o.dim}), p = parts[0].narrow(0, 2 * j, 2).unsqueeze(0);
+    // lambda 1: w^ = Transformer(w~, P~), no second "+ w~"
+    EXPECT_TRUE(close(w_hat[0][j], single->bottom_up(w, p).view({o.dim})));
+    // lambda 0.5: P^ = P~ + 0.5 (Transformer(P~, w~) - P~)
+    EXPECT_TRUE(close(p_hat[0].narrow(0, 2 * j, 2), (p + 0.5 * (single->top_down(p, w) - p)).squeeze(0)));
+  }
+}
+
+TEST(PartWholeBlock, SequentialGoesBottomUpThenTopDownOnUpdatedLevels) {
+  torch::manual_seed(6);
+  auto o = ModelOptions::small();  // N = 4
+  o.pwt_order = "sequential";
+  PartWholeBlock block(o);
+  std::vector<torch::Tensor> in;
+  for (int n = 0; n < o.levels; ++n) in.push_back(torch::randn({2, o.clips_at(n), o.dim}));
+  const auto out = block(in);
+  auto unit = [&](int n) { return (*block->units)[n]->as<PartWholeUnitImpl>(); };
+  // By hand: wholes from the finest pair up, each reading the parts just updated...
+  std::vector<torch::Tensor> x = in;
+  x[2] = in[2] + unit(2)->bottom_up_update(in[2], in[3]);
+  x[1] = in[1] + unit(1)->bottom_up_update(in[1], x[2]);
+  x[0] = in[0] + unit(0)->bottom_up_update(in[0], x[1]);
+  // ...then parts from the top down, each reading its whole's final value.
+  x[1] = x[1] + unit(0)->top_down_update(x[0], x[1]);
+  x[2] = x[2] + unit(1)->top_down_update(x[1], x[2]);
+  x[3] = in[3] + unit(2)->top_down_update(x[2], in[3]);
+  for (int n = 0; n < o.levels; ++n) EXPECT_TRUE(close(out[n], x[n])) << "level " << n;
+  // and it is not the parallel reading
+  auto p = o;
+  p.pwt_order = "parallel";
+  PartWholeBlock parallel(p);
+  torch::NoGradGuard ng;
+  for (size_t i = 0; i < parallel->parameters().size(); ++i) parallel->parameters()[i].copy_(block->parameters()[i]);
+  EXPECT_FALSE(close(parallel(in)[1], out[1]));
+}
+
+TEST(ModelOptions, OpenChoicesAreValidatedAndOnlyNonDefaultsChangeTheCanonicalForm) {
+  ModelOptions o;
+  const std::string literal = o.canonical();
+  EXPECT_EQ(literal.find("pwt_residual"), std::string::npos);  // older checkpoints keep their identity
+  o.pwt_residual = "single";
+  EXPECT_NE(o.canonical().find("pwt_residual=single"), std::string::npos);
+  o.pwt_residual = "triple";
+  EXPECT_THROW(o.validate(), mart::ConfigError);
+  o = ModelOptions();
+  o.pwt_order = "random";
+  EXPECT_THROW(o.validate(), mart::ConfigError);
+  o = ModelOptions();
+  o.pw_term = "separate";
+  o.pw_weight = 0.25;
+  EXPECT_NE(o.canonical().find("pw_term=separate;pw_weight=0.25"), std::string::npos);
+  EXPECT_EQ(o.loss_options().pw_term, "separate");
+  EXPECT_EQ(o.loss_options().pw_weight, 0.25);
+}
+
 // ---- the whole model ----
 
 TEST(MartModel, ShapesForSeveralHierarchies) {

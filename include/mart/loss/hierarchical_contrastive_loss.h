@@ -16,6 +16,20 @@ struct LossOutput {
   torch::Tensor loss;
   torch::Tensor per_instance;  // L_hc_b for the local b, [B_local]
   torch::Tensor log_pw;        // log L_pw_b (eq. 3), [B_local]; -inf without HCL
+  // Diagnostics (no gradient): float64 [kLossStats] sums over the local instances, so that an
+  // all-reduce SUM over ranks gives the global batch's; divide by the counts they come with.
+  torch::Tensor stats;
+};
+
+// Indices into LossOutput::stats.
+enum LossStat : int64_t {
+  kPositiveLogit = 0,  // sum of sim(s^_b^0, s~_b^0) / tau
+  kNegativeLogit,      // sum of every negative logit of eq. (6) (u != b against s~^0, and against s^^0)
+  kNegatives,          // how many negative logits that sum holds
+  kTop1,               // instances whose positive outscores every negative (top-1 contrastive accuracy)
+  kLogPw,              // sum of log L_pw_b (0 without HCL)
+  kInstances,          // local instances
+  kLossStats
 };
 
 class HierarchicalContrastiveLoss {

@@ -27,6 +27,16 @@ struct ModelOptions {
   int64_t ff_dim = 2048;
   // lambda_n of eqs. 1-2, one per level; empty means 1 at every level.
   std::vector<double> lambdas;
+  // Open readings of eqs. 1-2 (docs/model.md, "open choices"):
+  //   pwt_residual double - w^ = w~ + lambda * Transformer(w~, P~), the Transformer keeping its own
+  //                         residual (eq. 1 as printed: two residuals);
+  //                single - the Transformer's residual is eq. 1's "+ w~": w^ = w~ + lambda *
+  //                         (Transformer(w~, P~) - w~), i.e. w^ = Transformer(w~, P~) at lambda 1.
+  //   pwt_order parallel   - every update of a block reads the block's input;
+  //             sequential - bottom-up from the finest pair to the top, then top-down from the top,
+  //                          each update reading the levels already updated in this block.
+  std::string pwt_residual = "double";
+  std::string pwt_order = "parallel";
 
   // Projection head Linear(dim) - ReLU - Linear(projection_dim).
   int64_t projection_dim = 256;
@@ -37,6 +47,9 @@ struct ModelOptions {
   // Ablations of the paper's table 4.
   bool use_pwt = true;  // false: s^ = s~ (the transformer is skipped, its weights unused)
   bool use_hcl = true;  // false: L_pw = 0
+  // Where L_pw enters the loss: inside eq. (5) (literal) or separate, weighted (loss/options.h).
+  std::string pw_term = "inside";
+  double pw_weight = 1.0;
 
   // Throws ConfigError naming the bad field.
   void validate() const;
@@ -44,7 +57,7 @@ struct ModelOptions {
   int64_t clips_at(int level) const;  // M^n
   int64_t clips_total() const;        // sum over levels of M^n
   int64_t attention_dim() const { return heads * head_dim; }
-  loss::LossOptions loss_options() const { return {levels, parts, tau, use_hcl}; }
+  loss::LossOptions loss_options() const { return {levels, parts, tau, use_hcl, pw_term, pw_weight}; }
   // Every option as "key=value;..." in a fixed order, for checkpoints and logs.
   std::string canonical() const;
 

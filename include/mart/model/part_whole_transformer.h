@@ -53,6 +53,7 @@ struct PartWholeUnitImpl : torch::nn::Module {
 
   int parts_per_whole;
   double lambda_whole, lambda_part;  // lambda_n, lambda_{n+1}
+  bool single_residual;              // ModelOptions::pwt_residual == "single": increments are Transformer - input
   CrossAttentionLayer bottom_up{nullptr}, top_down{nullptr};
 };
 TORCH_MODULE(PartWholeUnit);
@@ -63,12 +64,15 @@ TORCH_MODULE(PartWholeUnit);
 //                + [n > 0]   top-down  increment of unit (n-1, n).
 // So an intermediate level gets both updates, neither sees the other's result within a block,
 // and the order of the units does not matter (eqs. 1-2 apply as written to every pair).
+// With pwt_order = sequential the block instead runs the bottom-up updates from the finest pair
+// to the top, then the top-down updates from the top down, each reading the current levels.
 struct PartWholeBlockImpl : torch::nn::Module {
   explicit PartWholeBlockImpl(const ModelOptions& options);
   // levels: N tensors [B, M^n, dim] -> N tensors of the same shapes.
   std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& levels);
 
   torch::nn::ModuleList units;
+  bool sequential;  // ModelOptions::pwt_order == "sequential" (see there)
 };
 TORCH_MODULE(PartWholeBlock);
 
