@@ -7,14 +7,76 @@
 
 namespace mart::train {
 
+namespace {
+torch::Tensor unit_rows(const torch::Tensor& x) {
+  const auto r = x.detach().to(torch::kFloat64).reshape({x.size(0), -1});
+  return torch::nn::functional::normalize(r, torch::nn::functional::NormalizeFuncOptions().dim(-1));
+}
+}  // namespace
+
+double alignment(const torch::Tensor& x, const torch::Tensor& y) {
+  return (unit_rows(x) - unit_rows(y)).pow(2).sum(-1).mean().item<double>();
+}
+
+double uniformity(const torch::Tensor& x) {
+  const auto u = unit_rows(x);
+  const int64_t b = u.size(0);
+  if (b < 2) return 0.0;
+  const auto d2 = (2.0 - 2.0 * torch::matmul(u, u.t())).clamp_min(0.0);  // ||u_b - u_c||^2
+  const auto off = torch::eye(b, u.options()).logical_not();
+  return std::log(torch::exp(-2.0 * d2.masked_select(off)).mean().item<double>());
+}
+
+double effective_rank(const torch::Tensor& x) {
+  const auto s = torch::linalg::svdvals(x.detach().to(torch::kFloat64).reshape({x.size(0), -1}).cpu(), c10::nullopt);
+  const auto p = s / s.sum().clamp_min(1e-300);
+  const auto nz = p.masked_select(p > 0);
+  return std::exp(-(nz * nz.log()).sum().item<double>());
+}
+
+torch::Tensor local_diagnostics(const model::MartOutputs& o) {
+  torch::NoGradGuard no_grad;
+  std::vector<double> v{alignment(o.b.hat[0], o.tilde0_a), uniformity(o.b.hat[0]), effective_rank(o.b.hat[0])};
+  for (size_t n = 0; n < o.b.hat.size(); ++n) {
+    const auto t = o.b.tilde[n].detach().to(torch::kFloat64);
+    const auto inc = o.b.hat[n].detach().to(torch::kFloat64) - t;
+    v.push_back((inc.norm(2, -1) / t.norm(2, -1).clamp_min(1e-12)).mean().item<double>());
+  }
+  return torch::tensor(v, torch::kFloat64);
+}
+
+namespace {
+// Names the global sums: `sums` = [loss, LossStat..., local diagnostics...] over `ranks` ranks.
+std::vector<std::pair<std::string, double>> name_diagnostics(const torch::Tensor& sums, int ranks, int levels) {
+  const auto c = sums.cpu().contiguous();
+  const double* s = c.data_ptr<double>() + 1;
+  const double n = std::max(1.0, s[loss::kInstances]);
+  std::vector<std::pair<std::string, double>> d{
+      {"log_pw", s[loss::kLogPw] / n},
+      {"pos_logit", s[loss::kPositiveLogit] / n},
+      {"neg_logit", s[loss::kNegativeLogit] / std::max(1.0, s[loss::kNegatives])},
+      {"top1", s[loss::kTop1] / n}};
+  const double* l = s + loss::kLossStats;
+  d.emplace_back("align", l[0] / ranks);
+  d.emplace_back("uniform", l[1] / ranks);
+  d.emplace_back("eff_rank", l[2] / ranks);
+  for (int lv = 0; lv < levels; ++lv) d.emplace_back("incr" + std::to_string(lv), l[3 + lv] / ranks);
+  return d;
+}
+}  // namespace
+
 StepLoss forward_loss(model::MartModel& model, const loss::HierarchicalContrastiveLoss& loss_fn,
                       const torch::Tensor& view_a, const torch::Tensor& view_b, dist::Communicator* comm) {
   StepLoss out;
   const model::MartOutputs o = model->forward(view_a, view_b);
+  const int levels = static_cast<int>(o.z_hat.size());
   if (!comm || comm->size() == 1) {
     const loss::LossOutput l = loss_fn(o.z_hat, o.z_tilde0);
     out.backward = l.loss;
     out.global = l.loss.item<double>();
+    const auto sums = torch::cat({l.loss.detach().to(torch::kFloat64).reshape({1}).cpu(), l.stats.cpu(),
+                                  local_diagnostics(o)});
+    out.diagnostics = name_diagnostics(sums, 1, levels);
     return out;
   }
   const auto t0 = std::chrono::steady_clock::now();
@@ -29,9 +91,13 @@ StepLoss forward_loss(model::MartModel& model, const loss::HierarchicalContrasti
   // l.loss is this rank's share of the global mean; the global gradient is the SUM of the ranks'
   // gradients, and the reducer averages, so scale by K.
   out.backward = l.loss * static_cast<double>(comm->size());
-  torch::Tensor total = l.loss.detach().clone().reshape({1}).to(torch::kFloat64).contiguous();
+  // One all-reduce carries the loss and every diagnostic sum.
+  torch::Tensor total = torch::cat({l.loss.detach().to(torch::kFloat64).reshape({1}), l.stats.to(torch::kFloat64),
+                                    local_diagnostics(o).to(l.stats.device())})
+                            .contiguous();
   comm->all_reduce(total);
-  out.global = total.item<double>();
+  out.global = total[0].item<double>();
+  out.diagnostics = name_diagnostics(total, comm->size(), levels);
   return out;
 }
 

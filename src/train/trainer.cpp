@@ -10,6 +10,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "mart/core/error.h"
@@ -130,6 +131,7 @@ int run(app::StageContext& ctx) {
   };
   double window_loss = 0, window_wait = 0, window_comm = 0, window_time = 0;
   int64_t window_n = 0;
+  std::map<std::string, double> window_diag;
   while (state.step < total_steps) {
     const auto t0 = Clock::now();
     double wait_s = 0;
@@ -157,19 +159,28 @@ int run(app::StageContext& ctx) {
     const double step_s = since(t0);
     const double comm_s = l.gather_s + reducer.last_timing().finalize_s;
     window_loss += l.global, window_wait += wait_s, window_comm += comm_s, window_time += step_s, ++window_n;
+    for (const auto& [k, v] : l.diagnostics) window_diag[k] += v;
     if (world.is_root()) {
-      metrics << nlohmann::json{{"step", state.step}, {"epoch", batch.epoch}, {"loss", l.global}, {"lr", lr},
-                                {"samples_per_s", o.batch_size / step_s}, {"step_s", step_s},
-                                {"data_wait_s", wait_s}, {"comm_s", comm_s}}.dump()
-              << "\n";
+      nlohmann::json line{{"step", state.step}, {"epoch", batch.epoch}, {"loss", l.global}, {"lr", lr},
+                          {"samples_per_s", o.batch_size / step_s}, {"step_s", step_s},
+                          {"data_wait_s", wait_s}, {"comm_s", comm_s}};
+      for (const auto& [k, v] : l.diagnostics) line[k] = v;
+      metrics << line.dump() << "\n";
       metrics.flush();
       if (state.step % o.log_every == 0 || state.step == total_steps) {
-        spdlog::info("step {}/{} epoch {} loss {:.4f} lr {:.2e} {:.1f} samples/s (data wait {:.0f} ms, comm {:.0f} ms per step)",
+        auto mean = [&](const char* k) { return window_diag[k] / window_n; };
+        spdlog::info("step {}/{} epoch {} loss {:.4f} lr {:.2e} {:.1f} samples/s (data wait {:.0f} ms, comm {:.0f} ms per step) "
+                     "top1 {:.3f} log_pw {:.2f} pos/neg logit {:.2f}/{:.2f} align {:.3f} uniform {:.3f} eff_rank {:.1f}",
                      state.step, total_steps, batch.epoch, window_loss / window_n, lr,
-                     o.batch_size * window_n / window_time, 1e3 * window_wait / window_n, 1e3 * window_comm / window_n);
-        window_loss = window_wait = window_comm = window_time = 0;
-        window_n = 0;
+                     o.batch_size * window_n / window_time, 1e3 * window_wait / window_n, 1e3 * window_comm / window_n,
+                     mean("top1"), mean("log_pw"), mean("pos_logit"), mean("neg_logit"), mean("align"), mean("uniform"),
+                     mean("eff_rank"));
       }
+    }
+    if (state.step % o.log_every == 0 || state.step == total_steps) {
+      window_loss = window_wait = window_comm = window_time = 0;
+      window_n = 0;
+      window_diag.clear();
     }
     // Preemption: a signal on any rank stops every rank at this same step.
     if (world.any(preemption_requested())) {
