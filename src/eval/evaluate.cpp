@@ -41,6 +41,8 @@ void declare_options(Config& c) {
   c.add<std::string>("eval.label_fractions", "1.0", "fractions of the training labels, e.g. 0.01,0.1,1.0", "Tasks");
   c.add<int>("eval.max_epochs", 200, "probe epochs at most", "Tasks");
   c.add<int>("eval.patience", 10, "early-stopping patience (epochs without a better validation loss)", "Tasks");
+  c.add<std::string>("eval.embedding", "hat0", "the vector tasks see: hat0 (s^^0, after the part-whole transformer), "
+                     "tilde0 (s~^0, the encoder's output) or levels (every level's mean, concatenated)", "Tasks");
   c.add<bool>("eval.baselines", true, "also evaluate a randomly initialised encoder and log-mel statistics", "Tasks");
   c.add<std::string>("eval.finetune_fractions", "", "fine-tune the whole model (trained and random) with these "
                      "fractions of the training labels, e.g. 0.01,0.1; empty: no fine-tuning", "Fine-tuning");
@@ -345,22 +347,25 @@ int run(app::StageContext& ctx) {
 
   // The feature sources: the trained model first, then the baselines.
   std::vector<Source> sources;
+  const std::string vector = c.get<std::string>("eval.embedding");
+  const std::string vector_identity = vector == "hat0" ? "" : ";vector=" + vector;  // hat0: as before the option
   const std::string ckpt_arg = c.get<std::string>("checkpoint");
   model::ModelOptions mo;
   if (!ckpt_arg.empty()) {
     const CheckpointInfo ckpt = open_checkpoint(ckpt_arg);
     mo = model_for_features(ckpt, f);
     const auto state = train::read_train_state(ckpt.dir);
-    sources.push_back({mart_source(ckpt.dir, mo, 1, threads), true, ckpt.dir,
-                       "checkpoint=" + canonical(ckpt.dir) + ";step=" +
-                           std::to_string(state.step) + ";run=" + state.config_hash + ";model=" + mo.canonical()});
+    sources.push_back({mart_source(ckpt.dir, mo, 1, threads, vector), true, ckpt.dir,
+                       "checkpoint=" + canonical(ckpt.dir) + ";step=" + std::to_string(state.step) +
+                           ";run=" + state.config_hash + ";model=" + mo.canonical() + vector_identity});
     if (w.is_root()) spdlog::info("evaluating checkpoint {}", ckpt.dir);
   }
   if (c.get<bool>("eval.baselines")) {
     if (ckpt_arg.empty()) {  // a random encoder needs a model shape: the small default at these features
       mo = train::with_input_of(model::ModelOptions::small(), f);
     }
-    sources.push_back({mart_source("", mo, 1, threads), true, "", "random_init;seed=1;model=" + mo.canonical()});
+    sources.push_back({mart_source("", mo, 1, threads, vector), true, "",
+                       "random_init;seed=1;model=" + mo.canonical() + vector_identity});
     sources.push_back({logmel_stats_source(f), false, "", "logmel_stats;features=" + f.canonical()});
   }
   if (sources.empty()) MART_CONFIG_ERROR("nothing to evaluate: give --checkpoint or keep eval.baselines on");

@@ -23,7 +23,10 @@ torch::Tensor loss_of(const torch::Tensor& logits, const torch::Tensor& y, TaskK
 
 class MartSource : public FeatureSource {
  public:
-  MartSource(const std::string& checkpoint, const model::ModelOptions& m, uint64_t seed) : model_(nullptr) {
+  MartSource(const std::string& checkpoint, const model::ModelOptions& m, uint64_t seed, std::string vector)
+      : model_(nullptr), vector_(std::move(vector)) {
+    if (vector_ != "hat0" && vector_ != "tilde0" && vector_ != "levels")
+      MART_CONFIG_ERROR("eval.embedding must be hat0, tilde0 or levels, got '", vector_, "'");
     torch::manual_seed(static_cast<int64_t>(seed));
     model_ = model::MartModel(m);
     if (!checkpoint.empty()) model::load_weights(*model_, checkpoint + "/model.pt");
@@ -31,23 +34,34 @@ class MartSource : public FeatureSource {
     name_ = checkpoint.empty() ? "random_init" : "mart";
   }
   std::string name() const override { return name_; }
-  int64_t dim() const override { return model_->options.dim; }
-  int levels() const override { return model_->options.levels; }
+  int64_t dim() const override { return model_->options.dim * (vector_ == "levels" ? model_->options.levels : 1); }
+  int levels() const override { return vector_ == "levels" ? 1 : model_->options.levels; }
   void embed(const float* hier, int64_t n, std::vector<std::vector<float>>* out) override {
     torch::NoGradGuard no_grad;
     const auto& o = model_->options;
     auto x = torch::from_blob(const_cast<float*>(hier), {n, o.clips_total(), o.n_mels, o.frames});
     const auto e = model_->embed(x);
-    out->assign(static_cast<size_t>(o.levels), {});
-    for (int l = 0; l < o.levels; ++l) {
-      const auto mean = e.hat[static_cast<size_t>(l)].mean(1).contiguous();  // over the level's clips
-      (*out)[static_cast<size_t>(l)].assign(mean.data_ptr<float>(), mean.data_ptr<float>() + mean.numel());
+    auto assign = [&](size_t l, const torch::Tensor& t) {
+      const auto c = t.contiguous();
+      (*out)[l].assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+    };
+    if (vector_ == "levels") {  // one vector: every level's mean over its clips, concatenated
+      std::vector<torch::Tensor> means;
+      for (const auto& h : e.hat) means.push_back(h.mean(1));
+      out->assign(1, {});
+      assign(0, torch::cat(means, 1));
+      return;
     }
+    out->assign(static_cast<size_t>(o.levels), {});
+    for (int l = 0; l < o.levels; ++l)  // each level's mean over its clips
+      assign(static_cast<size_t>(l), e.hat[static_cast<size_t>(l)].mean(1));
+    if (vector_ == "tilde0") assign(0, e.tilde[0].mean(1));  // the encoder's own output, before the PWT
   }
 
  private:
   model::MartModel model_;
   std::string name_;
+  std::string vector_;  // what level 0 holds: hat0 (s^^0), tilde0 (s~^0) or levels (all levels' means)
 };
 
 }  // namespace
@@ -114,9 +128,9 @@ ProbeRun train_probe(const ProbeSet& train, const ProbeSet& valid, const std::ve
 }
 
 std::unique_ptr<FeatureSource> mart_source(const std::string& checkpoint, const model::ModelOptions& m,
-                                           uint64_t seed, int threads) {
+                                           uint64_t seed, int threads, const std::string& vector) {
   if (threads > 0) at::set_num_threads(threads);
-  return std::make_unique<MartSource>(checkpoint, m, seed);
+  return std::make_unique<MartSource>(checkpoint, m, seed, vector);
 }
 
 }  // namespace mart::eval

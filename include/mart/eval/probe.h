@@ -41,7 +41,9 @@ ProbeRun train_probe(const ProbeSet& train, const ProbeSet& valid, const std::ve
 
 // The MART model of a checkpoint directory (or a randomly initialised one when `checkpoint` is
 // empty) as a feature source: the per-level means of s^ (after the part-whole transformer).
+// `vector` chooses what the downstream tasks see as level 0: "hat0" (s^^0, the default),
+// "tilde0" (s~^0, the encoder's output) or "levels" (one level: the concatenated level means).
 std::unique_ptr<FeatureSource> mart_source(const std::string& checkpoint, const model::ModelOptions& m,
-                                           uint64_t seed, int threads);
+                                           uint64_t seed, int threads, const std::string& vector = "hat0");
 
 }  // namespace mart::eval
