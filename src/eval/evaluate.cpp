@@ -16,14 +16,14 @@
 #include "mart/core/hash.h"
 #include "mart/core/mpi_check.h"
 #include "mart/core/rng.h"
+#include "mart/core/text.h"
 #include "mart/data/manifest.h"
-#include "mart/eval/checkpoint.h"
 #include "mart/eval/finetune.h"
 #include "mart/eval/metrics.h"
 #include "mart/eval/retrieval.h"
-#include "mart/preprocess/datasets.h"
-#include "mart/train/checkpoint.h"
-#include "mart/train/options.h"
+#include "mart/model/config.h"
+#include "mart/run/checkpoint.h"
+#include "mart/run/checkpoint_info.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -282,7 +282,7 @@ struct Source {
 std::vector<double> fractions_of(const Config& c, const std::string& key, bool allow_empty) {
   const std::string text = c.get<std::string>(key);
   if (allow_empty && text.empty()) return {};
-  const auto v = train::parse_double_list(text, key);
+  const auto v = parse_double_list(text, key);
   for (double fr : v)
     if (!(fr > 0 && fr <= 1)) MART_CONFIG_ERROR(key, " must lie in (0, 1], got ", fr);
   return v;
@@ -326,7 +326,7 @@ int run(app::StageContext& ctx) {
   // Tasks asked for by name must have their labels in the data, checked before any embedding.
   const std::string asked = c.get<std::string>("eval.tasks");
   if (asked != "auto")
-    for (const auto& t : preprocess::split_list(asked, ',')) {
+    for (const auto& t : split_list(asked, ',')) {
       if (t != "tagging" && t != "classification" && t != "covers")
         MART_CONFIG_ERROR("eval.tasks: unknown task '", t, "' (tasks: tagging, classification, covers, or auto)");
       if ((t == "tagging" && manifest.labels.tag_names.empty()) || (t == "classification" && manifest.labels.class_names.empty()))
@@ -348,9 +348,9 @@ int run(app::StageContext& ctx) {
   const std::string ckpt_arg = c.get<std::string>("checkpoint");
   model::ModelOptions mo;
   if (!ckpt_arg.empty()) {
-    const CheckpointInfo ckpt = open_checkpoint(ckpt_arg);
-    mo = model_for_features(ckpt, f);
-    const auto state = train::read_train_state(ckpt.dir);
+    const run::CheckpointInfo ckpt = run::open_checkpoint(ckpt_arg);
+    mo = run::model_for_features(ckpt, f);
+    const auto state = run::read_train_state(ckpt.dir);
     sources.push_back({mart_source(ckpt.dir, mo, 1, threads), true, ckpt.dir,
                        "checkpoint=" + canonical(ckpt.dir) + ";step=" +
                            std::to_string(state.step) + ";run=" + state.config_hash + ";model=" + mo.canonical()});
@@ -358,7 +358,7 @@ int run(app::StageContext& ctx) {
   }
   if (c.get<bool>("eval.baselines")) {
     if (ckpt_arg.empty()) {  // a random encoder needs a model shape: the small default at these features
-      mo = train::with_input_of(model::ModelOptions::small(), f);
+      mo = model::with_input_of(model::ModelOptions::small(), f);
     }
     sources.push_back({mart_source("", mo, 1, threads), true, "", "random_init;seed=1;model=" + mo.canonical()});
     sources.push_back({logmel_stats_source(f), false, "", "logmel_stats;features=" + f.canonical()});
@@ -402,7 +402,7 @@ int run(app::StageContext& ctx) {
     if (w.is_root()) spdlog::info("{}: {} tracks, {} crops, {}-d embeddings", e.source, e.tracks.size(), e.num_crops(), e.dim);
     std::vector<std::string> tasks = available_tasks(e);
     if (asked != "auto") {
-      const auto want = preprocess::split_list(asked, ',');
+      const auto want = split_list(asked, ',');
       for (const auto& t : want)
         if (std::find(tasks.begin(), tasks.end(), t) == tasks.end())
           MART_CONFIG_ERROR("task '", t, "' needs labels the shards in '", data, "' do not have (they support: ",

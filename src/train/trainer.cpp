@@ -16,14 +16,25 @@
 #include "mart/core/hash.h"
 #include "mart/dist/communicator.h"
 #include "mart/dist/gradient_reducer.h"
-#include "mart/train/checkpoint.h"
+#include "mart/run/checkpoint.h"
+#include "mart/run/step.h"
 #include "mart/train/loader.h"
 #include "mart/train/options.h"
-#include "mart/train/step.h"
 
 namespace fs = std::filesystem;
 
 namespace mart::train {
+
+// The checkpoint format and the step are the run layer's (fine-tuning in mart-eval shares them).
+using run::checkpoint_dir;
+using run::forward_loss;
+using run::freeze_batch_norm;
+using run::latest_checkpoint;
+using run::learning_rate;
+using run::load_checkpoint;
+using run::save_checkpoint;
+using run::StepLoss;
+using run::TrainState;
 
 namespace {
 std::atomic<int> g_signal{0};
