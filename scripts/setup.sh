@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libsndfile1-dev libsoxr-dev libfftw3-dev libsox-dev   # decode, resample, FFT, effects
   python3-torch python3-torchaudio python3-h5py python3-sklearn python3-numpy  # reference values
+  python3-matplotlib                         # curves.png and the report's bars (optional at run time)
   slurmctld slurmd slurm-client libpmix-dev  # the Slurm test's private one-node cluster; srun --mpi=pmix
 )
 SUDO=""

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "mart/app/plot.h"
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
 #include "mart/core/hash.h"
@@ -487,6 +488,8 @@ int run(app::StageContext& ctx) {
     write_file_atomic(out + "/report.md", "# mart-eval on " + data + "\n\n" + md);
     spdlog::info("report ({} probe{}, {} seed(s)); written to {}/report.md\n{}", probe,
                  ft_fractions.empty() ? "" : " and fine-tuning", seeds, out, md);
+    const std::string bars = app::plot("results", out);
+    if (!bars.empty()) spdlog::info("the report's bars per task: {}", bars);
   }
   return app::kExitOk;
 }

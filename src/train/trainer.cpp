@@ -12,6 +12,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "mart/app/plot.h"
 #include "mart/core/error.h"
 #include "mart/core/hash.h"
 #include "mart/dist/communicator.h"
@@ -175,9 +176,13 @@ int run(app::StageContext& ctx) {
               << "\n";
       metrics.flush();
       if (state.step % o.log_every == 0 || state.step == total_steps) {
-        spdlog::info("step {}/{} epoch {} loss {:.4f} lr {:.2e} {:.1f} samples/s (data wait {:.0f} ms, comm {:.0f} ms per step)",
-                     state.step, total_steps, batch.epoch, window_loss / window_n, lr,
-                     o.batch_size * window_n / window_time, 1e3 * window_wait / window_n, 1e3 * window_comm / window_n);
+        // x real time: seconds of audio (one top clip per sample) per second of training.
+        const double per_s = o.batch_size * window_n / window_time;
+        spdlog::info("step {}/{} epoch {} loss {:.4f} lr {:.2e} {:.1f} samples/s = {:.0f}x real time "
+                     "(data wait {:.0f} ms, comm {:.0f} ms per step); ETA {:.0f} s",
+                     state.step, total_steps, batch.epoch, window_loss / window_n, lr, per_s,
+                     per_s * static_cast<double>(f.clip_samples) / f.sample_rate, 1e3 * window_wait / window_n,
+                     1e3 * window_comm / window_n, static_cast<double>(total_steps - state.step) * window_time / window_n);
         window_loss = window_wait = window_comm = window_time = 0;
         window_n = 0;
       }
@@ -195,6 +200,8 @@ int run(app::StageContext& ctx) {
     model::export_state_dict(*model, o.run + "/model_state_dict.pt");
     spdlog::info("done: {} steps; checkpoint in {}, PyTorch state dict in {}/model_state_dict.pt", state.step,
                  checkpoint_dir(o.run, state.step), o.run);
+    const std::string curves = app::plot("curves", o.run);
+    if (!curves.empty()) spdlog::info("training curves: {}", curves);
   }
   return app::kExitOk;
 }
