@@ -62,7 +62,9 @@ def read_metrics(path):
         for k in by_step[s]:
             if k not in keys:
                 keys.append(k)
-    return steps, keys, by_step
+    # The JSON writer sorts keys: loss, lr and throughput first, then the rest as they come.
+    first = [k for k in LABELS if k in keys]
+    return steps, first + [k for k in keys if k not in first], by_step
 
 
 def smooth(ys, window):
