@@ -10,6 +10,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libsndfile1-dev libsoxr-dev libfftw3-dev libsox-dev   # decode, resample, FFT, effects
   python3-torch python3-torchaudio python3-h5py python3-sklearn python3-numpy  # reference values
+  python3-matplotlib                         # curves.png and the report's bars (optional at run time)
+  slurmctld slurmd slurm-client libpmix-dev  # the Slurm test's private one-node cluster; srun --mpi=pmix
 )
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
@@ -21,7 +23,17 @@ echo "mart setup: updating the package index"
 $SUDO apt-get update -qq
 if [ ${#missing[@]} -gt 0 ]; then
   echo "mart setup: installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # The Slurm packages would start daemons on a site-less default config; the test starts its own
+  # cluster, so services stay down while installing (policy-rc.d 101: "do not start").
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" || rc=$?
+  if [ $made_policy = 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+  [ "${rc:-0}" = 0 ] || exit "$rc"
 else
   echo "mart setup: all ${#PACKAGES[@]} packages present"
 fi

@@ -24,9 +24,9 @@
 
 #include "mart/audio/augment.h"
 #include "mart/audio/decode.h"
-#include "mart/audio/features.h"
 #include "mart/audio/logmel.h"
 #include "mart/core/rng.h"
+#include "mart/features/features.h"
 
 using namespace mart::audio;
 

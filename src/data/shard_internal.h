@@ -2,8 +2,8 @@
 // Names and helpers shared by the shard writer and reader (not part of the public API).
 #include <string>
 
-#include "mart/audio/features.h"
 #include "mart/data/h5.h"
+#include "mart/features/features.h"
 
 namespace mart::data::detail {
 

@@ -23,8 +23,8 @@
 #include "mart/core/h5_check.h"
 #include "mart/data/h5.h"
 #include "mart/data/shard.h"
-#include "mart/eval/checkpoint.h"
 #include "mart/model/mart_model.h"
+#include "mart/run/checkpoint_info.h"
 
 namespace fs = std::filesystem;
 
@@ -608,7 +608,7 @@ Formats parse_formats(const std::string& s) {
   return f;
 }
 
-audio::FeatureConfig features_of(const CheckpointInfo& c) {
+audio::FeatureConfig features_of(const run::CheckpointInfo& c) {
   if (!c.features)
     MART_CONFIG_ERROR("checkpoint '", c.dir, "' predates stored features: it does not record the sample rate, clip ",
                       "length and log-mel settings of its training data, so audio cannot be turned into its input. ",
@@ -647,14 +647,14 @@ void check_embed_options(const Config& c) {
   const double mf = c.get<double>("embed.max_failures");
   if (!(mf >= 0 && mf <= 1)) MART_CONFIG_ERROR("embed.max_failures is a fraction in [0, 1], got ", mf);
   list_inputs(c.get<std::string>("input"), c.get<std::string>("input_list"));
-  features_of(open_checkpoint(c.get<std::string>("checkpoint"))).validate();
+  features_of(run::open_checkpoint(c.get<std::string>("checkpoint"))).validate();
 }
 
 int run_embed(app::StageContext& ctx) {
   const Config& c = ctx.cfg;
   const dist::World& w = ctx.world;
   const auto t0 = std::chrono::steady_clock::now();
-  const CheckpointInfo ckpt = open_checkpoint(c.get<std::string>("checkpoint"));
+  const run::CheckpointInfo ckpt = run::open_checkpoint(c.get<std::string>("checkpoint"));
   const audio::FeatureConfig f = features_of(ckpt);
   const std::vector<std::string> files = list_inputs(c.get<std::string>("input"), c.get<std::string>("input_list"));
   const Formats formats = parse_formats(c.get<std::string>("embed.formats"));

@@ -11,19 +11,20 @@
 #include <set>
 #include <sstream>
 
+#include "mart/app/plot.h"
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
 #include "mart/core/hash.h"
 #include "mart/core/mpi_check.h"
 #include "mart/core/rng.h"
+#include "mart/core/text.h"
 #include "mart/data/manifest.h"
-#include "mart/eval/checkpoint.h"
 #include "mart/eval/finetune.h"
 #include "mart/eval/metrics.h"
 #include "mart/eval/retrieval.h"
-#include "mart/preprocess/datasets.h"
-#include "mart/train/checkpoint.h"
-#include "mart/train/options.h"
+#include "mart/model/config.h"
+#include "mart/run/checkpoint.h"
+#include "mart/run/checkpoint_info.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -284,7 +285,7 @@ struct Source {
 std::vector<double> fractions_of(const Config& c, const std::string& key, bool allow_empty) {
   const std::string text = c.get<std::string>(key);
   if (allow_empty && text.empty()) return {};
-  const auto v = train::parse_double_list(text, key);
+  const auto v = parse_double_list(text, key);
   for (double fr : v)
     if (!(fr > 0 && fr <= 1)) MART_CONFIG_ERROR(key, " must lie in (0, 1], got ", fr);
   return v;
@@ -328,7 +329,7 @@ int run(app::StageContext& ctx) {
   // Tasks asked for by name must have their labels in the data, checked before any embedding.
   const std::string asked = c.get<std::string>("eval.tasks");
   if (asked != "auto")
-    for (const auto& t : preprocess::split_list(asked, ',')) {
+    for (const auto& t : split_list(asked, ',')) {
       if (t != "tagging" && t != "classification" && t != "covers")
         MART_CONFIG_ERROR("eval.tasks: unknown task '", t, "' (tasks: tagging, classification, covers, or auto)");
       if ((t == "tagging" && manifest.labels.tag_names.empty()) || (t == "classification" && manifest.labels.class_names.empty()))
@@ -352,9 +353,9 @@ int run(app::StageContext& ctx) {
   const std::string ckpt_arg = c.get<std::string>("checkpoint");
   model::ModelOptions mo;
   if (!ckpt_arg.empty()) {
-    const CheckpointInfo ckpt = open_checkpoint(ckpt_arg);
-    mo = model_for_features(ckpt, f);
-    const auto state = train::read_train_state(ckpt.dir);
+    const run::CheckpointInfo ckpt = run::open_checkpoint(ckpt_arg);
+    mo = run::model_for_features(ckpt, f);
+    const auto state = run::read_train_state(ckpt.dir);
     sources.push_back({mart_source(ckpt.dir, mo, 1, threads, vector), true, ckpt.dir,
                        "checkpoint=" + canonical(ckpt.dir) + ";step=" + std::to_string(state.step) +
                            ";run=" + state.config_hash + ";model=" + mo.canonical() + vector_identity});
@@ -362,7 +363,7 @@ int run(app::StageContext& ctx) {
   }
   if (c.get<bool>("eval.baselines")) {
     if (ckpt_arg.empty()) {  // a random encoder needs a model shape: the small default at these features
-      mo = train::with_input_of(model::ModelOptions::small(), f);
+      mo = model::with_input_of(model::ModelOptions::small(), f);
     }
     sources.push_back({mart_source("", mo, 1, threads, vector), true, "",
                        "random_init;seed=1;model=" + mo.canonical() + vector_identity});
@@ -407,7 +408,7 @@ int run(app::StageContext& ctx) {
     if (w.is_root()) spdlog::info("{}: {} tracks, {} crops, {}-d embeddings", e.source, e.tracks.size(), e.num_crops(), e.dim);
     std::vector<std::string> tasks = available_tasks(e);
     if (asked != "auto") {
-      const auto want = preprocess::split_list(asked, ',');
+      const auto want = split_list(asked, ',');
       for (const auto& t : want)
         if (std::find(tasks.begin(), tasks.end(), t) == tasks.end())
           MART_CONFIG_ERROR("task '", t, "' needs labels the shards in '", data, "' do not have (they support: ",
@@ -492,6 +493,8 @@ int run(app::StageContext& ctx) {
     write_file_atomic(out + "/report.md", "# mart-eval on " + data + "\n\n" + md);
     spdlog::info("report ({} probe{}, {} seed(s)); written to {}/report.md\n{}", probe,
                  ft_fractions.empty() ? "" : " and fine-tuning", seeds, out, md);
+    const std::string bars = app::plot("results", out);
+    if (!bars.empty()) spdlog::info("the report's bars per task: {}", bars);
   }
   return app::kExitOk;
 }

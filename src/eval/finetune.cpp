@@ -14,7 +14,7 @@
 #include "mart/dist/gradient_reducer.h"
 #include "mart/dist/mpi_communicator.h"
 #include "mart/model/mart_model.h"
-#include "mart/train/step.h"
+#include "mart/run/step.h"
 
 namespace mart::eval {
 
@@ -160,7 +160,7 @@ ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& e, const std:
   std::vector<torch::Tensor> best_params;
   for (; epochs < o.max_epochs && since_best < o.patience; ++epochs) {
     net.model->train();
-    if (o.frozen_batch_norm) train::freeze_batch_norm(*net.model);
+    if (o.frozen_batch_norm) run::freeze_batch_norm(*net.model);
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     rng.shuffle(order);
     for (size_t s = 0; s < order.size(); s += static_cast<size_t>(o.batch_size)) {

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "mart/core/error.h"
+#include "mart/core/text.h"
 
 namespace fs = std::filesystem;
 
@@ -349,21 +350,6 @@ std::vector<std::vector<std::string>> read_delimited(const std::string& path, ch
   }
   end_row();
   return rows;
-}
-
-std::vector<std::string> split_list(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : s) {
-    if (c == sep) {
-      if (!cur.empty()) out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  if (!cur.empty()) out.push_back(cur);
-  return out;
 }
 
 std::vector<std::string> tag_vocabulary(const std::vector<TrackEntry>& tracks) {

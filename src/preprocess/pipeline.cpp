@@ -364,8 +364,10 @@ int run(app::StageContext& ctx) {
       // Units are handed out in order, so the unit index is the job's progress.
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double started = static_cast<double>(unit + 1);
-      spdlog::info("unit {}/{} done; rank 0 did {} tracks at {:.2f} audio h/s; ETA {:.0f} s", unit + 1, units,
-                   my_tracks, my_audio / 3600.0 / s, s / started * (static_cast<double>(units) - started));
+      // x real time: seconds of audio per second of wall time (rank 0's; the job's is about
+      // that times the ranks).
+      spdlog::info("unit {}/{} done; rank 0 did {} tracks at {:.1f}x real time; ETA {:.0f} s", unit + 1, units,
+                   my_tracks, my_audio / s, s / started * (static_cast<double>(units) - started));
     }
   }
   world.barrier();

@@ -3,105 +3,12 @@
 #include <sstream>
 
 #include "mart/core/error.h"
-#include "mart/preprocess/datasets.h"
+#include "mart/core/text.h"
 
 namespace mart::train {
 
-std::vector<int64_t> parse_int_list(const std::string& s, const std::string& key) {
-  std::vector<int64_t> out;
-  for (const auto& item : preprocess::split_list(s, ',')) {
-    try {
-      size_t used = 0;
-      out.push_back(std::stoll(item, &used));
-      if (used != item.size()) throw std::invalid_argument(item);
-    } catch (const std::exception&) {
-      MART_CONFIG_ERROR(key, ": '", item, "' is not an integer (expected a comma-separated list like 128,128,256)");
-    }
-  }
-  return out;
-}
-
-std::vector<double> parse_double_list(const std::string& s, const std::string& key) {
-  std::vector<double> out;
-  for (const auto& item : preprocess::split_list(s, ',')) {
-    try {
-      out.push_back(std::stod(item));
-    } catch (const std::exception&) {
-      MART_CONFIG_ERROR(key, ": '", item, "' is not a number");
-    }
-  }
-  return out;
-}
-
-void declare_model_options(Config& c) {
-  const model::ModelOptions m;
-  std::ostringstream ch;
-  for (size_t i = 0; i < m.fcn_channels.size(); ++i) ch << (i ? "," : "") << m.fcn_channels[i];
-  c.add<std::string>("model.fcn_channels", ch.str(), "channels of the 7 FCN blocks", "Model");
-  c.add<int>("model.dim", static_cast<int>(m.dim), "embedding size D (= the last FCN channel count)", "Model");
-  c.add<int>("model.pwt_blocks", m.pwt_blocks, "part-whole transformer blocks", "Model");
-  c.add<int>("model.heads", m.heads, "attention heads", "Model");
-  c.add<int>("model.head_dim", static_cast<int>(m.head_dim), "width of each head (heads x head_dim = attention width)", "Model");
-  c.add<int>("model.ff_dim", static_cast<int>(m.ff_dim), "feed-forward width of the transformer layers", "Model");
-  c.add<std::string>("model.lambdas", "", "lambda_n of eqs. 1-2, one per level, comma-separated; empty: all 1", "Model");
-  c.add<int>("model.projection_dim", static_cast<int>(m.projection_dim), "output of the projection head", "Model");
-  c.add<double>("model.tau", m.tau, "temperature of the contrastive loss", "Model");
-  c.add<bool>("model.use_pwt", true, "false: the 'without PWT' ablation (s^ = s~)", "Model");
-  c.add<bool>("model.use_hcl", true, "false: the 'without HCL' ablation (L_pw = 0)", "Model");
-  c.add<std::string>("model.pwt_residual", m.pwt_residual,
-                     "double: eq. 1 as printed (w~ + lambda * Transformer, which has its own residual); single: "
-                     "the Transformer's residual is the only one", "Model");
-  c.add<std::string>("model.pwt_order", m.pwt_order,
-                     "parallel: every update of a PWT block reads the block's input; sequential: bottom-up, then "
-                     "top-down, each reading the levels already updated", "Model");
-  c.add<std::string>("model.pw_term", m.pw_term,
-                     "inside: L_pw in eq. 5's numerator and denominator (literal); separate: InfoNCE plus "
-                     "model.pw_weight x the part-whole term", "Model");
-  c.add<double>("model.pw_weight", m.pw_weight, "weight of the separate part-whole term (model.pw_term = separate)",
-                "Model");
-}
-
-model::ModelOptions model_options_from(const Config& c) {
-  model::ModelOptions m;
-  m.fcn_channels = parse_int_list(c.get<std::string>("model.fcn_channels"), "model.fcn_channels");
-  m.dim = c.get<int>("model.dim");
-  m.pwt_blocks = c.get<int>("model.pwt_blocks");
-  m.heads = c.get<int>("model.heads");
-  m.head_dim = c.get<int>("model.head_dim");
-  m.ff_dim = c.get<int>("model.ff_dim");
-  m.lambdas = parse_double_list(c.get<std::string>("model.lambdas"), "model.lambdas");
-  m.projection_dim = c.get<int>("model.projection_dim");
-  m.tau = c.get<double>("model.tau");
-  m.use_pwt = c.get<bool>("model.use_pwt");
-  m.use_hcl = c.get<bool>("model.use_hcl");
-  m.pwt_residual = c.get<std::string>("model.pwt_residual");
-  m.pwt_order = c.get<std::string>("model.pwt_order");
-  m.pw_term = c.get<std::string>("model.pw_term");
-  m.pw_weight = c.get<double>("model.pw_weight");
-  return m;
-}
-
-model::ModelOptions with_input_of(model::ModelOptions m, const audio::FeatureConfig& f) {
-  m.levels = f.levels;
-  m.parts = f.parts;
-  m.n_mels = f.n_mels;
-  m.frames = f.frames;
-  return m;
-}
-
-std::string model_ini(const model::ModelOptions& m) {
-  std::ostringstream os;
-  os << "[model]\nfcn_channels = ";
-  for (size_t i = 0; i < m.fcn_channels.size(); ++i) os << (i ? "," : "") << m.fcn_channels[i];
-  os << "\ndim = " << m.dim << "\npwt_blocks = " << m.pwt_blocks << "\nheads = " << m.heads
-     << "\nhead_dim = " << m.head_dim << "\nff_dim = " << m.ff_dim << "\nlambdas = ";
-  for (size_t i = 0; i < m.lambdas.size(); ++i) os << (i ? "," : "") << format_value(m.lambdas[i]);
-  os << "\nprojection_dim = " << m.projection_dim << "\ntau = " << format_value(m.tau)
-     << "\nuse_pwt = " << format_value(m.use_pwt) << "\nuse_hcl = " << format_value(m.use_hcl)
-     << "\npwt_residual = " << m.pwt_residual << "\npwt_order = " << m.pwt_order << "\npw_term = " << m.pw_term
-     << "\npw_weight = " << format_value(m.pw_weight) << "\n";
-  return os.str();
-}
+using model::declare_model_options;
+using model::model_options_from;
 
 void declare_options(Config& c) {
   const TrainOptions d;
@@ -138,7 +45,7 @@ TrainOptions options_from(const Config& c) {
   TrainOptions o;
   o.data = c.get<std::string>("data");
   o.run = c.get<std::string>("run");
-  o.splits = preprocess::split_list(c.get<std::string>("train.splits"), ',');
+  o.splits = split_list(c.get<std::string>("train.splits"), ',');
   o.batch_size = c.get<int>("train.batch_size");
   o.epochs = c.get<int>("train.epochs");
   o.max_steps = c.get<int>("train.max_steps");

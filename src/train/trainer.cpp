@@ -13,18 +13,30 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "mart/app/plot.h"
 #include "mart/core/error.h"
 #include "mart/core/hash.h"
 #include "mart/dist/communicator.h"
 #include "mart/dist/gradient_reducer.h"
-#include "mart/train/checkpoint.h"
+#include "mart/run/checkpoint.h"
+#include "mart/run/step.h"
 #include "mart/train/loader.h"
 #include "mart/train/options.h"
-#include "mart/train/step.h"
 
 namespace fs = std::filesystem;
 
 namespace mart::train {
+
+// The checkpoint format and the step are the run layer's (fine-tuning in mart-eval shares them).
+using run::checkpoint_dir;
+using run::forward_loss;
+using run::freeze_batch_norm;
+using run::latest_checkpoint;
+using run::learning_rate;
+using run::load_checkpoint;
+using run::save_checkpoint;
+using run::StepLoss;
+using run::TrainState;
 
 namespace {
 std::atomic<int> g_signal{0};
@@ -168,11 +180,15 @@ int run(app::StageContext& ctx) {
       metrics << line.dump() << "\n";
       metrics.flush();
       if (state.step % o.log_every == 0 || state.step == total_steps) {
+        // x real time: seconds of audio (one top clip per sample) per second of training.
+        const double per_s = o.batch_size * window_n / window_time;
         auto mean = [&](const char* k) { return window_diag[k] / window_n; };
-        spdlog::info("step {}/{} epoch {} loss {:.4f} lr {:.2e} {:.1f} samples/s (data wait {:.0f} ms, comm {:.0f} ms per step) "
-                     "top1 {:.3f} log_pw {:.2f} pos/neg logit {:.2f}/{:.2f} align {:.3f} uniform {:.3f} eff_rank {:.1f}",
-                     state.step, total_steps, batch.epoch, window_loss / window_n, lr,
-                     o.batch_size * window_n / window_time, 1e3 * window_wait / window_n, 1e3 * window_comm / window_n,
+        spdlog::info("step {}/{} epoch {} loss {:.4f} lr {:.2e} {:.1f} samples/s = {:.0f}x real time "
+                     "(data wait {:.0f} ms, comm {:.0f} ms per step); ETA {:.0f} s; top1 {:.3f} log_pw {:.2f} "
+                     "pos/neg logit {:.2f}/{:.2f} align {:.3f} uniform {:.3f} eff_rank {:.1f}",
+                     state.step, total_steps, batch.epoch, window_loss / window_n, lr, per_s,
+                     per_s * static_cast<double>(f.clip_samples) / f.sample_rate, 1e3 * window_wait / window_n,
+                     1e3 * window_comm / window_n, static_cast<double>(total_steps - state.step) * window_time / window_n,
                      mean("top1"), mean("log_pw"), mean("pos_logit"), mean("neg_logit"), mean("align"), mean("uniform"),
                      mean("eff_rank"));
       }
@@ -195,6 +211,8 @@ int run(app::StageContext& ctx) {
     model::export_state_dict(*model, o.run + "/model_state_dict.pt");
     spdlog::info("done: {} steps; checkpoint in {}, PyTorch state dict in {}/model_state_dict.pt", state.step,
                  checkpoint_dir(o.run, state.step), o.run);
+    const std::string curves = app::plot("curves", o.run);
+    if (!curves.empty()) spdlog::info("training curves: {}", curves);
   }
   return app::kExitOk;
 }

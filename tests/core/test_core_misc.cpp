@@ -6,6 +6,7 @@
 #include "mart/core/fs.h"
 #include "mart/core/hash.h"
 #include "mart/core/rng.h"
+#include "mart/core/text.h"
 
 TEST(Error, CheckNamesConditionFileAndMessage) {
   try {
@@ -70,4 +71,18 @@ TEST(Rng, SameSeedSameSequenceAndUniformMoments) {
   }
   EXPECT_NEAR(s / n, 0.0, 0.01);
   EXPECT_NEAR(s2 / n, 1.0, 0.02);
+}
+
+TEST(Text, ListsSplitDropEmptyItemsAndNameTheBadOne) {
+  EXPECT_EQ(mart::split_list("a;;b;", ';'), (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(mart::split_list(",,", ',').empty());
+  EXPECT_EQ(mart::parse_int_list("128,,256", "k"), (std::vector<int64_t>{128, 256}));
+  EXPECT_EQ(mart::parse_double_list("0.5,1", "k"), (std::vector<double>{0.5, 1.0}));
+  try {
+    mart::parse_int_list("128,12x", "model.fcn_channels");
+    FAIL() << "12x was taken as an integer";
+  } catch (const mart::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.fcn_channels: '12x'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(mart::parse_double_list("0.5,half", "k"), mart::ConfigError);
 }

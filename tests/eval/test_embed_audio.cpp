@@ -19,9 +19,9 @@
 #include "mart/data/half.h"
 #include "mart/data/manifest.h"
 #include "mart/data/shard.h"
-#include "mart/eval/checkpoint.h"
 #include "mart/eval/embed_audio.h"
 #include "mart/eval/probe.h"
+#include "mart/run/checkpoint_info.h"
 
 namespace fs = std::filesystem;
 namespace h5 = mart::data::h5;
@@ -208,7 +208,7 @@ TEST_F(EmbedAudio, CropsAreTheShardCropsUpToFloat16) {
 
 TEST_F(EmbedAudio, LevelZeroIsMartEvalsCropEmbeddingUpToFloat16) {
   const auto e = read_embedded(kOut + "/embeddings.h5");
-  const auto ckpt = mart::eval::open_checkpoint(kRun);
+  const auto ckpt = mart::run::open_checkpoint(kRun);
   auto src = mart::eval::mart_source(ckpt.dir, ckpt.model, 1, 1);
   const auto m = mart::data::load_manifest(kProbeData + "/manifest.json");
   const auto& f = m.features;
@@ -412,7 +412,7 @@ TEST_F(EmbedAudio, BadFilesAreSkippedAndBadInputIsRefused) {
   auto fmt = run(embed_cmd(1, dir + "/out_fmt", "--input " + kProbe + " --embed.formats parquet"), 60);
   EXPECT_EQ(fmt.code, 2) << fmt.output;
   // A checkpoint written before features were stored.
-  const auto ckpt = mart::eval::open_checkpoint(kRun);
+  const auto ckpt = mart::run::open_checkpoint(kRun);
   const std::string old = dir + "/old_ckpt";
   fs::copy(ckpt.dir, old);
   auto state = nlohmann::json::parse(std::ifstream(old + "/state.json"));

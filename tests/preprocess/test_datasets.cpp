@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "mart/core/error.h"
+#include "mart/core/text.h"
 #include "mart/preprocess/datasets.h"
 
 namespace fs = std::filesystem;
@@ -32,7 +33,7 @@ TEST(Csv, QuotesEscapesAndCrlf) {
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0], (std::vector<std::string>{"a", "b,c", "say \"hi\""}));
   EXPECT_EQ(rows[1], (std::vector<std::string>{"1", "", "3"}));
-  EXPECT_EQ(split_list("a;;b;", ';'), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(mart::split_list("a;;b;", ';'), (std::vector<std::string>{"a", "b"}));
 }
 
 TEST(Folder, RecursiveAudioOnlySortedWithOptionalLabels) {

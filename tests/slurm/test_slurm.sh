@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# The Slurm scripts on a real single-node Slurm (../shared/tools/slurm-local.sh): the chained
-# pipeline, and preemption (USR1 -> checkpoint -> exit 75 -> requeue -> resume to the same step).
+# The Slurm scripts on a real single-node Slurm that this test brings up and down itself
+# (tests/slurm/local_slurm.sh: private config, ports and state): the chained pipeline, and
+# preemption (USR1 -> checkpoint -> exit 75 -> requeue -> resume to the same step).
 # Exits 77 (CTest: skipped) with the reason when no Slurm can be brought up here.
 set -uo pipefail
 SRC=$1 BIN=$2
-SLURM_LOCAL=${SLURM_LOCAL:-$SRC/../shared/tools/slurm-local.sh}
 WORK=${TMPDIR:-/tmp}/mart_slurm_test
+CLUSTER=$WORK.cluster
+LOCAL_SLURM="bash $SRC/tests/slurm/local_slurm.sh"
 skip() { echo "SKIPPED: $*"; exit 77; }
 fail() { echo "FAILED: $*"; for f in "$WORK"/*/slurm-*.out; do echo "== $f"; tail -30 "$f"; done; exit 1; }
-[ -f "$SLURM_LOCAL" ] || skip "no slurm-local.sh at $SLURM_LOCAL"
-[ "$(id -u)" = 0 ] || skip "slurm-local.sh needs root to start slurmctld/slurmd"
-bash "$SLURM_LOCAL" up >"$WORK.up.log" 2>&1 || { tail -20 "$WORK.up.log"; skip "slurm-local.sh up failed (log above)"; }
-trap 'bash "$SLURM_LOCAL" down >/dev/null 2>&1 || true' EXIT
+[ "$(id -u)" = 0 ] || skip "slurmd needs root to start job steps (run the suite as root, as CI does)"
+command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null ||
+  skip "Slurm is not installed: scripts/setup.sh installs slurmctld, slurmd and slurm-client"
+$LOCAL_SLURM start "$CLUSTER" >"$WORK.up.log" 2>&1 || { cat "$WORK.up.log"; skip "the local Slurm did not start (log above)"; }
+trap '$LOCAL_SLURM stop "$CLUSTER" >/dev/null 2>&1 || true' EXIT
+export SLURM_CONF=$CLUSTER/slurm.conf
 
 rm -rf "$WORK"; mkdir -p "$WORK"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -56,7 +60,7 @@ ids=$(env INPUT="$WORK/corpus" PREPROCESS_CONFIG="$WORK/pre.ini" PRETRAIN_CONFIG
       EVAL_CONFIG="$WORK/eval.ini" WORK="$WORK/pipeline" bash "$SRC/slurm/pipeline.sh") || fail "pipeline.sh did not submit"
 read -r pre train ev <<<"$ids"
 echo "pipeline jobs: preprocess $pre, pretrain $train, eval $ev"
-for j in $pre $train $ev; do bash "$SLURM_LOCAL" wait "$j" 600 || fail "job $j did not complete"; done
+for j in $pre $train $ev; do $LOCAL_SLURM wait "$CLUSTER" "$j" 600 || fail "job $j did not complete"; done
 [ -f "$WORK/pipeline/shards/manifest.json" ] || fail "no manifest from the preprocess job"
 [ -f "$WORK/pipeline/run/checkpoints/step-000000008/COMPLETE" ] || fail "no step-8 checkpoint from the pretrain job"
 grep -q "| mart |" "$WORK/pipeline/eval/report.md" || fail "the eval job wrote no report with the model's row"
@@ -73,7 +77,7 @@ for i in $(seq 1 300); do
 done
 [ -f "$WORK/preempt/run/checkpoints/step-000000100/COMPLETE" ] || fail "pretrain never reached step 100"
 scancel --batch --signal=USR1 "$job"
-bash "$SLURM_LOCAL" wait "$job" 900 || fail "the preempted job did not complete after its requeue"
+$LOCAL_SLURM wait "$CLUSTER" "$job" 900 || fail "the preempted job did not complete after its requeue"
 out=$(ls "$WORK"/preempt/slurm-*.out)
 grep -q "requeueing" $out || fail "the job was not requeued after USR1"
 grep -q "restart 1" $out || fail "the requeued job did not restart"

@@ -8,13 +8,13 @@
 #include <vector>
 
 #include "mart/model/mart_model.h"
-#include "mart/train/step.h"
+#include "mart/run/step.h"
 
 namespace {
 
-using mart::train::alignment;
-using mart::train::effective_rank;
-using mart::train::uniformity;
+using mart::run::alignment;
+using mart::run::effective_rank;
+using mart::run::uniformity;
 
 std::vector<double> unit(std::vector<double> v) {
   double n = 0;
@@ -66,7 +66,7 @@ TEST(Diagnostics, StepReportsEveryNameAndIncrementsAreZeroWithoutPwt) {
     mart::model::MartModel model(o);
     const mart::loss::HierarchicalContrastiveLoss loss_fn(o.loss_options());
     const auto a = torch::randn({4, 1, o.n_mels, o.frames}), b = torch::randn({4, o.clips_total(), o.n_mels, o.frames});
-    const auto l = mart::train::forward_loss(model, loss_fn, a, b, nullptr);
+    const auto l = mart::run::forward_loss(model, loss_fn, a, b, nullptr);
     std::map<std::string, double> d(l.diagnostics.begin(), l.diagnostics.end());
     for (const char* k : {"log_pw", "pos_logit", "neg_logit", "top1", "align", "uniform", "eff_rank", "incr0", "incr1", "incr2"})
       ASSERT_TRUE(d.count(k)) << k;

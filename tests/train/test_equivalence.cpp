@@ -6,7 +6,7 @@
 #include "mart/dist/communicator.h"
 #include "mart/dist/gradient_reducer.h"
 #include "mart/dist/world.h"
-#include "mart/train/step.h"
+#include "mart/run/step.h"
 
 namespace {
 
@@ -36,7 +36,7 @@ struct Fixture {
     model::MartModel m(mo);
     m->train();
     // Running statistics: per-rank batch statistics would differ from the global batch's.
-    train::freeze_batch_norm(*m);
+    run::freeze_batch_norm(*m);
     return m;
   }
   // The global batch of step `s`, identical on every rank.
@@ -82,10 +82,10 @@ void check_equivalence(torch::ScalarType dtype, int steps) {
   for (int s = 0; s < steps; ++s) {
     auto [a, v] = fx.batch(s);
     opt_ref.zero_grad();
-    auto lr = train::forward_loss(ref, loss_fn, a, v, nullptr);  // one rank, the whole batch
+    auto lr = run::forward_loss(ref, loss_fn, a, v, nullptr);  // one rank, the whole batch
     lr.backward.backward();
     opt_dis.zero_grad();
-    auto ld = train::forward_loss(dis, loss_fn, fx.local(a), fx.local(v), fx.comm.get());
+    auto ld = run::forward_loss(dis, loss_fn, fx.local(a), fx.local(v), fx.comm.get());
     ld.backward.backward();
     reducer.finalize();
     if (s == 0) {
@@ -115,7 +115,7 @@ TEST(Equivalence, AGatherWhoseBackwardKeepsOnlyTheLocalSliceFails) {
   auto ref = fx.make_model();
   auto dis = fx.make_model();
   auto [a, v] = fx.batch(0);
-  auto lr = train::forward_loss(ref, loss_fn, a, v, nullptr);
+  auto lr = run::forward_loss(ref, loss_fn, a, v, nullptr);
   lr.backward.backward();
   dist::GradientReducer reducer(dis->parameters(), *fx.comm, {});
   const auto o = dis->forward(fx.local(a), fx.local(v));

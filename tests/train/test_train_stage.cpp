@@ -13,7 +13,7 @@
 
 #include "../util/proc.h"
 #include "mart/model/mart_model.h"
-#include "mart/train/checkpoint.h"
+#include "mart/run/checkpoint.h"
 
 namespace fs = std::filesystem;
 using mart::test::mpirun;
@@ -114,7 +114,7 @@ TEST_F(TrainStage, KilledRunResumesToTheSameParameters) {
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(fs::exists(full + "/model_state_dict.pt"));
   const pid_t pid = spawn(train(2, killed, "--train.max_steps 10 --train.checkpoint_every 2"));
-  const bool reached = wait_for(mart::train::checkpoint_dir(killed, 6) + "/COMPLETE", 240);
+  const bool reached = wait_for(mart::run::checkpoint_dir(killed, 6) + "/COMPLETE", 240);
   kill(-pid, SIGKILL);
   waitpid(pid, nullptr, 0);
   ASSERT_TRUE(reached) << "the run never reached step 6";
@@ -132,7 +132,7 @@ TEST_F(TrainStage, KilledRunResumesToTheSameParameters) {
 TEST_F(TrainStage, SigusrToOneRankCheckpointsAllRanksAtOneStepAndExits75) {
   const auto dir = mart::test::fresh_dir("mart_train_preempt");
   const pid_t pid = spawn(train(2, dir, "--train.max_steps 100000 --train.checkpoint_every 2"));
-  ASSERT_TRUE(wait_for(mart::train::checkpoint_dir(dir, 2) + "/COMPLETE", 240));
+  ASSERT_TRUE(wait_for(mart::run::checkpoint_dir(dir, 2) + "/COMPLETE", 240));
   const auto ranks = ranks_of(pid);
   ASSERT_EQ(ranks.size(), 2u);
   kill(ranks[1], SIGUSR1);
@@ -153,13 +153,13 @@ TEST_F(TrainStage, SigusrToOneRankCheckpointsAllRanksAtOneStepAndExits75) {
   const std::string s0 = step_in(0), s1 = step_in(1);
   ASSERT_FALSE(s0.empty());
   EXPECT_EQ(s0, s1);
-  EXPECT_TRUE(fs::exists(mart::train::checkpoint_dir(dir, std::stoll(s0)) + "/COMPLETE"));
+  EXPECT_TRUE(fs::exists(mart::run::checkpoint_dir(dir, std::stoll(s0)) + "/COMPLETE"));
 }
 
 TEST_F(TrainStage, ARankThatDiesEndsTheJobWithinAMinute) {
   const auto dir = mart::test::fresh_dir("mart_train_fault");
   const pid_t pid = spawn(train(2, dir, "--train.max_steps 100000 --train.checkpoint_every 2"));
-  ASSERT_TRUE(wait_for(mart::train::checkpoint_dir(dir, 2) + "/COMPLETE", 240));
+  ASSERT_TRUE(wait_for(mart::run::checkpoint_dir(dir, 2) + "/COMPLETE", 240));
   const auto ranks = ranks_of(pid);
   ASSERT_EQ(ranks.size(), 2u);
   const auto t0 = std::chrono::steady_clock::now();

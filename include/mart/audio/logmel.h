@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "mart/audio/features.h"
+#include "mart/features/features.h"
 
 namespace mart::audio {
 

@@ -8,8 +8,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "mart/audio/features.h"
 #include "mart/data/shard.h"
+#include "mart/features/features.h"
 
 namespace mart::data {
 

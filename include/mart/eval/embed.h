@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "mart/audio/features.h"
 #include "mart/dist/world.h"
+#include "mart/features/features.h"
 
 namespace mart::eval {
 

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "mart/app/stage.h"
-#include "mart/audio/features.h"
 #include "mart/core/config.h"
+#include "mart/features/features.h"
 #include "mart/model/options.h"
 
 namespace mart::eval {

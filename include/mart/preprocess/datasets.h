@@ -39,8 +39,6 @@ const std::vector<std::string>& dataset_kinds();
 
 // Small CSV/TSV reading shared by the adapters: quoted fields, "" escapes, CRLF.
 std::vector<std::vector<std::string>> read_delimited(const std::string& path, char delim);
-// Splits "a;b;c" (or with another separator), dropping empty items.
-std::vector<std::string> split_list(const std::string& s, char sep);
 
 // The union of tag names and class names over tracks, sorted: the label schema of a corpus.
 std::vector<std::string> tag_vocabulary(const std::vector<TrackEntry>& tracks);

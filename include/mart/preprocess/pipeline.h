@@ -9,8 +9,8 @@
 
 #include "mart/app/stage.h"
 #include "mart/audio/augment.h"
-#include "mart/audio/features.h"
 #include "mart/core/config.h"
+#include "mart/features/features.h"
 #include "mart/preprocess/datasets.h"
 
 namespace mart::preprocess {

@@ -10,10 +10,10 @@
 #include <thread>
 #include <vector>
 
-#include "mart/audio/features.h"
 #include "mart/data/manifest.h"
 #include "mart/data/shard.h"
 #include "mart/dist/sampler.h"
+#include "mart/features/features.h"
 
 namespace mart::train {
 

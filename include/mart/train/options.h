@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "mart/audio/features.h"
 #include "mart/core/config.h"
+#include "mart/model/config.h"
 #include "mart/model/options.h"
 
 namespace mart::train {
@@ -40,17 +40,7 @@ struct TrainOptions {
   model::ModelOptions model;
 };
 
-void declare_model_options(Config& c);
-// Model options from the config; levels/parts/n_mels/frames come from the data, not the config.
-model::ModelOptions model_options_from(const Config& c);
-// The [model] section that reads back through declare_model_options (checkpoints keep it).
-std::string model_ini(const model::ModelOptions& m);
-// `m` with its input sizes (levels, parts, n_mels, frames) taken from the data's features.
-model::ModelOptions with_input_of(model::ModelOptions m, const audio::FeatureConfig& f);
 void declare_options(Config& c);
 TrainOptions options_from(const Config& c);
-
-std::vector<int64_t> parse_int_list(const std::string& s, const std::string& key);
-std::vector<double> parse_double_list(const std::string& s, const std::string& key);
 
 }  // namespace mart::train

@@ -1,40 +1,40 @@
-#include "mart/eval/checkpoint.h"
+#include "mart/run/checkpoint_info.h"
 
 #include <filesystem>
 
 #include "mart/core/config.h"
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
-#include "mart/train/checkpoint.h"
-#include "mart/train/options.h"
+#include "mart/model/config.h"
+#include "mart/run/checkpoint.h"
 
 namespace fs = std::filesystem;
 
-namespace mart::eval {
+namespace mart::run {
 
 CheckpointInfo open_checkpoint(const std::string& path) {
   CheckpointInfo c;
   if (fs::exists(path + "/COMPLETE")) {
     c.dir = path;
-  } else if (auto latest = train::latest_checkpoint(path)) {
+  } else if (auto latest = latest_checkpoint(path)) {
     c.dir = *latest;
   } else {
     MART_CONFIG_ERROR("checkpoint '", path, "' is neither a complete checkpoint folder nor a mart-train run with one: "
                       "give a run folder of mart-train or one of its checkpoints/step-N folders");
   }
   Config cfg("checkpoint", "model options");
-  train::declare_model_options(cfg);
+  model::declare_model_options(cfg);
   cfg.parse_ini_text(read_file(c.dir + "/model.ini"), c.dir + "/model.ini");
-  c.model = train::model_options_from(cfg);
-  const auto state = train::read_train_state(c.dir);
+  c.model = model::model_options_from(cfg);
+  const auto state = read_train_state(c.dir);
   c.features = state.features;
-  if (c.features) c.model = train::with_input_of(c.model, *c.features);
+  if (c.features) c.model = model::with_input_of(c.model, *c.features);
   return c;
 }
 
 model::ModelOptions model_for_features(const CheckpointInfo& c, const audio::FeatureConfig& f) {
-  const model::ModelOptions m = train::with_input_of(c.model, f);
-  const auto state = train::read_train_state(c.dir);
+  const model::ModelOptions m = model::with_input_of(c.model, f);
+  const auto state = read_train_state(c.dir);
   if (state.model_canonical != m.canonical())
     MART_CONFIG_ERROR("checkpoint '", c.dir, "' was trained on features with another hierarchy or mel size than ",
                       "the evaluation data:\n  checkpoint: ", state.model_canonical, "\n  data gives: ", m.canonical(),
@@ -50,4 +50,4 @@ model::ModelOptions model_for_features(const CheckpointInfo& c, const audio::Fea
   return m;
 }
 
-}  // namespace mart::eval
+}  // namespace mart::run

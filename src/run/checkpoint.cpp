@@ -1,4 +1,4 @@
-#include "mart/train/checkpoint.h"
+#include "mart/run/checkpoint.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -9,12 +9,12 @@
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
 #include "mart/data/manifest.h"
-#include "mart/train/options.h"
+#include "mart/model/config.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-namespace mart::train {
+namespace mart::run {
 
 namespace {
 constexpr const char* kMarker = "COMPLETE";
@@ -98,4 +98,4 @@ TrainState load_checkpoint(const std::string& dir, model::MartModel& model, torc
   return s;
 }
 
-}  // namespace mart::train
+}  // namespace mart::run

@@ -5,10 +5,10 @@
 #include <optional>
 #include <string>
 
-#include "mart/audio/features.h"
+#include "mart/features/features.h"
 #include "mart/model/options.h"
 
-namespace mart::eval {
+namespace mart::run {
 
 struct CheckpointInfo {
   std::string dir;                               // the checkpoint folder (holds model.pt)
@@ -24,4 +24,4 @@ CheckpointInfo open_checkpoint(const std::string& path);
 // checkpoint was trained on another hierarchy or mel size.
 model::ModelOptions model_for_features(const CheckpointInfo& c, const audio::FeatureConfig& f);
 
-}  // namespace mart::eval
+}  // namespace mart::run

@@ -1,11 +1,11 @@
-#include "mart/train/step.h"
+#include "mart/run/step.h"
 
 #include <chrono>
 #include <cmath>
 
 #include "mart/dist/all_gather_with_grad.h"
 
-namespace mart::train {
+namespace mart::run {
 
 namespace {
 torch::Tensor unit_rows(const torch::Tensor& x) {
@@ -113,4 +113,4 @@ double learning_rate(double base, int64_t step, int64_t total, int64_t warmup, b
   return base * 0.5 * (1.0 + std::cos(M_PI * std::min(1.0, p)));
 }
 
-}  // namespace mart::train
+}  // namespace mart::run

@@ -1,4 +1,4 @@
-#include "mart/audio/features.h"
+#include "mart/features/features.h"
 
 #include <algorithm>
 #include <sstream>

@@ -8,11 +8,11 @@
 #include <optional>
 #include <string>
 
-#include "mart/audio/features.h"
 #include "mart/dist/sampler.h"
+#include "mart/features/features.h"
 #include "mart/model/mart_model.h"
 
-namespace mart::train {
+namespace mart::run {
 
 struct TrainState {
   int64_t step = 0;              // optimizer steps taken
@@ -33,4 +33,4 @@ std::optional<std::string> latest_checkpoint(const std::string& run);
 TrainState load_checkpoint(const std::string& dir, model::MartModel& model, torch::optim::Optimizer* optimizer);
 TrainState read_train_state(const std::string& dir);
 
-}  // namespace mart::train
+}  // namespace mart::run

@@ -11,7 +11,7 @@
 #include "mart/loss/hierarchical_contrastive_loss.h"
 #include "mart/model/mart_model.h"
 
-namespace mart::train {
+namespace mart::run {
 
 struct StepLoss {
   torch::Tensor backward;  // what to call backward() on: scaled so the reducer's MEAN is the global gradient
@@ -44,4 +44,4 @@ void freeze_batch_norm(torch::nn::Module& module);
 // Learning rate at `step` (0-based) of `total`: linear warm-up, then constant or cosine to 0.
 double learning_rate(double base, int64_t step, int64_t total, int64_t warmup, bool cosine);
 
-}  // namespace mart::train
+}  // namespace mart::run
