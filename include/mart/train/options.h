@@ -7,6 +7,7 @@
 #include "mart/audio/features.h"
 #include "mart/core/config.h"
 #include "mart/model/options.h"
+#include "mart/train/augment_options.h"
 
 namespace mart::train {
 
@@ -24,6 +25,8 @@ struct TrainOptions {
   double clip_grad_norm = 0;  // 0: off
   uint64_t seed = 1;
   int crops_per_track = 1;    // sampler items per track and epoch
+  double crop_offset_s = 0;   // largest start offset between views A and B; 0: the same start
+  AugmentOptions augment;     // fresh log-mel augmentation every step
   // Execution.
   std::string device = "cpu";  // cpu | cuda
   bool bf16 = false;           // CUDA autocast
@@ -47,6 +50,8 @@ model::ModelOptions model_options_from(const Config& c);
 std::string model_ini(const model::ModelOptions& m);
 // `m` with its input sizes (levels, parts, n_mels, frames) taken from the data's features.
 model::ModelOptions with_input_of(model::ModelOptions m, const audio::FeatureConfig& f);
+void declare_augment_options(Config& c);
+AugmentOptions augment_options_from(const Config& c);
 void declare_options(Config& c);
 TrainOptions options_from(const Config& c);
 
