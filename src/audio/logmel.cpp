@@ -29,9 +29,6 @@ constexpr double kPi = 3.14159265358979323846;
 // Frames per FFTW call: amortises the call, and the batch's power and mel stay in L1/L2.
 constexpr int kBatchFrames = MelFilterbank::kBatch;
 
-double hz_to_mel_htk(double f) { return 2595.0 * std::log10(1.0 + f / 700.0); }
-double mel_to_hz_htk(double m) { return 700.0 * (std::pow(10.0, m / 2595.0) - 1.0); }
-
 #include "fftw_wisdom.inc"
 
 // Batched r2c plans, one per (n_fft, batch), shared by every LogMel in the process. Only
@@ -132,6 +129,16 @@ std::vector<float> hann_window(int n) {
 }
 
 int64_t stft_frames(int64_t n_samples, int64_t hop) { return 1 + n_samples / hop; }
+
+double hz_to_mel_htk(double f) { return 2595.0 * std::log10(1.0 + f / 700.0); }
+double mel_to_hz_htk(double m) { return 700.0 * (std::pow(10.0, m / 2595.0) - 1.0); }
+
+std::vector<double> mel_centre_frequencies(int n_mels, double f_min, double f_max) {
+  const double m_lo = hz_to_mel_htk(f_min), m_hi = hz_to_mel_htk(f_max);
+  std::vector<double> c(static_cast<size_t>(n_mels));
+  for (int m = 0; m < n_mels; ++m) c[static_cast<size_t>(m)] = mel_to_hz_htk(m_lo + (m_hi - m_lo) * (m + 1) / (n_mels + 1));
+  return c;
+}
 
 // torchaudio.functional.melscale_fbanks(n_freqs, f_min, f_max, n_mels, sr, norm=None, "htk"):
 // bins at linspace(0, sr // 2, n_freqs), triangles between n_mels + 2 mel-spaced points.

@@ -128,8 +128,9 @@ struct ShardReader::Impl {
     MART_CHECK(t >= 0 && t < static_cast<int64_t>(tracks.size()), "track ", t, " outside [0, ",
                tracks.size(), ") in shard '", path, "'");
   }
-  // Rows [first, first + rows) of a stored level as raw halves.
-  void read_rows(int view, size_t li, int64_t first, int64_t rows, std::vector<uint16_t>& out) const;
+  // Rows first, first + stride, ... (`rows` of them) of a stored level as raw halves.
+  void read_rows(int view, size_t li, int64_t first, int64_t rows, std::vector<uint16_t>& out,
+                 int64_t stride = 1) const;
 };
 
 void ShardReader::Impl::load_metadata() {
@@ -198,7 +199,7 @@ void ShardReader::Impl::load_levels() {
 }
 
 void ShardReader::Impl::read_rows(int view, size_t li, int64_t first, int64_t rows,
-                                  std::vector<uint16_t>& out) const {
+                                  std::vector<uint16_t>& out, int64_t stride) const {
   h5::Lock lock;
   const hid_t d = mel[static_cast<size_t>(view)][li].get();
   const hsize_t cols = static_cast<hsize_t>(cfg.n_mels);
@@ -207,7 +208,8 @@ void ShardReader::Impl::read_rows(int view, size_t li, int64_t first, int64_t ro
   h5::Dataspace file_space(H5_CHECK(H5Dget_space(d)));
   const hsize_t offset[2] = {static_cast<hsize_t>(first), 0};
   const hsize_t count[2] = {static_cast<hsize_t>(rows), cols};
-  H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset, nullptr, count, nullptr));
+  const hsize_t step[2] = {static_cast<hsize_t>(stride), 1};
+  H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset, step, count, nullptr));
   h5::Dataspace mem_space(H5_CHECK(H5Screate_simple(2, count, nullptr)));
   // Read the halves as they are (no HDF5 soft conversion, which is slow); we convert in C++.
   h5::Datatype half = h5::half_type();
@@ -323,6 +325,26 @@ void ShardReader::crop_into(int64_t track, int64_t k, int view, float* out) cons
       transpose_frames(base, step * n_mels, T, n_mels, clip_out);
     }
   }
+}
+
+void ShardReader::top_clip_into(int64_t track, int64_t k, int view, float* out) const {
+  const Impl& s = *impl_;
+  const audio::FeatureConfig& c = s.cfg;
+  const int64_t starts = valid_starts(track);
+  MART_CHECK(k >= 0 && k < starts, "crop start ", k, " outside [0, ", starts, ") for track ",
+             track, " of shard '", s.path, "'");
+  MART_CHECK(view >= 0 && view <= c.views, "view ", view, " outside [0, ", c.views, "]");
+  // Only the T rows of level 0's clip, read as a strided hyperslab of its source level (with the
+  // fixed policy, every M^(N-1)-th row of the finest level): the same bytes as crop_into's first
+  // clip without reading or converting the finer levels.
+  const CropSource src = crop_source(c, k, 0, 0, 0);
+  const int64_t step = crop_source(c, k, 0, 0, 1).frame - src.frame;
+  const size_t li = s.level_index(src.stored_level);
+  std::vector<uint16_t> halves;
+  s.read_rows(view, li, s.offsets[li][static_cast<size_t>(track)] + src.frame, c.frames, halves, step);
+  std::vector<float> rows(halves.size());
+  halves_to_floats(halves.data(), rows.data(), halves.size());
+  transpose_frames(rows.data(), c.n_mels, c.frames, c.n_mels, out);
 }
 
 std::vector<float> ShardReader::track_level(int64_t track, int view, int level) const {

@@ -24,8 +24,14 @@ CheckpointInfo open_checkpoint(const std::string& path) {
   }
   Config cfg("checkpoint", "model options");
   model::declare_model_options(cfg);
-  cfg.parse_ini_text(read_file(c.dir + "/model.ini"), c.dir + "/model.ini");
+  const std::string ini = read_file(c.dir + "/model.ini");
+  cfg.parse_ini_text(ini, c.dir + "/model.ini");
   c.model = model::model_options_from(cfg);
+  // A checkpoint written before an open reading became an option used the literal reading,
+  // whatever today's default is.
+  if (ini.find("pwt_residual") == std::string::npos) c.model.pwt_residual = "double";
+  if (ini.find("pwt_order") == std::string::npos) c.model.pwt_order = "parallel";
+  if (ini.find("pw_term") == std::string::npos) c.model.pw_term = "inside";
   const auto state = read_train_state(c.dir);
   c.features = state.features;
   if (c.features) c.model = model::with_input_of(c.model, *c.features);

@@ -1,6 +1,8 @@
 #include "mart/train/loader.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <set>
 
@@ -38,6 +40,23 @@ void TrainingData::read(const dist::CropItem& it, int view, float* out) const {
   shards_[shard].crop_into(track, it.start, view, out);
 }
 
+void TrainingData::read_top(uint32_t track, uint32_t start, int view, float* out) const {
+  const auto& [shard, t] = tracks_.at(track);
+  shards_[shard].top_clip_into(t, start, view, out);
+}
+
+uint32_t choose_start_a(uint64_t seed, uint64_t epoch, const dist::CropItem& it, uint32_t starts, int64_t max_offset) {
+  if (max_offset <= 0 || starts <= 1) return it.start;
+  const int64_t lo = std::max<int64_t>(0, int64_t{it.start} - max_offset);
+  const int64_t hi = std::min<int64_t>(int64_t{starts} - 1, int64_t{it.start} + max_offset);
+  Rng rng(seed_of(seed ^ 0x63726f7061ull /*"cropa"*/, epoch, (uint64_t{it.track} << 32) | it.start));
+  return static_cast<uint32_t>(lo + static_cast<int64_t>(rng.next() % static_cast<uint64_t>(hi - lo + 1)));
+}
+
+int64_t offset_hops(double seconds, const audio::FeatureConfig& f) {
+  return static_cast<int64_t>(std::floor(seconds * f.sample_rate / static_cast<double>(f.hop(0))));
+}
+
 std::pair<int, int> choose_views(uint64_t seed, uint64_t epoch, const dist::CropItem& it, int views) {
   if (views <= 0) return {0, 0};  // no augmented views: A = B, the paper's literal form
   Rng rng(seed_of(seed ^ 0x7669657773ull /*"views"*/, epoch, (uint64_t{it.track} << 32) | it.start));
@@ -48,8 +67,12 @@ std::pair<int, int> choose_views(uint64_t seed, uint64_t epoch, const dist::Crop
 }
 
 Prefetcher::Prefetcher(const TrainingData& data, dist::DistributedSampler sampler, uint64_t seed, int depth,
-                       int64_t batches)
-    : data_(data), sampler_(std::move(sampler)), seed_(seed), depth_(static_cast<size_t>(depth)), remaining_(batches) {
+                       int64_t batches, int64_t crop_offset)
+    : data_(data),
+      sampler_(std::move(sampler)),
+      seed_(seed),
+      crop_offset_(crop_offset),
+      depth_(static_cast<size_t>(depth)), remaining_(batches) {
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -66,7 +89,6 @@ void Prefetcher::loop() {
   const auto& f = data_.features();
   const size_t clip = static_cast<size_t>(f.n_mels) * static_cast<size_t>(f.frames);
   const size_t hier = clip * static_cast<size_t>(f.clips_total());
-  std::vector<float> scratch(hier);
   try {
     while (remaining_ > 0) {
       {
@@ -85,12 +107,13 @@ void Prefetcher::loop() {
       b.view_b.resize(items.size() * hier);
       for (size_t i = 0; i < items.size(); ++i) {
         const auto [va, vb] = choose_views(seed_, b.epoch, items[i], f.views);
+        const uint32_t start_a =
+            choose_start_a(seed_, b.epoch, items[i], data_.crop_starts().at(items[i].track), crop_offset_);
         data_.read(items[i], vb, b.view_b.data() + i * hier);
-        if (va == vb) {
+        if (va == vb && start_a == items[i].start) {  // level 0 comes first in the hierarchy
           std::memcpy(b.view_a.data() + i * clip, b.view_b.data() + i * hier, clip * sizeof(float));
         } else {
-          data_.read(items[i], va, scratch.data());
-          std::memcpy(b.view_a.data() + i * clip, scratch.data(), clip * sizeof(float));  // level 0 comes first
+          data_.read_top(items[i].track, start_a, va, b.view_a.data() + i * clip);
         }
       }
       b.read_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -10,6 +10,62 @@ namespace mart::train {
 using model::declare_model_options;
 using model::model_options_from;
 
+void declare_augment_options(Config& c) {
+  const AugmentOptions a;
+  const char* g = "Augmentation (docs/augment.md)";
+  c.add<bool>("train.augment.enabled", a.enabled, "fresh augmentation of the log-mel batch every step (on top of the stored views)", g);
+  c.add<double>("train.augment.p_gain", a.p_gain, "probability of a gain change (an offset on the log-mel)", g);
+  c.add<double>("train.augment.gain_min_db", a.gain_min_db, "smallest gain in dB", g);
+  c.add<double>("train.augment.gain_max_db", a.gain_max_db, "largest gain in dB", g);
+  c.add<double>("train.augment.p_noise", a.p_noise, "probability of white noise (added in the power domain)", g);
+  c.add<double>("train.augment.noise_min", a.noise_min, "smallest noise std as a fraction of the signal's std", g);
+  c.add<double>("train.augment.noise_max", a.noise_max, "largest noise std as a fraction of the signal's std", g);
+  c.add<double>("train.augment.p_filter", a.p_filter, "probability of a high- or low-pass filter (half each)", g);
+  c.add<double>("train.augment.highpass_min_hz", a.highpass_min_hz, "lowest high-pass cut-off in Hz", g);
+  c.add<double>("train.augment.highpass_max_hz", a.highpass_max_hz, "highest high-pass cut-off in Hz", g);
+  c.add<double>("train.augment.lowpass_min_hz", a.lowpass_min_hz, "lowest low-pass cut-off in Hz", g);
+  c.add<double>("train.augment.lowpass_max_hz", a.lowpass_max_hz, "highest low-pass cut-off in Hz", g);
+  c.add<double>("train.augment.p_delay", a.p_delay, "probability of a delay (echo, approximated in the power domain)", g);
+  c.add<int>("train.augment.delay_min_ms", a.delay_min_ms, "shortest delay in ms", g);
+  c.add<int>("train.augment.delay_max_ms", a.delay_max_ms, "longest delay in ms", g);
+  c.add<int>("train.augment.delay_step_ms", a.delay_step_ms, "delays are min + k * step ms", g);
+  c.add<double>("train.augment.delay_volume", a.delay_volume, "amplitude of the echo (CLMR: (x + v x_d) / 2)", g);
+  c.add<double>("train.augment.p_pitch", a.p_pitch, "probability of a pitch shift (along the mel axis)", g);
+  c.add<double>("train.augment.pitch_max_cents", a.pitch_max_cents, "largest pitch shift in cents, either way", g);
+  c.add<double>("train.augment.p_time_mask", a.p_time_mask, "probability of a time mask per clip", g);
+  c.add<double>("train.augment.time_mask_max", a.time_mask_max, "widest time mask as a fraction of the clip's frames", g);
+  c.add<double>("train.augment.p_freq_mask", a.p_freq_mask, "probability of a frequency mask per clip", g);
+  c.add<double>("train.augment.freq_mask_max", a.freq_mask_max, "widest frequency mask as a fraction of the mel bands", g);
+}
+
+AugmentOptions augment_options_from(const Config& c) {
+  AugmentOptions a;
+  a.enabled = c.get<bool>("train.augment.enabled");
+  a.p_gain = c.get<double>("train.augment.p_gain");
+  a.gain_min_db = c.get<double>("train.augment.gain_min_db");
+  a.gain_max_db = c.get<double>("train.augment.gain_max_db");
+  a.p_noise = c.get<double>("train.augment.p_noise");
+  a.noise_min = c.get<double>("train.augment.noise_min");
+  a.noise_max = c.get<double>("train.augment.noise_max");
+  a.p_filter = c.get<double>("train.augment.p_filter");
+  a.highpass_min_hz = c.get<double>("train.augment.highpass_min_hz");
+  a.highpass_max_hz = c.get<double>("train.augment.highpass_max_hz");
+  a.lowpass_min_hz = c.get<double>("train.augment.lowpass_min_hz");
+  a.lowpass_max_hz = c.get<double>("train.augment.lowpass_max_hz");
+  a.p_delay = c.get<double>("train.augment.p_delay");
+  a.delay_min_ms = c.get<int>("train.augment.delay_min_ms");
+  a.delay_max_ms = c.get<int>("train.augment.delay_max_ms");
+  a.delay_step_ms = c.get<int>("train.augment.delay_step_ms");
+  a.delay_volume = c.get<double>("train.augment.delay_volume");
+  a.p_pitch = c.get<double>("train.augment.p_pitch");
+  a.pitch_max_cents = c.get<double>("train.augment.pitch_max_cents");
+  a.p_time_mask = c.get<double>("train.augment.p_time_mask");
+  a.time_mask_max = c.get<double>("train.augment.time_mask_max");
+  a.p_freq_mask = c.get<double>("train.augment.p_freq_mask");
+  a.freq_mask_max = c.get<double>("train.augment.freq_mask_max");
+  return a;
+}
+
 void declare_options(Config& c) {
   const TrainOptions d;
   c.add_required<std::string>("data", "folder of mart-preprocess output (manifest.json and shards)", "Data");
@@ -25,6 +81,11 @@ void declare_options(Config& c) {
   c.add<double>("train.clip_grad_norm", 0.0, "clip the global gradient norm (0: off)", "Training");
   c.add<int>("train.seed", 1, "seed of the model's initialisation, the sampler and the view choice", "Training");
   c.add<int>("train.crops_per_track", 1, "crops of each track per epoch", "Training");
+  c.add<double>("train.crop_offset_s", d.crop_offset_s,
+                "largest offset in seconds between the top-clip starts of views A and B (drawn per item; 0: the "
+                "same start, as the paper)",
+                "Training");
+  declare_augment_options(c);
   c.add<std::string>("train.device", d.device, "cpu or cuda (one GPU per rank, chosen by the local rank)", "Execution");
   c.add<bool>("train.bf16", false, "bf16 autocast on CUDA", "Execution");
   c.add<int>("train.threads", 0, "intra-op threads per rank (0: cores / ranks on the node)", "Execution");
@@ -56,6 +117,8 @@ TrainOptions options_from(const Config& c) {
   o.clip_grad_norm = c.get<double>("train.clip_grad_norm");
   o.seed = static_cast<uint64_t>(c.get<int>("train.seed"));
   o.crops_per_track = c.get<int>("train.crops_per_track");
+  o.crop_offset_s = c.get<double>("train.crop_offset_s");
+  o.augment = augment_options_from(c);
   o.device = c.get<std::string>("train.device");
   o.bf16 = c.get<bool>("train.bf16");
   o.threads = c.get<int>("train.threads");
@@ -79,6 +142,8 @@ TrainOptions options_from(const Config& c) {
   if (o.keep_checkpoints < 1) MART_CONFIG_ERROR("train.keep_checkpoints must be at least 1");
   if (o.splits.empty()) MART_CONFIG_ERROR("train.splits names no split");
   if (o.crops_per_track < 1) MART_CONFIG_ERROR("train.crops_per_track must be at least 1");
+  if (!(o.crop_offset_s >= 0)) MART_CONFIG_ERROR("train.crop_offset_s must be >= 0 seconds");
+  o.augment.validate();
   return o;
 }
 

@@ -20,6 +20,7 @@
 #include "mart/dist/gradient_reducer.h"
 #include "mart/run/checkpoint.h"
 #include "mart/run/step.h"
+#include "mart/train/augment.h"
 #include "mart/train/loader.h"
 #include "mart/train/options.h"
 
@@ -135,7 +136,8 @@ int run(app::StageContext& ctx) {
 
   std::ofstream metrics;
   if (world.is_root()) metrics.open(o.run + "/metrics.jsonl", std::ios::app);
-  Prefetcher loader(data, sampler, o.seed, o.prefetch, total_steps - state.step);
+  Prefetcher loader(data, sampler, o.seed, o.prefetch, total_steps - state.step, offset_hops(o.crop_offset_s, f));
+  const LogMelAugmenter augment(o.augment, f, o.seed);
   const int64_t clips = f.clips_total();
   auto checkpoint = [&] {
     if (world.is_root()) save_checkpoint(o.run, state, model, optimizer, o.keep_checkpoints);
@@ -152,6 +154,9 @@ int run(app::StageContext& ctx) {
     for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
     auto a = torch::from_blob(batch.view_a.data(), {batch.size, 1, f.n_mels, f.frames}).to(device);
     auto b = torch::from_blob(batch.view_b.data(), {batch.size, clips, f.n_mels, f.frames}).to(device);
+    // Fresh draws per (seed, step, global sample index, view): any rank split and a resume agree.
+    a = augment(a, state.step, int64_t{world.rank()} * local_batch, 0);
+    b = augment(b, state.step, int64_t{world.rank()} * local_batch, 1);
     optimizer.zero_grad();
     if (o.bf16) {  // autocast covers the forward; backward follows the dtypes it chose
       at::autocast::set_autocast_gpu_dtype(at::kBFloat16);

@@ -203,8 +203,15 @@ TEST_P(ShardShapes, EveryCropOfEveryTrackAndViewMatchesSlicesOfTheInput) {
         const std::vector<float> crop = r.crop(int64_t(i), k, v);
         ASSERT_EQ(crop.size(), size_t(c.clips_total() * c.n_mels * c.frames));
         ASSERT_EQ(crop, expected_crop(c, tracks[i], k, v)) << m.id << " view " << v << " k " << k;
+        // The top clip alone (the loader's view A) is the hierarchy's first clip, byte for byte.
+        std::vector<float> top(size_t(c.n_mels * c.frames));
+        r.top_clip_into(int64_t(i), k, v, top.data());
+        ASSERT_EQ(top, std::vector<float>(crop.begin(), crop.begin() + std::ptrdiff_t(top.size())))
+            << m.id << " view " << v << " k " << k;
       }
       EXPECT_THROW(r.crop(int64_t(i), starts, v), Error);  // past the last valid start
+      std::vector<float> top(size_t(c.n_mels * c.frames));
+      EXPECT_THROW(r.top_clip_into(int64_t(i), starts, v, top.data()), Error);
       // Whole-track arrays come back as the half-rounded input.
       const auto stored = stored_levels(c);
       for (size_t li = 0; li < stored.size(); ++li) {

@@ -7,6 +7,7 @@
 #include "mart/dist/gradient_reducer.h"
 #include "mart/dist/world.h"
 #include "mart/run/step.h"
+#include "mart/train/augment.h"
 
 namespace {
 
@@ -30,6 +31,23 @@ struct Fixture {
   std::unique_ptr<dist::Communicator> comm = dist::make_communicator(world, torch::kCPU);
   int64_t B = 8;  // global batch
   int64_t b() const { return B / world.size(); }
+  // Features that match mo (hops 128, 64, 32 samples), for the fresh augmentation.
+  audio::FeatureConfig features = [this] {
+    audio::FeatureConfig f;
+    f.levels = mo.levels;
+    f.parts = mo.parts;
+    f.n_mels = mo.n_mels;
+    f.frames = mo.frames;
+    f.clip_samples = 4 * 16 * 32;
+    f.validate();
+    return f;
+  }();
+  train::AugmentOptions augment_options = [] {
+    train::AugmentOptions o;
+    o.p_noise = 0.5;  // every effect shows up in a batch of 8
+    return o;
+  }();
+  train::LogMelAugmenter augment{augment_options, features, 9};
 
   model::MartModel make_model() {
     torch::manual_seed(3);  // the same initialisation on every rank
@@ -68,7 +86,9 @@ double max_rel_diff(const std::vector<torch::Tensor>& a, const std::vector<torch
   return worst;
 }
 
-void check_equivalence(torch::ScalarType dtype, int steps) {
+// With `augment`, the one rank augments the global batch (samples 0..B-1) and each rank its slice
+// (samples rank * b ...), as the trainer does.
+void check_equivalence(torch::ScalarType dtype, int steps, bool augment = false) {
   Fixture fx(dtype);
   ASSERT_EQ(fx.world.size(), 2);
   const loss::HierarchicalContrastiveLoss loss_fn(fx.mo.loss_options());
@@ -81,11 +101,17 @@ void check_equivalence(torch::ScalarType dtype, int steps) {
   dist::GradientReducer reducer(dis->parameters(), *fx.comm, ro);
   for (int s = 0; s < steps; ++s) {
     auto [a, v] = fx.batch(s);
+    auto la = fx.local(a), lv = fx.local(v);
+    if (augment) {
+      const int64_t first = fx.world.rank() * fx.b();
+      la = fx.augment(la, s, first, 0), lv = fx.augment(lv, s, first, 1);
+      a = fx.augment(a, s, 0, 0), v = fx.augment(v, s, 0, 1);
+    }
     opt_ref.zero_grad();
     auto lr = run::forward_loss(ref, loss_fn, a, v, nullptr);  // one rank, the whole batch
     lr.backward.backward();
     opt_dis.zero_grad();
-    auto ld = run::forward_loss(dis, loss_fn, fx.local(a), fx.local(v), fx.comm.get());
+    auto ld = run::forward_loss(dis, loss_fn, la, lv, fx.comm.get());
     ld.backward.backward();
     reducer.finalize();
     if (s == 0) {
@@ -106,6 +132,22 @@ void check_equivalence(torch::ScalarType dtype, int steps) {
 TEST(Equivalence, Float32FirstStepLossAndGradients) { check_equivalence(torch::kFloat32, 1); }
 
 TEST(Equivalence, Float64LossGradientsAndParametersAfterFiveAdamSteps) { check_equivalence(torch::kFloat64, 5); }
+
+TEST(Equivalence, Float64WithFreshAugmentationAfterFiveAdamSteps) { check_equivalence(torch::kFloat64, 5, true); }
+
+TEST(Equivalence, AugmentedSlicesOfTheRanksGatheredAreTheOneRankAugmentedBatch) {
+  Fixture fx;
+  for (int s = 0; s < 3; ++s) {
+    auto [a, v] = fx.batch(s);
+    const int64_t first = fx.world.rank() * fx.b();
+    const auto ga = fx.comm->all_gather(fx.augment(fx.local(a), s, first, 0).contiguous());
+    const auto gv = fx.comm->all_gather(fx.augment(fx.local(v), s, first, 1).contiguous());
+    const auto wa = fx.augment(a, s, 0, 0), wv = fx.augment(v, s, 0, 1);
+    EXPECT_TRUE(torch::equal(ga, wa)) << "view A, step " << s;
+    EXPECT_TRUE(torch::equal(gv, wv)) << "view B, step " << s;
+    EXPECT_FALSE(torch::equal(wv, v)) << "nothing was augmented";
+  }
+}
 
 TEST(Equivalence, AGatherWhoseBackwardKeepsOnlyTheLocalSliceFails) {
   // The wrong backward: other ranks' rows enter the loss as constants, so the gradient of this

@@ -108,19 +108,24 @@ std::vector<pid_t> ranks_of(pid_t mpirun_pid) {
   return out;
 }
 
+// Fresh augmentation (every effect likely in each batch) and independent crops for A and B: a
+// resumed run must draw the same augmentations and crops as the uninterrupted one.
+const std::string kAugment =
+    " --train.augment.enabled true --train.augment.p_noise 0.5 --train.augment.p_delay 0.5 --train.crop_offset_s 0.2";
+
 TEST_F(TrainStage, KilledRunResumesToTheSameParameters) {
   const auto full = mart::test::fresh_dir("mart_train_full"), killed = mart::test::fresh_dir("mart_train_killed");
-  auto r = run(train(2, full, "--train.max_steps 10 --train.checkpoint_every 2"), 300);
+  auto r = run(train(2, full, "--train.max_steps 10 --train.checkpoint_every 2" + kAugment), 300);
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(fs::exists(full + "/model_state_dict.pt"));
-  const pid_t pid = spawn(train(2, killed, "--train.max_steps 10 --train.checkpoint_every 2"));
+  const pid_t pid = spawn(train(2, killed, "--train.max_steps 10 --train.checkpoint_every 2" + kAugment));
   const bool reached = wait_for(mart::run::checkpoint_dir(killed, 6) + "/COMPLETE", 240);
   kill(-pid, SIGKILL);
   waitpid(pid, nullptr, 0);
   ASSERT_TRUE(reached) << "the run never reached step 6";
-  auto again = run(train(2, killed, "--train.max_steps 10 --train.checkpoint_every 2"), 60);
+  auto again = run(train(2, killed, "--train.max_steps 10 --train.checkpoint_every 2" + kAugment), 60);
   EXPECT_EQ(again.code, 2) << "a run directory with checkpoints needs --train.resume\n" << again.output;
-  auto resumed = run(train(2, killed, "--train.max_steps 10 --train.checkpoint_every 2 --train.resume"), 300);
+  auto resumed = run(train(2, killed, "--train.max_steps 10 --train.checkpoint_every 2 --train.resume" + kAugment), 300);
   ASSERT_EQ(resumed.code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("resumed from"), std::string::npos) << resumed.output;
   const auto a = weights(full), b = weights(killed);

@@ -26,6 +26,12 @@ struct MelParams {
   static MelParams at_level(const FeatureConfig& cfg, int level);
 };
 
+// HTK mel scale, as the filterbank uses it.
+double hz_to_mel_htk(double hz);
+double mel_to_hz_htk(double mel);
+// The centre frequency (Hz) of each of the n_mels triangular filters: the filterbank's peaks.
+std::vector<double> mel_centre_frequencies(int n_mels, double f_min, double f_max);
+
 // Periodic Hann window of length n (torch.hann_window(n), periodic=True).
 std::vector<float> hann_window(int n);
 

@@ -143,6 +143,8 @@ class ShardReader {
   // [clips_total, n_mels, T] floats, level 0's clip first, then level 1's M clips in time order...
   std::vector<float> crop(int64_t track, int64_t k, int view) const;
   void crop_into(int64_t track, int64_t k, int view, float* out) const;
+  // Level 0's clip only, [n_mels, T]: the first n_mels * T floats of crop_into(), read alone.
+  void top_clip_into(int64_t track, int64_t k, int view, float* out) const;
   // A stored level's whole-track log-mel, [frames, n_mels].
   std::vector<float> track_level(int64_t track, int view, int level) const;
 

@@ -28,6 +28,8 @@ class TrainingData {
   const std::vector<uint32_t>& crop_starts() const { return starts_; }
   // The hierarchy [clips_total, n_mels, T] of `view` for item `it` into `out`.
   void read(const dist::CropItem& it, int view, float* out) const;
+  // Level 0's clip only, [n_mels, T], of `view` at top-clip start `start` of the item's track.
+  void read_top(uint32_t track, uint32_t start, int view, float* out) const;
 
  private:
   data::Manifest manifest_;
@@ -40,10 +42,18 @@ class TrainingData {
 // drawn from (seed, epoch, track, start), so a resumed run draws the same ones.
 std::pair<int, int> choose_views(uint64_t seed, uint64_t epoch, const dist::CropItem& it, int views);
 
+// View A's top-clip start: uniform over the valid starts [0, starts) within `max_offset` top-level
+// hops of B's start it.start, drawn from (seed, epoch, track, start) like choose_views, so a
+// resumed run cuts the same crops. max_offset 0: A starts where B does (the paper's literal pair).
+uint32_t choose_start_a(uint64_t seed, uint64_t epoch, const dist::CropItem& it, uint32_t starts, int64_t max_offset);
+
+// A largest start offset in seconds as whole top-level hops (rounded down).
+int64_t offset_hops(double seconds, const audio::FeatureConfig& f);
+
 struct CropBatch {
   uint64_t epoch = 0, index = 0;  // which batch of the sampler this is
   int64_t size = 0;               // local batch
-  std::vector<float> view_a;      // [size, n_mels, T]: view A's top clips
+  std::vector<float> view_a;      // [size, n_mels, T]: view A's top clips (its own start)
   std::vector<float> view_b;      // [size, clips_total, n_mels, T]: view B's hierarchies
   double read_s = 0;              // loader thread time spent on this batch
 };
@@ -51,8 +61,10 @@ struct CropBatch {
 // Reads batches in the sampler's order on a background thread, `depth` ahead.
 class Prefetcher {
  public:
-  // Starts at the sampler's current state and stops after `batches` batches.
-  Prefetcher(const TrainingData& data, dist::DistributedSampler sampler, uint64_t seed, int depth, int64_t batches);
+  // Starts at the sampler's current state and stops after `batches` batches; view A starts at
+  // most `crop_offset` top-level hops away from view B (choose_start_a).
+  Prefetcher(const TrainingData& data, dist::DistributedSampler sampler, uint64_t seed, int depth, int64_t batches,
+             int64_t crop_offset = 0);
   ~Prefetcher();
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
@@ -64,6 +76,7 @@ class Prefetcher {
   const TrainingData& data_;
   dist::DistributedSampler sampler_;
   uint64_t seed_;
+  int64_t crop_offset_;
   size_t depth_;
   int64_t remaining_;
   std::deque<CropBatch> queue_;

@@ -7,6 +7,7 @@
 #include "mart/core/config.h"
 #include "mart/model/config.h"
 #include "mart/model/options.h"
+#include "mart/train/augment_options.h"
 
 namespace mart::train {
 
@@ -24,6 +25,8 @@ struct TrainOptions {
   double clip_grad_norm = 0;  // 0: off
   uint64_t seed = 1;
   int crops_per_track = 1;    // sampler items per track and epoch
+  double crop_offset_s = 0;   // largest start offset between views A and B; 0: the same start
+  AugmentOptions augment;     // fresh log-mel augmentation every step
   // Execution.
   std::string device = "cpu";  // cpu | cuda
   bool bf16 = false;           // CUDA autocast
@@ -40,6 +43,8 @@ struct TrainOptions {
   model::ModelOptions model;
 };
 
+void declare_augment_options(Config& c);
+AugmentOptions augment_options_from(const Config& c);
 void declare_options(Config& c);
 TrainOptions options_from(const Config& c);
 

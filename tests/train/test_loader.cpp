@@ -1,0 +1,147 @@
+// The training loader: view B's hierarchy at the sampler's start, view A's top clip at its own
+// start within train.crop_offset_s of B's (0: the same start, the old pair).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <cstdlib>
+#include <random>
+#include <set>
+
+#include "mart/data/manifest.h"
+#include "mart/data/shard.h"
+#include "mart/train/loader.h"
+
+namespace fs = std::filesystem;
+using namespace mart;
+
+namespace {
+
+audio::FeatureConfig config() {
+  audio::FeatureConfig c;
+  c.sample_rate = 8000;
+  c.levels = 3;
+  c.parts = 2;
+  c.frames = 4;
+  c.n_fft = 32;
+  c.n_mels = 8;
+  c.views = 2;
+  c.clip_samples = 4 * c.frames * 16;  // finest hop 16 samples, top hop 64
+  c.validate();
+  return c;
+}
+
+// A run of one shard with 5 tracks of random log-mels, all in split "train".
+std::string make_run(const audio::FeatureConfig& c) {
+  const std::string dir = (fs::temp_directory_path() / "mart_loader_run").string();
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> logmel(-5.0f, 3.0f);
+  data::LabelSchema labels;
+  data::ShardWriter w(dir + "/shard-000000.h5", c, labels, 1);
+  for (int i = 0; i < 5; ++i) {
+    data::TrackMeta m;
+    m.id = "t" + std::to_string(i);
+    m.path = m.id + ".wav";
+    m.split = "train";
+    m.samples = c.clip_samples + 64 * (3 + 7 * i);  // 4 .. 32 top-clip starts
+    std::vector<std::vector<std::vector<float>>> mels;
+    for (int v = 0; v <= c.views; ++v) {
+      mels.emplace_back();
+      for (int level : data::stored_levels(c)) {
+        std::vector<float> x(static_cast<size_t>(data::track_frames(c, level, m.samples) * c.n_mels));
+        for (float& y : x) y = logmel(rng);
+        mels.back().push_back(std::move(x));
+      }
+    }
+    w.add_track(m, mels);
+  }
+  const int64_t frames = w.frames();
+  w.finish();
+  data::Manifest man;
+  man.features = c;
+  man.labels = labels;
+  man.preprocess_hash = 1;
+  man.shards.push_back({"shard-000000.h5", 5, frames});
+  data::write_manifest(dir + "/manifest.json", man);
+  return dir;
+}
+
+struct Checked {
+  int64_t items = 0, moved = 0;
+};
+
+// Reads `batches` batches and checks each item against the shard's own crops.
+Checked check_batches(const train::TrainingData& data, const data::ShardReader& shard, double offset_s, int batches) {
+  const auto& f = data.features();
+  const int64_t hops = train::offset_hops(offset_s, f);
+  dist::SamplerOptions so;
+  so.seed = 11;
+  so.batch_size = 2;
+  so.crops_per_track = 3;
+  dist::DistributedSampler sampler(data.crop_starts(), 0, 1, so);
+  sampler.set_epoch(0);
+  dist::DistributedSampler order = sampler;  // the same items, read here to compare
+  train::Prefetcher loader(data, sampler, 5, 2, batches, hops);
+  const size_t clip = size_t(f.n_mels * f.frames), hier = clip * size_t(f.clips_total());
+  Checked out;
+  for (int n = 0; n < batches; ++n) {
+    if (order.epoch_done()) order.set_epoch(order.state().epoch + 1);
+    const uint64_t epoch = order.state().epoch;
+    const auto items = order.next_batch();
+    const auto b = loader.next();
+    EXPECT_EQ(b.size, int64_t(items.size()));
+    for (size_t i = 0; i < items.size(); ++i) {
+      const auto& it = items[i];
+      const auto [va, vb] = train::choose_views(5, epoch, it, f.views);
+      const uint32_t starts = data.crop_starts()[it.track];
+      const uint32_t sa = train::choose_start_a(5, epoch, it, starts, hops);
+      EXPECT_LT(sa, starts);
+      EXPECT_LE(std::abs(int64_t(sa) - int64_t(it.start)), hops);
+      if (hops == 0) {
+        EXPECT_EQ(sa, it.start);
+      }
+      const auto crop_b = shard.crop(it.track, it.start, vb);
+      const auto crop_a = shard.crop(it.track, sa, va);
+      EXPECT_TRUE(std::equal(crop_b.begin(), crop_b.end(), b.view_b.begin() + std::ptrdiff_t(i * hier)));
+      EXPECT_TRUE(std::equal(crop_a.begin(), crop_a.begin() + std::ptrdiff_t(clip),
+                             b.view_a.begin() + std::ptrdiff_t(i * clip)))
+          << "item " << i << " of batch " << n;
+      ++out.items;
+      out.moved += sa != it.start;
+    }
+  }
+  return out;
+}
+
+TEST(Loader, OffsetZeroReadsTheOldPairAndAnOffsetCutsAAtItsDrawnStart) {
+  const auto c = config();
+  const std::string dir = make_run(c);
+  const train::TrainingData data(dir, {"train"});
+  const data::ShardReader shard(dir + "/shard-000000.h5", c);
+  const Checked same = check_batches(data, shard, 0.0, 8);
+  EXPECT_EQ(same.moved, 0);
+  EXPECT_GT(same.items, 0);
+  // 0.1 s at the top hop of 64 samples (8 kHz): 12 hops either way.
+  EXPECT_EQ(train::offset_hops(0.1, c), 12);
+  const Checked apart = check_batches(data, shard, 0.1, 8);
+  EXPECT_GT(apart.moved, apart.items / 2) << "A's start almost never moved";
+}
+
+TEST(Loader, ChooseStartAStaysInRangeAndIsReproducible) {
+  for (uint32_t starts : {1u, 2u, 5u, 40u})
+    for (uint32_t s = 0; s < starts; ++s)
+      for (int64_t off : {0, 1, 3, 100}) {
+        const dist::CropItem it{3, s};
+        const uint32_t a = train::choose_start_a(9, 2, it, starts, off);
+        ASSERT_LT(a, starts);
+        ASSERT_LE(std::abs(int64_t(a) - int64_t(s)), off);
+        ASSERT_EQ(a, train::choose_start_a(9, 2, it, starts, off));
+      }
+  // Every start in the window is reachable: over many items, all 7 offsets -3..3 show up.
+  std::set<int64_t> seen;
+  for (uint32_t t = 0; t < 200; ++t) seen.insert(int64_t(train::choose_start_a(9, 0, {t, 10}, 40, 3)) - 10);
+  EXPECT_EQ(seen.size(), 7u);
+}
+
+}  // namespace
