@@ -39,6 +39,9 @@ void declare_options(Config& c) {
   c.add<std::string>("eval.tasks", "auto", "tagging, classification, covers (comma-separated) or auto: all the labels allow", "Tasks");
   c.add<std::string>("eval.probe", "linear", "linear or mlp (one hidden layer of 512)", "Tasks");
   c.add<int>("eval.seeds", 3, "probe seeds; the report gives mean and standard deviation", "Tasks");
+  c.add<int>("eval.folds", 10, "data without a test split (GTZAN without split lists): every probe and fine-tuning "
+             "job runs on each of this many folds, stratified by class and seeded (the report pools folds and seeds); "
+             "0: refuse such data", "Tasks");
   c.add<std::string>("eval.label_fractions", "1.0", "fractions of the training labels, e.g. 0.01,0.1,1.0", "Tasks");
   c.add<int>("eval.max_epochs", 200, "probe epochs at most", "Tasks");
   c.add<int>("eval.patience", 10, "early-stopping patience (epochs without a better validation loss)", "Tasks");
@@ -53,8 +56,11 @@ void declare_options(Config& c) {
   c.add<int>("eval.finetune_patience", 5, "fine-tuning early-stopping patience (epochs)", "Fine-tuning");
   c.add<double>("eval.finetune_lr", 1e-4, "fine-tuning Adam learning rate (weight decay 1e-6)", "Fine-tuning");
   c.add<std::string>("eval.finetune_batch_norm", "frozen", "frozen: BatchNorm on running statistics (the same result "
-                     "for any group size; a random model keeps its initial 0/1 statistics); batch: per-rank batch statistics",
-                     "Fine-tuning");
+                     "for any group size; a random model's are first measured on training crops, eval.finetune_bn_crops); "
+                     "batch: per-rank batch statistics", "Fine-tuning");
+  c.add<int>("eval.finetune_bn_crops", 512, "from-scratch fine-tuning with frozen BatchNorm: measure the random model's "
+             "BatchNorm statistics on up to this many training crops first (0: keep its initial 0/1, no normalisation)",
+             "Fine-tuning");
   c.add<int>("eval.finetune_batch", 16, "fine-tuning global batch (crops), split over the group's ranks", "Fine-tuning");
   c.add<int>("eval.group_ranks", 1, "ranks per fine-tuning job: jobs run side by side on groups of this many ranks "
              "(MPI communicator split), each group sharing its job's batches", "Execution");
@@ -77,7 +83,31 @@ std::vector<std::string> available_tasks(const EmbeddingSet& e) {
   return t;
 }
 
-TaskTracks task_tracks(const EmbeddingSet& e, const std::string& task, double fraction, uint64_t seed) {
+bool has_test_split(const EmbeddingSet& e, const std::string& task) {
+  for (const auto& t : e.tracks)
+    if (t.split == "test" && !(task == "classification" && t.class_index < 0)) return true;
+  return false;
+}
+
+std::vector<int> stratified_folds(const EmbeddingSet& e, const std::vector<size_t>& tracks, bool by_class, int folds) {
+  if (folds < 2) MART_CONFIG_ERROR("eval.folds must be at least 2 to make folds, got ", folds);
+  if (tracks.size() < static_cast<size_t>(folds))
+    MART_CONFIG_ERROR("cannot make ", folds, " folds of ", tracks.size(), " tracks: lower eval.folds or give the data a "
+                      "test split");
+  std::map<int32_t, std::vector<size_t>> strata;  // class -> positions in `tracks`
+  for (size_t j = 0; j < tracks.size(); ++j) strata[by_class ? e.tracks[tracks[j]].class_index : 0].push_back(j);
+  std::vector<int> fold(tracks.size());
+  size_t next = 0;
+  for (auto& [cls, members] : strata) {
+    Rng rng(seed_of(0x666f6c6473ull, static_cast<uint64_t>(static_cast<int64_t>(cls) + 1)));  // "folds"
+    rng.shuffle(members);
+    for (size_t j : members) fold[j] = static_cast<int>(next++ % static_cast<size_t>(folds));
+  }
+  return fold;
+}
+
+TaskTracks task_tracks(const EmbeddingSet& e, const std::string& task, double fraction, uint64_t seed, int fold,
+                       int folds) {
   TaskTracks s;
   for (size_t i = 0; i < e.tracks.size(); ++i) {
     const auto& t = e.tracks[i];
@@ -86,6 +116,14 @@ TaskTracks task_tracks(const EmbeddingSet& e, const std::string& task, double fr
     else if (t.split == "valid") s.valid.push_back(i);
     else if (t.split == "test") s.test.push_back(i);
   }
+  if (fold >= 0) {  // no test split: fold `fold` of the training tracks tests
+    MART_CHECK(s.test.empty(), "task ", task, ": folds asked for although the data has a test split");
+    MART_CHECK(fold < folds, "fold ", fold, " of ", folds);
+    const auto of = stratified_folds(e, s.train, task == "classification", folds);
+    std::vector<size_t> keep;
+    for (size_t j = 0; j < s.train.size(); ++j) (of[j] == fold ? s.test : keep).push_back(s.train[j]);
+    s.train = keep;
+  }
   if (s.valid.empty()) {
     std::vector<size_t> keep;
     for (size_t j = 0; j < s.train.size(); ++j) (j % 10 == 9 ? s.valid : keep).push_back(s.train[j]);
@@ -93,7 +131,8 @@ TaskTracks task_tracks(const EmbeddingSet& e, const std::string& task, double fr
   }
   if (s.train.empty() || s.valid.empty() || s.test.empty())
     MART_CONFIG_ERROR("task ", task, " needs tracks in the train, valid and test splits; found ", s.train.size(), ", ",
-                      s.valid.size(), ", ", s.test.size(), ": give the dataset a split (labels CSV or split lists)");
+                      s.valid.size(), ", ", s.test.size(), ": give the dataset a split (labels CSV or split lists)",
+                      s.test.empty() ? " or let mart-eval make folds (eval.folds at least 2)" : "");
   if (fraction < 1.0) {  // a seeded subset of the training tracks (at least one)
     Rng rng(seed_of(seed, 0x66726163ull, static_cast<uint64_t>(fraction * 1e6)));
     rng.shuffle(s.train);
@@ -167,15 +206,15 @@ std::vector<TaskScore> score_tracks(const EmbeddingSet& e, const std::string& ta
 }
 
 std::vector<TaskScore> run_probe_task(const EmbeddingSet& e, const std::string& task, double fraction,
-                                      const ProbeOptions& o) {
-  const TaskTracks s = task_tracks(e, task, fraction, o.seed);
+                                      const ProbeOptions& o, int fold, int folds) {
+  const TaskTracks s = task_tracks(e, task, fraction, o.seed, fold, folds);
   const TaskKind kind = task == "tagging" ? TaskKind::multilabel : TaskKind::multiclass;
   const ProbeSet train = crop_rows(e, s.train, task), valid = crop_rows(e, s.valid, task),
                  test = crop_rows(e, s.test, task);
   const ProbeRun r = train_probe(train, valid, test.x, test.n, kind, o);
   TaskScore stamp;
   stamp.source = e.source, stamp.protocol = o.kind == ProbeKind::linear ? "linear" : "mlp";
-  stamp.fraction = fraction, stamp.seed = o.seed;
+  stamp.fraction = fraction, stamp.seed = o.seed, stamp.fold = fold;
   return score_tracks(e, task, s.test, r.scores, stamp);
 }
 
@@ -263,7 +302,7 @@ class RankGroups {
 };
 
 json score_json(size_t job, const TaskScore& r) {
-  return {job, r.source, r.protocol, r.task, r.metric, r.fraction, r.seed, r.value};
+  return {job, r.source, r.protocol, r.task, r.metric, r.fraction, r.seed, r.value, r.fold};
 }
 
 // Every rank's finished jobs, in job order: the report is the same whatever rank ran a job.
@@ -271,7 +310,7 @@ void collect(const json& mine, const dist::World& w, std::vector<TaskScore>* sco
   json done = gather_json(mine, w);
   std::stable_sort(done.begin(), done.end(), [](const json& a, const json& b) { return a[0].get<size_t>() < b[0].get<size_t>(); });
   for (const auto& x : done)
-    scores->push_back({x[1], x[2], x[3], x[4], x[5].get<double>(), x[6].get<uint64_t>(), x[7].get<double>()});
+    scores->push_back({x[1], x[2], x[3], x[4], x[5].get<double>(), x[6].get<uint64_t>(), x[7].get<double>(), x[8].get<int>()});
 }
 
 struct Source {
@@ -307,6 +346,8 @@ int run(app::StageContext& ctx) {
   po.patience = c.get<int>("eval.patience");
   const int seeds = c.get<int>("eval.seeds");
   if (seeds < 1) MART_CONFIG_ERROR("eval.seeds must be at least 1, got ", seeds);
+  const int folds = c.get<int>("eval.folds");
+  if (folds < 0 || folds == 1) MART_CONFIG_ERROR("eval.folds must be 0 (no folds) or at least 2, got ", folds);
   if (po.max_epochs < 1 || po.patience < 1) MART_CONFIG_ERROR("eval.max_epochs and eval.patience must be at least 1");
   const auto fractions = fractions_of(c, "eval.label_fractions", false);
   const auto ft_fractions = fractions_of(c, "eval.finetune_fractions", true);
@@ -315,6 +356,8 @@ int run(app::StageContext& ctx) {
   fo.max_epochs = c.get<int>("eval.finetune_epochs");
   fo.patience = c.get<int>("eval.finetune_patience");
   fo.batch_size = c.get<int>("eval.finetune_batch");
+  fo.bn_estimate_crops = c.get<int>("eval.finetune_bn_crops");
+  if (fo.bn_estimate_crops < 0) MART_CONFIG_ERROR("eval.finetune_bn_crops must be 0 or more, got ", fo.bn_estimate_crops);
   if (fo.max_epochs < 1 || fo.patience < 1 || fo.batch_size < 1 || !(fo.lr > 0))
     MART_CONFIG_ERROR("eval.finetune_epochs, eval.finetune_patience, eval.finetune_batch must be at least 1 and "
                       "eval.finetune_lr positive");
@@ -415,18 +458,30 @@ int run(app::StageContext& ctx) {
                             [&] { std::string s; for (auto& x : tasks) s += x + " "; return s; }(), ")");
       tasks = want;
     }
-    // Probe jobs (task x fraction x seed) round-robin over the ranks.
+    // The folds of each task: [-1] with a test split in the data, else 0 .. folds-1 (and [-1] when
+    // folds are off: task_tracks then refuses the data).
+    auto folds_of = [&](const std::string& task) {
+      if (has_test_split(e, task) || folds == 0) return std::vector<int>{-1};
+      std::vector<int> v(static_cast<size_t>(folds));
+      for (int i = 0; i < folds; ++i) v[static_cast<size_t>(i)] = i;
+      if (w.is_root()) spdlog::info("{}: {} has no test split: {} stratified folds, every job on each", e.source, task, folds);
+      return v;
+    };
+    // Probe jobs (task x fraction x seed x fold) round-robin over the ranks.
     json mine = json::array();
     size_t job = 0;
     for (const auto& task : tasks) {
       if (task == "covers") continue;
+      const auto task_folds = folds_of(task);
       for (double fr : fractions)
-        for (int s = 0; s < seeds; ++s, ++job) {
-          if (job % static_cast<size_t>(w.size()) != static_cast<size_t>(w.rank())) continue;
-          ProbeOptions o = po;
-          o.seed = static_cast<uint64_t>(s + 1);
-          for (const auto& r : run_probe_task(e, task, fr, o)) mine.push_back(score_json(job, r));
-        }
+        for (int s = 0; s < seeds; ++s)
+          for (int fold : task_folds) {
+            const size_t this_job = job++;
+            if (this_job % static_cast<size_t>(w.size()) != static_cast<size_t>(w.rank())) continue;
+            ProbeOptions o = po;
+            o.seed = static_cast<uint64_t>(s + 1);
+            for (const auto& r : run_probe_task(e, task, fr, o, fold, folds)) mine.push_back(score_json(this_job, r));
+          }
     }
     collect(mine, w, &scores);
     // Fine-tuning jobs (task x fraction x seed) round-robin over the rank groups; the ranks of a
@@ -436,33 +491,42 @@ int run(app::StageContext& ctx) {
       size_t ft_job = 0;
       for (const auto& task : tasks) {
         if (task == "covers") continue;
+        const auto task_folds = folds_of(task);
         for (double fr : ft_fractions)
-          for (int s = 0; s < ft_seeds; ++s, ++ft_job) {
-            if (static_cast<int>(ft_job % static_cast<size_t>(groups.count())) != groups.index()) continue;
-            FinetuneOptions o = fo;
-            o.seed = static_cast<uint64_t>(s + 1);
-            const TaskTracks tt = task_tracks(e, task, fr, o.seed);
-            const auto t0 = std::chrono::steady_clock::now();
-            if (groups.leader())
-              spdlog::info("{} fine-tuning on {}: {} training tracks ({}%), seed {}, group {} of {}", e.source, task,
-                           tt.train.size(), fr * 100, o.seed, groups.index() + 1, groups.count());
-            const ProbeRun r = finetune(data, e, src.checkpoint, mo, tt.train, tt.valid, tt.test,
-                                        task == "tagging" ? TaskKind::multilabel : TaskKind::multiclass, o, groups.comm());
-            if (!groups.leader()) continue;
-            spdlog::info("{} fine-tuned on {} ({} training tracks, seed {}): {} epochs, best valid loss {:.4f}, {:.1f} s",
-                         e.source, task, tt.train.size(), o.seed, r.epochs, r.best_valid_loss,
-                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-            TaskScore stamp;
-            stamp.source = e.source, stamp.protocol = "finetune", stamp.fraction = fr, stamp.seed = o.seed;
-            for (const auto& x : score_tracks(e, task, tt.test, r.scores, stamp)) tuned.push_back(score_json(ft_job, x));
-          }
+          for (int s = 0; s < ft_seeds; ++s)
+            for (int fold : task_folds) {
+              const size_t this_job = ft_job++;
+              if (static_cast<int>(this_job % static_cast<size_t>(groups.count())) != groups.index()) continue;
+              FinetuneOptions o = fo;
+              o.seed = static_cast<uint64_t>(s + 1);
+              const TaskTracks tt = task_tracks(e, task, fr, o.seed, fold, folds);
+              const auto t0 = std::chrono::steady_clock::now();
+              if (groups.leader())
+                spdlog::info("{} fine-tuning on {}: {} training tracks ({}%), seed {}, group {} of {}", e.source, task,
+                             tt.train.size(), fr * 100, o.seed, groups.index() + 1, groups.count());
+              const ProbeRun r = finetune(data, e, src.checkpoint, mo, tt.train, tt.valid, tt.test,
+                                          task == "tagging" ? TaskKind::multilabel : TaskKind::multiclass, o, groups.comm());
+              if (!groups.leader()) continue;
+              spdlog::info("{} fine-tuned on {} ({} training tracks, seed {}): {} epochs, best valid loss {:.4f}, {:.1f} s",
+                           e.source, task, tt.train.size(), o.seed, r.epochs, r.best_valid_loss,
+                           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+              TaskScore stamp;
+              stamp.source = e.source, stamp.protocol = "finetune", stamp.fraction = fr, stamp.seed = o.seed;
+              stamp.fold = fold;
+              for (const auto& x : score_tracks(e, task, tt.test, r.scores, stamp)) tuned.push_back(score_json(this_job, x));
+            }
       }
       collect(tuned, w, &scores);
     }
-    // Covers: every track queries all others by its track embedding; query blocks spread over ranks.
+    // Covers: every track with a cover group queries all others by its track embedding (tracks
+    // without one are only distractors); query blocks spread over ranks.
     if (std::find(tasks.begin(), tasks.end(), "covers") != tasks.end()) {
       std::vector<int64_t> cover_groups;
       for (const auto& t : e.tracks) cover_groups.push_back(t.cover_group);
+      const auto ungrouped = std::count_if(cover_groups.begin(), cover_groups.end(), [](int64_t g) { return g < 0; });
+      if (w.is_root() && ungrouped > 0)
+        spdlog::info("{}: covers: {} of {} tracks have no cover group: neither queries nor answers, ranked as "
+                     "distractors", e.source, ungrouped, cover_groups.size());
       const Embeddings emb{e.track_level[0].data(), e.tracks.size(), static_cast<size_t>(e.dim)};
       const size_t n = e.tracks.size(), per = (n + static_cast<size_t>(w.size()) - 1) / static_cast<size_t>(w.size());
       const size_t q0 = std::min(n, per * static_cast<size_t>(w.rank())), q1 = std::min(n, q0 + per);
@@ -485,9 +549,12 @@ int run(app::StageContext& ctx) {
   }
   if (w.is_root()) {
     json results = json::array();
-    for (const auto& s : scores)
-      results.push_back({{"model", s.source}, {"protocol", s.protocol}, {"task", s.task}, {"metric", s.metric},
-                         {"label_fraction", s.fraction}, {"seed", s.seed}, {"value", s.value}});
+    for (const auto& s : scores) {
+      json row = {{"model", s.source}, {"protocol", s.protocol}, {"task", s.task}, {"metric", s.metric},
+                  {"label_fraction", s.fraction}, {"seed", s.seed}, {"value", s.value}};
+      if (s.fold >= 0) row["fold"] = s.fold;  // mart-eval's own folds (the data had no test split)
+      results.push_back(row);
+    }
     write_file_atomic(out + "/results.json", results.dump(1));
     const std::string md = markdown_report(scores);
     write_file_atomic(out + "/report.md", "# mart-eval on " + data + "\n\n" + md);

@@ -13,6 +13,7 @@
 #include "mart/data/shard.h"
 #include "mart/dist/gradient_reducer.h"
 #include "mart/dist/mpi_communicator.h"
+#include "mart/eval/batch_norm_stats.h"
 #include "mart/model/mart_model.h"
 #include "mart/run/step.h"
 
@@ -130,6 +131,21 @@ ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& e, const std:
   net.model = model::MartModel(m);
   if (!checkpoint_dir.empty()) model::load_weights(*net.model, checkpoint_dir + "/model.pt");
   net.head = torch::nn::Linear(m.dim, k);
+  if (checkpoint_dir.empty() && o.frozen_batch_norm && o.bn_estimate_crops > 0) {
+    // A random model's statistics are 0 / 1: frozen, they would leave it unnormalised. Measure
+    // them on training crops (every rank a block of them; the result does not depend on the split).
+    std::vector<Row> sample;
+    const size_t n = std::min(train_rows.size(), static_cast<size_t>(o.bn_estimate_crops));
+    for (size_t i = 0; i < n; ++i) sample.push_back(train_rows[i * train_rows.size() / n]);
+    const auto block = share(sample.size(), comm.rank(), comm.size());
+    const size_t b0 = block.first, b1 = block.second, bs = static_cast<size_t>(o.batch_size);
+    const int64_t clips = estimate_batch_norm(*net.model->encoder, (b1 - b0 + bs - 1) / bs, [&](size_t b) {
+      const auto x = table.batch(sample, b0 + b * bs, std::min(b1, b0 + (b + 1) * bs));
+      return x.reshape({-1, 1, x.size(2), x.size(3)});
+    }, &comm);
+    if (comm.rank() == 0)
+      spdlog::info("  random initialisation: BatchNorm statistics measured on {} training crops ({} clips)", n, clips);
+  }
   const auto params = net.parameters();
   torch::optim::Adam opt(params, torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
   dist::ReducerOptions ro;

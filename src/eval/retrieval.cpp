@@ -48,7 +48,7 @@ std::vector<double> similarities(const Embeddings& emb, const std::vector<double
 
 // 1-based ranks of the relevant items among the n-1 others, without sorting all of them:
 // sort the R relevant items in ranking order, then place every other item between them with a
-// binary search (O(n log R)).
+// binary search (O(n log R)). The query has a group (>= 0); items without one are never relevant.
 std::vector<std::size_t> relevant_ranks(const std::vector<double>& sim,
                                         const std::vector<std::int64_t>& groups, std::size_t q) {
   auto before = [&](std::size_t a, std::size_t b) {
@@ -120,6 +120,7 @@ std::vector<QueryResult> retrieval_block(const Embeddings& emb,
   std::vector<QueryResult> out;
   out.reserve(q1 - q0);
   for (std::size_t q = q0; q < q1; ++q) {
+    if (groups[q] < 0) continue;  // no group: never a query (and never relevant to one)
     const auto sim = similarities(emb, norms, q);
     QueryResult r = score_relevant_ranks(relevant_ranks(sim, groups, q), emb.n - 1, k);
     r.query = q;

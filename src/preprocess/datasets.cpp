@@ -224,7 +224,8 @@ class MtatDataset : public Dataset {
 };
 
 // GTZAN: one folder per genre; the genre is the class. Split lists (e.g. the fault-filtered
-// split) when given, else every track is "train" and the evaluation makes its own folds.
+// split) when given, else every track is "train" and the evaluation makes its own folds
+// (mart-eval's eval.folds: stratified by genre, seeded).
 class GtzanDataset : public Dataset {
  public:
   explicit GtzanDataset(DatasetOptions o) : o_(std::move(o)) {

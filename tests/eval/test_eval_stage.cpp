@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "../util/proc.h"
@@ -90,6 +92,8 @@ TEST_F(EvalStage, FineTuningOnRankGroupsMatchesOneRank) {
   auto rp = run(eval(2, pair, ft + " --eval.group_ranks 2"), 600);  // every job on one group of two ranks
   ASSERT_EQ(rp.code, 0) << rp.output;
   EXPECT_NE(rp.output.find("1 group(s) of up to 2 rank(s)"), std::string::npos) << rp.output;
+  // The from-scratch row normalises with BatchNorm statistics measured on its training crops.
+  EXPECT_NE(r1.output.find("random initialisation: BatchNorm statistics measured on"), std::string::npos) << r1.output;
   const auto tuned = r1.output.find("Fine-tuned whole model");
   ASSERT_NE(tuned, std::string::npos) << r1.output;
   EXPECT_NE(r1.output.find("| mart |", tuned), std::string::npos) << r1.output;
@@ -123,6 +127,45 @@ TEST_F(EvalStage, RerunReusesEmbeddingsAndRefusesAnotherModels) {
   EXPECT_NE(other.output.find("--eval.force"), std::string::npos) << other.output;
   auto forced = run(eval(1, out, args + " --eval.force true"), 600);
   EXPECT_EQ(forced.code, 0) << forced.output;
+}
+
+// GTZAN without split lists: every track is "train", and mart-eval makes its own stratified folds
+// (each job on every fold) instead of refusing the data; eval.folds 0 refuses it with the fix.
+TEST_F(EvalStage, GtzanWithoutSplitListsIsEvaluatedOnFolds) {
+  // The demo corpus laid out as GTZAN: one folder per class (style), no split lists.
+  const std::string corpus = tmp("mart_eval_corpus"), gtzan = tmp("mart_eval_gtzan"), data = tmp("mart_eval_gtzan_data");
+  for (const auto& d : {gtzan, data}) fs::remove_all(d);
+  std::ifstream manifest(corpus + "/manifest.csv");
+  std::string line;
+  std::getline(manifest, line);  // path,track_id,split,tags,class,...
+  int n = 0;
+  while (std::getline(manifest, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    ASSERT_GE(f.size(), 5u) << line;
+    fs::create_directories(gtzan + "/" + f[4]);
+    fs::create_symlink(corpus + "/" + f[0], gtzan + "/" + f[4] + "/" + fs::path(f[0]).filename().string());
+    ++n;
+  }
+  ASSERT_EQ(n, 48);
+  auto p = run(mpirun(1) + MART_PREPROCESS + " --dataset.kind gtzan --input " + gtzan + " --output " + data + kFeatures +
+               " --preprocess.unit_tracks 16");
+  ASSERT_EQ(p.code, 0) << p.output;
+  const auto out = mart::test::fresh_dir("mart_eval_gtzan_run");
+  const std::string args = " --run " + out + " --data " + data + " --eval.tasks classification --eval.seeds 1"
+                           " --eval.max_epochs 5 --eval.threads 1 --eval.folds 3";
+  auto r = run(mpirun(1) + MART_EVAL + args, 300);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("classification has no test split: 3 stratified folds"), std::string::npos) << r.output;
+  std::map<std::string, std::set<int>> folds;  // model -> folds with an accuracy
+  for (const auto& x : results(out))
+    if (x["metric"] == "accuracy") folds[x["model"].get<std::string>()].insert(x["fold"].get<int>());
+  EXPECT_EQ(folds["random_init"], (std::set<int>{0, 1, 2}));
+  EXPECT_EQ(folds["logmel_stats"], (std::set<int>{0, 1, 2}));
+  auto refused = run(mpirun(1) + MART_EVAL + args + " --eval.folds 0", 300);  // reuses the embeddings
+  EXPECT_EQ(refused.code, 2) << refused.output;
+  EXPECT_NE(refused.output.find("eval.folds"), std::string::npos) << refused.output;
 }
 
 TEST_F(EvalStage, BadInputIsRefusedWithAClearError) {

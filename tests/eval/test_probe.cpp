@@ -104,6 +104,49 @@ TEST(Probe, MissingSplitIsAClearError) {
   }
 }
 
+// Data without a test split (GTZAN without split lists) gets mart-eval's own folds: every track
+// tests in exactly one fold, each class is spread evenly over the folds, and the folds do not
+// depend on the job's seed.
+TEST(Probe, WithoutATestSplitTheEvaluationMakesStratifiedFolds) {
+  auto e = demo_set(true, false);
+  for (auto& t : e.tracks) t.split = "train";
+  ASSERT_FALSE(eval::has_test_split(e, "classification"));
+  const int K = 5;
+  const size_t n = e.tracks.size(), n_classes = e.class_names.size();
+  std::vector<size_t> class_size(n_classes, 0);
+  for (const auto& t : e.tracks) ++class_size[static_cast<size_t>(t.class_index)];
+  std::vector<int> tested(n, 0);
+  for (int f = 0; f < K; ++f) {
+    SCOPED_TRACE("fold " + std::to_string(f));
+    const auto s = eval::task_tracks(e, "classification", 1.0, 1, f, K);
+    EXPECT_EQ(s.train.size() + s.valid.size() + s.test.size(), n);
+    EXPECT_TRUE(s.test.size() == n / K || s.test.size() == n / K + 1) << s.test.size();
+    std::vector<size_t> in_fold(n_classes, 0);
+    for (size_t i : s.test) {
+      ++tested[i];
+      ++in_fold[static_cast<size_t>(e.tracks[i].class_index)];
+      EXPECT_EQ(std::count(s.train.begin(), s.train.end(), i) + std::count(s.valid.begin(), s.valid.end(), i), 0);
+    }
+    for (size_t c = 0; c < n_classes; ++c)  // stratified: floor or ceil of the class's share
+      EXPECT_LE(std::max(in_fold[c] * K, class_size[c]) - std::min(in_fold[c] * K, class_size[c]), static_cast<size_t>(K))
+          << "class " << c << ": " << in_fold[c] << " of " << class_size[c];
+    EXPECT_FALSE(s.valid.empty());
+    // Another job seed (or a label fraction) draws other training tracks, never another fold.
+    EXPECT_EQ(eval::task_tracks(e, "classification", 1.0, 7, f, K).test, s.test);
+    EXPECT_EQ(eval::task_tracks(e, "classification", 0.5, 3, f, K).test, s.test);
+  }
+  for (size_t i = 0; i < n; ++i) EXPECT_EQ(tested[i], 1) << "track " << i;
+  // A probe on a fold works and says which fold it tested.
+  const auto cls = eval::run_probe_task(e, "classification", 1.0, {}, 2, K);
+  EXPECT_GT(metric(cls, "accuracy"), 0.9);
+  for (const auto& x : cls) EXPECT_EQ(x.fold, 2);
+  // Too few tracks for the folds, or folds asked for on data with a test split: refused.
+  std::vector<size_t> three = {0, 1, 2};
+  EXPECT_THROW(eval::stratified_folds(e, three, true, 5), mart::ConfigError);
+  EXPECT_THROW(eval::stratified_folds(e, three, true, 1), mart::ConfigError);
+  EXPECT_THROW(eval::task_tracks(demo_set(true, false), "classification", 1.0, 1, 0, K), mart::Error);
+}
+
 TEST(Report, MarkdownHasOneRowPerModelAndMeanStd) {
   std::vector<eval::TaskScore> s = {{"mart", "linear", "tagging", "ROC-AUC", 1.0, 1, 0.9},
                                     {"mart", "linear", "tagging", "ROC-AUC", 1.0, 2, 0.8},

@@ -100,6 +100,41 @@ TEST(Retrieval, HandMadeEmbeddings) {
   EXPECT_EQ(s.k, 10u);
 }
 
+// The same six items with 1 and 3 ungrouped (-1): they are neither queries nor answers, only
+// distractors in the rankings (before, the two shared the id -1 and formed a "work" of their own:
+// q1 would have found 3 at rank 4, AP 1/4).
+//   q0: 1 (1, distractor), 5 (1), 2 (.71), 3, 4; relevant 5, 2 at ranks 2, 3 -> AP 7/12, first 2.
+//   q2: 0, 1, 3, 5 tied, then 4; relevant 0, 5 at ranks 1, 4 -> AP 3/4, first 1.
+//   q4: alone in group 2 -> skipped.
+//   q5: 0, 1 tied at 1, 2, 3, 4; relevant 0, 2 at ranks 1, 3 -> AP 5/6, first 1.
+// MAP = (7/12 + 9/12 + 10/12) / 3 = 13/18; P@10 = 0.6/3 = 0.2; MR1 = (2 + 1 + 1)/3 = 4/3.
+TEST(Retrieval, UngroupedItemsAreOnlyDistractors) {
+  const auto emb = hand_embeddings();
+  const std::vector<std::int64_t> groups = {0, -1, 0, -1, 2, 0};
+  const mart::eval::Embeddings e{emb.data(), 6, 2};
+  const auto per = mart::eval::retrieval_block(e, groups, 0, 6);
+  ASSERT_EQ(per.size(), 4u);
+  const std::size_t query[] = {0, 2, 4, 5};
+  const double ap[] = {7.0 / 12, 0.75, 0, 5.0 / 6};
+  const std::size_t first[] = {2, 1, 0, 1};
+  for (std::size_t i = 0; i < per.size(); ++i) {
+    SCOPED_TRACE("result " + std::to_string(i));
+    EXPECT_EQ(per[i].query, query[i]);
+    EXPECT_NEAR(per[i].average_precision, ap[i], 1e-15);
+    EXPECT_EQ(per[i].first_rank, first[i]);
+  }
+  // A block holding only ungrouped items gives no result.
+  EXPECT_TRUE(mart::eval::retrieval_block(e, groups, 1, 2).empty());
+  const RetrievalSummary s = mart::eval::retrieval_metrics(emb, 2, groups);
+  EXPECT_NEAR(s.map, 13.0 / 18, 1e-15);
+  EXPECT_NEAR(s.precision_at_k, 0.2, 1e-15);
+  EXPECT_NEAR(s.mr1, 4.0 / 3, 1e-15);
+  EXPECT_EQ(s.n_queries, 3u);
+  EXPECT_EQ(s.n_skipped, 1u);
+  // No grouped item at all: nothing to score.
+  EXPECT_THROW(mart::eval::retrieval_metrics(emb, 2, std::vector<std::int64_t>(6, -1)), mart::Error);
+}
+
 // Random embeddings on a coarse grid (duplicated vectors -> tied similarities).
 std::vector<float> grid_embeddings(std::mt19937& rng, std::size_t n, std::size_t dim) {
   std::uniform_int_distribution<int> v(-1, 1);

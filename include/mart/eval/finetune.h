@@ -21,14 +21,18 @@ struct FinetuneOptions {
   double lr = 1e-4, weight_decay = 1e-6;
   int max_epochs = 30, patience = 5, batch_size = 16;
   uint64_t seed = 1;
-  // true: BatchNorm on running statistics (the result does not depend on the group size; a random
-  // model's statistics are the initial 0 / 1). false: batch statistics, per rank.
+  // true: BatchNorm on running statistics (the result does not depend on the group size, up to
+  // the order of float sums). false: batch statistics, per rank.
   bool frozen_batch_norm = true;
+  // From a random initialisation with frozen BatchNorm: the running statistics, initially 0 / 1
+  // (no normalisation at all), are first measured on up to this many training crops, evenly spaced
+  // in the training order (estimate_batch_norm). 0: keep 0 / 1.
+  int bn_estimate_crops = 512;
 };
 
 // `e` must come from extract() on `data_dir`, or from its embeddings file (its tracks know their
 // shard). `checkpoint_dir` empty: start from a model initialised with `o.seed` (the from-scratch
-// baseline). With frozen BatchNorm (as mart-train's frozen mode) the result does not depend on
+// baseline), its BatchNorm statistics measured on the training crops (o.bn_estimate_crops). With frozen BatchNorm (as mart-train's frozen mode) the result does not depend on
 // how a batch is split over the group. Every rank of `group` calls this with the same arguments
 // and gets the same ProbeRun.
 ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& e, const std::string& checkpoint_dir,

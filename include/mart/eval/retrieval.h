@@ -1,6 +1,9 @@
 #pragma once
-// Cover-song retrieval metrics: every item queries all the others (itself excluded), ranked by
-// cosine similarity; an answer is correct when it shares the query's group (work) id.
+// Cover-song retrieval metrics: every item with a group queries all the others (itself excluded),
+// ranked by cosine similarity; an answer is correct when it shares the query's group (work) id.
+// Items without a group (a negative id, -1 in the shards) are neither queries nor answers: they
+// are ranked as distractors only (like the noise tracks of a covers set with distractors), so they
+// can lower a query's precision but never count as a correct answer.
 // Per query: average precision over the whole ranking, precision at k (k = 10), and the 1-based
 // rank of the first correct answer; over queries: MAP, mean P@k and MR1.
 //
@@ -53,7 +56,8 @@ QueryResult score_relevant_ranks(std::vector<std::size_t> ranks, std::size_t n_r
 // (relevant_by_rank[r] for rank r + 1). Convenience for hand-made rankings.
 QueryResult score_ranking(const std::vector<std::uint8_t>& relevant_by_rank, std::size_t k = 10);
 
-// Per-query results of queries q0 .. q1-1 against all items. Throws mart::Error on mismatched
+// Per-query results of queries q0 .. q1-1 against all items, one per query with a group (items
+// without one are skipped: the result may be shorter than q1 - q0). Throws mart::Error on mismatched
 // sizes, q0 > q1 or q1 > n, non-finite embeddings.
 std::vector<QueryResult> retrieval_block(const Embeddings& emb,
                                          const std::vector<std::int64_t>& groups, std::size_t q0,
