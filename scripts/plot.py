@@ -145,7 +145,8 @@ def results(eval_dir, plt):
         means = [sum(v) / len(v) for v in bars.values()]
         stds = [math.sqrt(sum((x - mu) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
                 for v, mu in zip(bars.values(), means)]
-        ax.bar(range(len(labels)), means, yerr=stds, capsize=4,
+        one_seed = all(len(v) == 1 for v in bars.values())  # no spread to show: no empty error bars
+        ax.bar(range(len(labels)), means, yerr=None if one_seed else stds, capsize=4,
                color=[colors[models.index(l.split(" ")[0]) % len(colors)] for l in labels])
         for i, (mu, sd, v) in enumerate(zip(means, stds, bars.values())):
             ax.annotate(f"{mu:.3f}" + (f"\n±{sd:.3f}" if len(v) > 1 else ""), (i, mu + sd),

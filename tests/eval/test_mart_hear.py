@@ -3,7 +3,13 @@
 give the same scene embeddings, the same timestamp embeddings of every level and the same
 timestamps, to 1e-4. A small model is trained here (lambdas not all 1, so eqs. 1-2's scaling is
 exercised); the files cover one exact crop count, an end-aligned tail crop, a sound shorter than a
-clip (zero-padded), and two synthetic tracks embedded as one HEAR batch.
+clip (zero-padded), two sounds of one length embedded as one HEAR batch, and two synthetic tracks.
+
+The generated files must agree to 1e-4 absolute. The synthetic tracks have near-silent mel bins
+(a third of them below 1e-5 in one track), where log(mel + 1e-6) turns the float32 rounding of any
+FFT into ~4e-4 differences of the input (torch.stft against float64 shows as much, and FFTW's
+rounding differs again), which the trained network scales with its embeddings (up to ~30): for
+them the bound is 1e-3 relative to the largest value of the row (9.5e-5 measured).
 
     test_mart_hear.py SOURCE_DIR BIN_DIR WORK_DIR [MPIEXEC]   (CTest passes them; exit 77 = skipped)
 """
@@ -83,6 +89,8 @@ os.makedirs(probe)
 write_wav(f"{probe}/a_exact.wav", music(3 * L0, 1), RATE)  # three crops, no tail
 write_wav(f"{probe}/b_tail.wav", music(20480, 2), RATE)    # 2.5 clips: an end-aligned third crop
 write_wav(f"{probe}/c_short.wav", music(5000, 3), RATE)    # shorter than a clip: zero-padded
+write_wav(f"{probe}/e_batch0.wav", music(45000, 4), RATE)  # one length: one HEAR batch
+write_wav(f"{probe}/e_batch1.wav", music(45000, 5), RATE)
 synth = sorted(f for f in os.listdir(f"{corpus}/audio") if f.endswith(".wav"))[:2]
 for i, name in enumerate(synth):
     shutil.copy(f"{corpus}/audio/{name}", f"{probe}/d_synth{i}.wav")
@@ -102,20 +110,29 @@ archived = mart_hear._state_dict(ckpt, trained)
 assert sorted(exported) == sorted(archived), "the export and the checkpoint name other tensors"
 assert all(torch.equal(exported[k], archived[k]) for k in exported), "the export and the checkpoint differ"
 
-worst = {"scene": 0.0, "timestamp embeddings": 0.0, "timestamps (ms)": 0.0}
+worst = {"scene": 0.0, "timestamp embeddings": 0.0, "timestamps (ms)": 0.0, "synth scene (relative)": 0.0,
+         "synth timestamp embeddings (relative)": 0.0}
 with h5py.File(f"{out}/embeddings.h5", "r") as h5:
     paths = [p.decode() if isinstance(p, bytes) else p for p in h5["files/path"][:]]
     row = {os.path.basename(p): i for i, p in enumerate(paths)}
-    assert len(paths) == 5, paths
+    assert len(paths) == 7, paths
 
-    def expect(name, scene, per_level):
+    def difference(mine, ref, relative):
+        d = np.abs(mine - ref)
+        if relative:  # per row, against the row's largest value
+            d = d / np.maximum(1.0, np.abs(ref).max(axis=-1, keepdims=True))
+        return float(d.max())
+
+    def expect(name, scene, per_level, relative=False):
         i = row[name]
-        worst["scene"] = max(worst["scene"], float(np.abs(scene.numpy() - h5["scene"][i]).max()))
+        key = "synth scene (relative)" if relative else "scene"
+        worst[key] = max(worst[key], difference(scene.numpy(), h5["scene"][i], relative))
+        key = "synth timestamp embeddings (relative)" if relative else "timestamp embeddings"
         for level, (emb, ts) in enumerate(per_level):
             a, b = h5[f"level_{level}/offsets"][i], h5[f"level_{level}/offsets"][i + 1]
             ref_e, ref_t = h5[f"level_{level}/embedding"][a:b], h5[f"level_{level}/timestamp_ms"][a:b]
             assert emb.shape == ref_e.shape, (name, level, emb.shape, ref_e.shape)
-            worst["timestamp embeddings"] = max(worst["timestamp embeddings"], float(np.abs(emb.numpy() - ref_e).max()))
+            worst[key] = max(worst[key], difference(emb.numpy(), ref_e, relative))
             worst["timestamps (ms)"] = max(worst["timestamps (ms)"], float(np.abs(ts.numpy() - ref_t).max()))
 
     def hear(audio):
@@ -129,18 +146,21 @@ with h5py.File(f"{out}/embeddings.h5", "r") as h5:
     for name in ("a_exact.wav", "b_tail.wav", "c_short.wav"):
         scene, per_level = hear(read_wav(f"{probe}/{name}")[None])
         expect(name, scene[0], [(e[0], t[0]) for e, t in per_level])
-    # The two synthetic tracks have the same length: one HEAR batch.
+    scene, per_level = hear(torch.stack([read_wav(f"{probe}/e_batch{i}.wav") for i in range(2)]))
+    for i in range(2):
+        expect(f"e_batch{i}.wav", scene[i], [(e[i], t[i]) for e, t in per_level])
+    # The two synthetic tracks have one length too: another batch.
     batch = torch.stack([read_wav(f"{probe}/d_synth{i}.wav") for i in range(2)])
     scene, per_level = hear(batch)
     for i in range(2):
-        expect(f"d_synth{i}.wav", scene[i], [(e[i], t[i]) for e, t in per_level])
+        expect(f"d_synth{i}.wav", scene[i], [(e[i], t[i]) for e, t in per_level], relative=True)
     assert h5["files/crops"][row["b_tail.wav"]] == 3 and h5["files/padded"][row["c_short.wav"]] == 1
 
 # Not all embeddings alike (a broken model could agree with itself trivially).
 spread = float(torch.cdist(scene[:1], scene[1:]).min())
 print(json.dumps({"max_abs_difference": worst, "scene_distance_between_tracks": spread}))
 assert spread > 1e-3, f"the two tracks embed to nearly the same vector ({spread})"
-bad = {k: v for k, v in worst.items() if not v <= (1e-4 if k != "timestamps (ms)" else 1e-3)}
+bad = {k: v for k, v in worst.items() if not v <= (1e-3 if k == "timestamps (ms)" or "relative" in k else 1e-4)}
 if bad:
     raise SystemExit(f"FAILED: mart_hear differs from mart-embed: {bad}")
-print("mart_hear equals mart-embed to 1e-4")
+print("mart_hear equals mart-embed: 1e-4 absolute on the generated files, 1e-3 relative on the near-silent synthetic ones")

@@ -32,7 +32,10 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 write_conf() {
   local host cpus ctld_port d_port
   host=$(hostname -s)
-  cpus=$(nproc)
+  # The machine's CPUs (nproc alone obeys OMP_NUM_THREADS, which the scripts set to 1), and at
+  # least 2: mart's batch scripts ask for 2 tasks, which config_overrides lets a 1-CPU node take.
+  cpus=$(getconf _NPROCESSORS_ONLN)
+  [ "$cpus" -ge 2 ] || cpus=2
   # Two free ports next to each other, away from Slurm's defaults (6817/6818) that a real
   # cluster on this machine would hold.
   for ctld_port in $(seq 16817 2 16899); do
@@ -66,6 +69,7 @@ SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2,bf_interval=2
 ReturnToService=2
+SlurmdParameters=config_overrides
 MailProg=/bin/true
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
