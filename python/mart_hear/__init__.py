@@ -208,6 +208,12 @@ def _model_options(ini_path, features):
     m = ini["model"]
     ints = lambda s: [int(v) for v in s.split(",") if v.strip()]
     floats = lambda s: [float(v) for v in s.split(",") if v.strip()]
+    # This module computes eqs. 1-2 as printed (double residual, parallel updates); a checkpoint
+    # trained with another reading would embed differently, so it is refused rather than guessed.
+    for key, literal in (("pwt_residual", "double"), ("pwt_order", "parallel")):
+        if m.get(key, literal).strip() != literal:
+            raise NotImplementedError(f"{ini_path}: model.{key} = {m[key].strip()} is not implemented in mart_hear "
+                                      f"(only {literal}); use mart-embed for this checkpoint")
     return dict(levels=features.levels, parts=features.parts, n_mels=features.n_mels, frames=features.frames,
                 channels=ints(m["fcn_channels"]), dim=int(m["dim"]), pwt_blocks=int(m["pwt_blocks"]),
                 heads=int(m["heads"]), head_dim=int(m["head_dim"]), ff_dim=int(m["ff_dim"]),

@@ -56,6 +56,11 @@ TEST(ModelOptions, PaperDefaults) {
   EXPECT_DOUBLE_EQ(o.lambda(3), 1.0);
   EXPECT_DOUBLE_EQ(o.tau, 0.5);
   EXPECT_TRUE(o.use_pwt && o.use_hcl);
+  // The open readings: eqs. 1-2 as printed, L_pw beside eq. 5 (the study's choice, docs/results.md).
+  EXPECT_EQ(o.pwt_residual, "double");
+  EXPECT_EQ(o.pwt_order, "parallel");
+  EXPECT_EQ(o.pw_term, "separate");
+  EXPECT_DOUBLE_EQ(o.pw_weight, 0.2);
   EXPECT_NO_THROW(ModelOptions::small().validate());
 }
 
@@ -242,6 +247,7 @@ TEST(PartWholeBlock, SequentialGoesBottomUpThenTopDownOnUpdatedLevels) {
 
 TEST(ModelOptions, OpenChoicesAreValidatedAndOnlyNonDefaultsChangeTheCanonicalForm) {
   ModelOptions o;
+  o.pw_term = "inside";
   const std::string literal = o.canonical();
   EXPECT_EQ(literal.find("pwt_residual"), std::string::npos);  // older checkpoints keep their identity
   o.pwt_residual = "single";
@@ -252,6 +258,8 @@ TEST(ModelOptions, OpenChoicesAreValidatedAndOnlyNonDefaultsChangeTheCanonicalFo
   o.pwt_order = "random";
   EXPECT_THROW(o.validate(), mart::ConfigError);
   o = ModelOptions();
+  o.pw_term = "inside";  // the literal reading prints nothing, whatever the default
+  EXPECT_EQ(o.canonical().find("pw_term"), std::string::npos);
   o.pw_term = "separate";
   o.pw_weight = 0.25;
   EXPECT_NE(o.canonical().find("pw_term=separate;pw_weight=0.25"), std::string::npos);

@@ -48,8 +48,10 @@ struct ModelOptions {
   bool use_pwt = true;  // false: s^ = s~ (the transformer is skipped, its weights unused)
   bool use_hcl = true;  // false: L_pw = 0
   // Where L_pw enters the loss: inside eq. (5) (literal) or separate, weighted (loss/options.h).
-  std::string pw_term = "inside";
-  double pw_weight = 1.0;
+  // Default separate: with L_pw inside, training never learns to tell tracks apart (top-1
+  // contrastive accuracy stays at chance while log L_pw reaches its maximum; docs/results.md).
+  std::string pw_term = "separate";
+  double pw_weight = 0.2;
 
   // Throws ConfigError naming the bad field.
   void validate() const;
