@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The issue-11 study: pretrain MART and its ablations on real music, evaluate each on the demo
+# corpus' tasks and on real alternate versions (covers), several seeds per row.
+#
+#   bench/study/study.sh prepare MUSIC_DIR     # preprocess MUSIC_DIR/train (+ train.csv) and MUSIC_DIR/covers/list.tsv
+#                                              # (scripts/study/fetch-music.sh makes MUSIC_DIR), synth the demo corpus
+#   bench/study/study.sh run NAME SEED [--key value ...]   # one row x seed: train, then evaluate
+#   bench/study/study.sh baselines [NAME SEED] # random-init (NAME's shape) and log-mel statistics rows
+#   bench/study/study.sh report [OUT.md]       # mean +- std per row and metric, curves (bench/study/summarize.py)
+#
+# Everything goes under $MART_STUDY (default ./study, ignored by git). Each run writes the exact
+# command that made it to its folder (command.txt); the report prints it next to the row.
+# The covers works are split in two halves by a hash of the work id: "dev" (used to choose
+# settings) and "test" (reported, never used to choose).
+set -euo pipefail
+source "$(dirname "$0")/../../scripts/env.sh"
+STUDY=${MART_STUDY:-$MART_ROOT/study}
+NP=${MART_NP:-2}
+BIN=${MART_STUDY_BIN:-$MART_BUILD/src}  # a copy of the executables keeps a long study safe from rebuilds
+HERE=$MART_ROOT/bench/study
+mkdir -p "$STUDY"
+cmd=${1:-}; shift || true
+
+tasks_of() {  # what each evaluation set is for
+  case "$1" in music) echo classification ;; demo) echo tagging,classification ;; *) echo covers ;; esac
+}
+
+preprocess() {  # INPUT OUTPUT [flags]
+  local in=$1 out=$2; shift 2
+  if [ -f "$out/manifest.json" ]; then echo "study: $out exists"; return; fi
+  mpirun -np "$NP" "$BIN/preprocess/mart-preprocess" --config "$HERE/preprocess-study.ini" \
+    --input "$in" --output "$out" "$@"
+}
+
+case "$cmd" in
+  prepare)
+    music=${1:?usage: study.sh prepare MUSIC_DIR}
+    music=$(cd "$music" && pwd)
+    [ -d "$music/train" ] || { echo "study: $music/train is missing (run scripts/study/fetch-music.sh $music)" >&2; exit 2; }
+    covers_list=$music/covers/list.tsv
+    [ -f "$covers_list" ] || { echo "study: $covers_list is missing (run scripts/study/fetch-music.sh $music)" >&2; exit 2; }
+    # Pretraining music: every track gets a split by a hash of its path (70/15/15), so the
+    # real-music classification probe (class = the game) tests tracks pretraining never saw.
+    /usr/bin/python3 - "$music/train.csv" "$STUDY/music-labels.csv" <<'PY'
+import csv, sys, zlib
+rows = list(csv.DictReader(open(sys.argv[1])))
+with open(sys.argv[2], "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["path", "class", "split"])
+    for r in rows:
+        h = zlib.crc32(r["path"].encode()) % 100
+        w.writerow([r["path"], r["class"], "train" if h < 70 else "valid" if h < 85 else "test"])
+PY
+    preprocess "$music/train" "$STUDY/shards-music" --dataset.kind folder --dataset.labels_csv "$STUDY/music-labels.csv"
+    # Split the covers list by work into dev and test halves (stable: a hash of the work id).
+    /usr/bin/python3 - "$covers_list" "$STUDY" <<'PY'
+import sys, zlib, os
+src, out = sys.argv[1], sys.argv[2]
+base = os.path.dirname(os.path.abspath(src))
+rows = [l.rstrip("\n").split("\t") for l in open(src) if l.strip() and not l.startswith("#")]
+rows = [r for r in rows if r[0] not in ("work_id", "work")]
+halves = {"dev": [], "test": []}
+for r in rows:
+    path = r[1] if os.path.isabs(r[1]) else os.path.join(base, r[1])
+    halves["dev" if zlib.crc32(r[0].encode()) % 2 == 0 else "test"].append((r[0], path))
+for name, rs in halves.items():
+    with open(f"{out}/covers-{name}.tsv", "w") as f:
+        for w, p in rs: f.write(f"{w}\t{p}\n")
+    print(f"study: covers-{name}: {len(set(w for w, _ in rs))} works, {len(rs)} versions")
+PY
+    for half in dev test; do preprocess "$STUDY/covers-$half.tsv" "$STUDY/shards-covers-$half" --dataset.kind covers; done
+    if [ ! -f "$STUDY/shards-demo/manifest.json" ]; then
+      mpirun -np "$NP" "$BIN/synth/mart-synth" --config "$MART_ROOT/configs/demo-synth.ini" --output "$STUDY/demo-corpus"
+      preprocess "$STUDY/demo-corpus" "$STUDY/shards-demo" --dataset.kind synth
+    fi
+    ;;
+  run)
+    name=${1:?usage: study.sh run NAME SEED [--key value ...]}; seed=${2:?seed}; shift 2
+    dir=$STUDY/runs/$name/seed$seed
+    if [ -f "$dir/done" ]; then echo "study: $dir done"; exit 0; fi
+    rm -rf "$dir"; mkdir -p "$dir"
+    echo "bench/study/study.sh run $name $seed $*" > "$dir/command.txt"
+    train_args=(); eval_args=()  # --eval.* options go to mart-eval, the rest to mart-train
+    while [ $# -gt 0 ]; do
+      case "$1" in --eval.*) eval_args+=("$1" "$2") ;; *) train_args+=("$1" "$2") ;; esac
+      shift 2
+    done
+    t0=$(date +%s)
+    mpirun -np "$NP" "$BIN/train/mart-train" --config "$HERE/pretrain-study.ini" --data "$STUDY/shards-music" \
+      --run "$dir/run" --train.seed "$seed" "${train_args[@]}" > "$dir/train.log" 2>&1
+    t1=$(date +%s)
+    for target in ${STUDY_TARGETS:-music demo covers-dev covers-test}; do
+      mpirun -np "$NP" "$BIN/eval/mart-eval" --config "$HERE/eval-study.ini" --data "$STUDY/shards-$target" \
+        --checkpoint "$dir/run" --run "$dir/eval-$target" --eval.tasks "$(tasks_of "$target")" --eval.baselines false \
+        "${eval_args[@]}" > "$dir/eval-$target.log" 2>&1
+    done
+    echo "{\"train_s\": $((t1 - t0)), \"eval_s\": $(( $(date +%s) - t1 ))}" > "$dir/done"
+    echo "study: $name seed $seed: train $((t1 - t0)) s, eval $(( $(date +%s) - t1 )) s"
+    ;;
+  baselines)
+    # Random-init and log-mel statistics rows. The random encoder takes the shape of a trained
+    # run's checkpoint (NAME SEED, default mart 1), so it is the study model, untrained.
+    from=$STUDY/runs/${1:-mart}/seed${2:-1}/run
+    [ -d "$from" ] || { echo "study: $from does not exist: run that row first" >&2; exit 2; }
+    dir=$STUDY/runs/baselines/seed1
+    rm -rf "$dir"; mkdir -p "$dir"
+    echo "bench/study/study.sh baselines ${1:-mart} ${2:-1}" > "$dir/command.txt"
+    for target in ${STUDY_TARGETS:-music demo covers-dev covers-test}; do
+      mpirun -np "$NP" "$BIN/eval/mart-eval" --config "$HERE/eval-study.ini" --data "$STUDY/shards-$target" \
+        --checkpoint "$from" --run "$dir/eval-$target" --eval.tasks "$(tasks_of "$target")" --eval.baselines true > "$dir/eval-$target.log" 2>&1
+    done
+    touch "$dir/done"
+    ;;
+  report)
+    /usr/bin/python3 "$HERE/summarize.py" "$STUDY" "${1:-$STUDY/results.md}"
+    ;;
+  *) sed -n '2,16p' "$0"; exit 2 ;;
+esac
