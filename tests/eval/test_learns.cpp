@@ -36,8 +36,10 @@ std::map<std::string, double> frozen_means(const std::string& dir) {
 }
 
 constexpr int kSteps = 300;
-// Margins set at about half the lift measured when the test was written (see the commit message).
-const std::map<std::string, double> kMargin = {{"tagging ROC-AUC", 0.02}, {"classification accuracy", 0.05}};
+// Margins at about half the lift measured when the test was written (docs/results.md, section 1:
+// L_pw separate, +0.04 tagging ROC-AUC and +0.06 classification ROC-AUC over random init).
+// Accuracy is not used: the 15-track test split moves it in steps of 0.067.
+const std::map<std::string, double> kMargin = {{"tagging ROC-AUC", 0.02}, {"classification ROC-AUC", 0.03}};
 
 TEST(Learning, PretrainingLiftsTheProbesAboveRandomInit) {
   const std::string corpus = tmp("mart_learn_corpus"), data = tmp("mart_learn_data"), runs = tmp("mart_learn_run"),
@@ -62,7 +64,7 @@ TEST(Learning, PretrainingLiftsTheProbesAboveRandomInit) {
                900);
   ASSERT_EQ(e.code, 0) << e.output;
   auto m = frozen_means(out);
-  for (const char* metric : {"tagging ROC-AUC", "classification accuracy"}) {
+  for (const char* metric : {"tagging ROC-AUC", "classification ROC-AUC"}) {
     const double trained = m.at(std::string("mart ") + metric), random = m.at(std::string("random_init ") + metric);
     EXPECT_GT(trained, random + kMargin.at(metric)) << metric << ": pretrained " << trained << " vs random init " << random
                                                     << "\n" << e.output;
