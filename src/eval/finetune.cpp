@@ -128,7 +128,7 @@ ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& e, const std:
   torch::manual_seed(static_cast<int64_t>(o.seed));
   Net net;
   net.model = model::MartModel(m);
-  if (!checkpoint_dir.empty()) model::load_weights(*net.model, checkpoint_dir + "/model.pt");
+  if (!checkpoint_dir.empty()) model::load_weights(*net.model, checkpoint_dir + "/model.pt", comm.device());
   net.head = torch::nn::Linear(m.dim, k);
   const auto params = net.parameters();
   torch::optim::Adam opt(params, torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));

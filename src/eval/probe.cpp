@@ -26,7 +26,7 @@ class MartSource : public FeatureSource {
   MartSource(const std::string& checkpoint, const model::ModelOptions& m, uint64_t seed) : model_(nullptr) {
     torch::manual_seed(static_cast<int64_t>(seed));
     model_ = model::MartModel(m);
-    if (!checkpoint.empty()) model::load_weights(*model_, checkpoint + "/model.pt");
+    if (!checkpoint.empty()) model::load_weights(*model_, checkpoint + "/model.pt", torch::kCPU);
     model_->eval();  // BatchNorm on running statistics: a crop's embedding doesn't depend on its batch
     name_ = checkpoint.empty() ? "random_init" : "mart";
   }
