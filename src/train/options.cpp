@@ -102,7 +102,7 @@ void declare_options(Config& c) {
   c.add<int>("train.seed", 1, "seed of the model's initialisation, the sampler and the view choice", "Training");
   c.add<int>("train.crops_per_track", 1, "crops of each track per epoch", "Training");
   c.add<std::string>("train.device", d.device, "cpu or cuda (one GPU per rank, chosen by the local rank)", "Execution");
-  c.add<bool>("train.bf16", false, "bf16 autocast of the forward (CUDA; on CPUs too, fast only with AMX/AVX512-BF16)", "Execution");
+  c.add<bool>("train.bf16", false, "bf16 autocast on CUDA", "Execution");
   c.add<int>("train.threads", 0, "intra-op threads per rank (0: cores / ranks on the node)", "Execution");
   c.add<int>("train.prefetch", d.prefetch, "batches read ahead by the loader thread", "Execution");
   c.add<std::string>("train.batch_norm", d.batch_norm,
@@ -150,6 +150,7 @@ TrainOptions options_from(const Config& c) {
   if (o.device != "cpu" && o.device != "cuda") MART_CONFIG_ERROR("train.device must be cpu or cuda, got '", o.device, "'");
   if (o.batch_norm != "local" && o.batch_norm != "frozen")
     MART_CONFIG_ERROR("train.batch_norm must be local or frozen, got '", o.batch_norm, "'");
+  if (o.bf16 && o.device != "cuda") MART_CONFIG_ERROR("train.bf16 needs train.device = cuda (autocast to bf16 is a GPU feature here)");
   if (o.prefetch < 1) MART_CONFIG_ERROR("train.prefetch must be at least 1");
   if (o.keep_checkpoints < 1) MART_CONFIG_ERROR("train.keep_checkpoints must be at least 1");
   if (o.splits.empty()) MART_CONFIG_ERROR("train.splits names no split");
