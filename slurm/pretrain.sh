@@ -1,7 +1,5 @@
 #!/usr/bin/env bash
 #SBATCH --job-name=mart-pretrain
-#SBATCH --ntasks=2
-#SBATCH --cpus-per-task=1
 #SBATCH --time=24:00:00
 #SBATCH --output=slurm-%x-%j.out
 #SBATCH --open-mode=append
@@ -11,8 +9,14 @@
 # preemption); the trap forwards it to the ranks, which checkpoint at the next step and exit 75;
 # then, and only then, the job requeues itself and resumes from the checkpoint. A user's scancel
 # (SIGTERM) also checkpoints, but never requeues.
-# On GPU nodes: sbatch --gpus-per-node=G --ntasks-per-node=G ... with TRAIN_DEVICE=cuda
-# (one rank per GPU; not --gpus-per-task, which hides the other GPUs and breaks NCCL peer access).
+# Ranks: no count in this header, so the command line decides. CPU nodes:
+#   sbatch --ntasks-per-node=R --cpus-per-task=C slurm/pretrain.sh
+# GPU nodes, one rank per GPU (not --gpus-per-task, which hides the other GPUs and breaks NCCL
+# peer access), the node's CPUs shared by its ranks for their loader threads:
+#   sbatch $(source slurm/common.sh; mart_gpu_layout NODES GPUS_PER_NODE CPUS_PER_NODE) \
+#     --export=ALL,TRAIN_DEVICE=cuda,DATA=...,RUN=... slurm/pretrain.sh
+# i.e. --nodes=N --ntasks-per-node=G --gpus-per-node=G --cpus-per-task=CPUS/G; the job checks
+# that it runs N x G ranks before starting any (an --ntasks would cap them).
 # Variables: CONFIG, DATA (shards), RUN (run folder), TRAIN_DEVICE (cpu|cuda), and slurm/common.sh's.
 source "${MART_ROOT:-${SLURM_SUBMIT_DIR:-.}}/slurm/common.sh"
 CONFIG=${CONFIG:-$MART_ROOT/configs/pretrain-demo.ini}
@@ -20,6 +24,7 @@ DATA=${DATA:?set DATA to the shard folder of mart-preprocess}
 RUN=${RUN:?set RUN to the run folder}
 TRAIN_DEVICE=${TRAIN_DEVICE:-cpu}
 mart_require "$MART_BIN/train/mart-train"
+if [ "$TRAIN_DEVICE" = cuda ]; then mart_check_gpu_layout; fi
 
 requeue=0
 child=0

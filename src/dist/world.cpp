@@ -115,6 +115,37 @@ std::string check_slurm_launch(int world_size, const std::function<const char*(c
   return "";
 }
 
+int gpu_for_local_rank(int local_rank, int local_size, int devices) {
+  MART_CHECK(local_rank >= 0 && local_rank < local_size, "local rank ", local_rank, " outside 0..", local_size - 1);
+  if (devices <= 0)
+    MART_CONFIG_ERROR("train.device = cuda but this node shows no GPU: ask Slurm for them (--gpus-per-node=G) "
+                      "and check CUDA_VISIBLE_DEVICES, or train on --train.device cpu");
+  if (local_size > devices)
+    MART_CONFIG_ERROR(local_size, " ranks run on this node but it shows only ", devices, " GPU(s) (CUDA_VISIBLE_DEVICES=",
+                      std::getenv("CUDA_VISIBLE_DEVICES") ? std::getenv("CUDA_VISIBLE_DEVICES") : "unset",
+                      "): mart runs one rank per GPU. Start ", devices, " rank(s) per node (sbatch --ntasks-per-node=",
+                      devices, " --gpus-per-node=", devices, ", or mpirun -np ", devices,
+                      " on one node); with --gpus-per-task each rank sees one GPU and NCCL loses peer access");
+  return local_rank;
+}
+
+std::string nccl_version_string(int code) {
+  const bool old_code = code < 20900;  // NCCL < 2.9 packed minor and patch into one digit each
+  const int major = old_code ? code / 1000 : code / 10000;
+  const int minor = old_code ? code % 1000 / 100 : code % 10000 / 100;
+  const int patch = code % 100;
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
+}
+
+std::string nccl_version_mismatch(int built, int loaded) {
+  if (built == loaded) return "";
+  return "mart was built against NCCL " + nccl_version_string(built) + " but NCCL " + nccl_version_string(loaded) +
+         " is loaded (another libnccl.so.2 comes first on LD_LIBRARY_PATH or in the binary's RUNPATH). "
+         "Rebuild mart against the NCCL that LibTorch loads (cmake finds the one next to a pip-installed "
+         "PyTorch: configure with -DTorch_DIR from python3 -c 'import torch;print(torch.utils.cmake_prefix_path)'), "
+         "or put that NCCL's lib folder first on LD_LIBRARY_PATH";
+}
+
 void check_same_config(const World& world, uint64_t config_hash) {
   const auto all = world.all_gather(config_hash);
   std::ostringstream diff;

@@ -85,7 +85,7 @@ struct AudioEmbedder::Impl {
       : f(feat), step(st), batch(b), model(nullptr), mels(feat) {
     torch::manual_seed(1);  // every parameter is overwritten by the checkpoint; this only fixes the order of things
     model = model::MartModel(m);
-    model::load_weights(*model, ckpt + "/model.pt");
+    model::load_weights(*model, ckpt + "/model.pt", torch::kCPU);  // mart-embed runs on CPU
     model->eval();  // BatchNorm on running statistics: a crop's embedding does not depend on its batch
   }
   audio::FeatureConfig f;

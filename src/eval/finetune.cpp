@@ -129,7 +129,7 @@ ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& e, const std:
   torch::manual_seed(static_cast<int64_t>(o.seed));
   Net net;
   net.model = model::MartModel(m);
-  if (!checkpoint_dir.empty()) model::load_weights(*net.model, checkpoint_dir + "/model.pt");
+  if (!checkpoint_dir.empty()) model::load_weights(*net.model, checkpoint_dir + "/model.pt", comm.device());
   net.head = torch::nn::Linear(m.dim, k);
   if (checkpoint_dir.empty() && o.frozen_batch_norm && o.bn_estimate_crops > 0) {
     // A random model's statistics are 0 / 1: frozen, they would leave it unnormalised. Measure

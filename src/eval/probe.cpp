@@ -29,7 +29,7 @@ class MartSource : public FeatureSource {
       MART_CONFIG_ERROR("eval.embedding must be hat0, tilde0 or levels, got '", vector_, "'");
     torch::manual_seed(static_cast<int64_t>(seed));
     model_ = model::MartModel(m);
-    if (!checkpoint.empty()) model::load_weights(*model_, checkpoint + "/model.pt");
+    if (!checkpoint.empty()) model::load_weights(*model_, checkpoint + "/model.pt", torch::kCPU);
     model_->eval();  // BatchNorm on running statistics: a crop's embedding doesn't depend on its batch
     name_ = checkpoint.empty() ? "random_init" : "mart";
   }

@@ -88,10 +88,14 @@ void save_weights(const torch::nn::Module& module, const std::string& path) {
   MART_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename ", tmp, " to ", path);
 }
 
-void load_weights(torch::nn::Module& module, const std::string& path) {
+void load_weights(torch::nn::Module& module, const std::string& path, const torch::Device& device) {
   torch::serialize::InputArchive archive;
-  archive.load_from(path);
+  // Without a device, tensors come back where they were saved (cuda:0 for rank 0 of a GPU run),
+  // and Module::load moves each parameter there: a CPU node throws, rank r != 0 gets a model on
+  // the wrong GPU. Mapping to `device` while reading avoids both.
+  archive.load_from(path, device);
   module.load(archive);
+  module.to(device);  // anything the archive did not hold follows the weights
 }
 
 void export_state_dict(const torch::nn::Module& module, const std::string& path) {

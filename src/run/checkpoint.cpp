@@ -87,14 +87,16 @@ TrainState read_train_state(const std::string& dir) {
   }
 }
 
-TrainState load_checkpoint(const std::string& dir, model::MartModel& model, torch::optim::Optimizer* optimizer) {
+TrainState load_checkpoint(const std::string& dir, model::MartModel& model, torch::optim::Optimizer* optimizer,
+                           const torch::Device& device) {
   TrainState s = read_train_state(dir);
   if (s.model_canonical != model->options.canonical())
     MART_CONFIG_ERROR("checkpoint '", dir, "' holds a model with options\n  ", s.model_canonical,
                       "\nbut the config asks for\n  ", model->options.canonical(),
                       "\nuse the config the checkpoint was trained with");
-  model::load_weights(*model, dir + "/model.pt");
-  if (optimizer) torch::load(*optimizer, dir + "/optimizer.pt");
+  model::load_weights(*model, dir + "/model.pt", device);
+  // The optimizer's state (Adam's moments) must sit where the parameters are: map it as it reads.
+  if (optimizer) torch::load(*optimizer, dir + "/optimizer.pt", device);
   return s;
 }
 

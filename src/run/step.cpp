@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "mart/dist/all_gather_with_grad.h"
+#include "mart/run/autocast.h"
 
 namespace mart::run {
 
@@ -65,13 +66,24 @@ std::vector<std::pair<std::string, double>> name_diagnostics(const torch::Tensor
 }
 }  // namespace
 
+torch::Tensor full_precision(const torch::Tensor& t) {
+  const auto type = t.scalar_type();
+  return type == torch::kBFloat16 || type == torch::kHalf ? t.to(torch::kFloat32) : t;
+}
+
 StepLoss forward_loss(model::MartModel& model, const loss::HierarchicalContrastiveLoss& loss_fn,
                       const torch::Tensor& view_a, const torch::Tensor& view_b, dist::Communicator* comm) {
   StepLoss out;
   const model::MartOutputs o = model->forward(view_a, view_b);
   const int levels = static_cast<int>(o.z_hat.size());
+  // Under bf16 autocast the head's outputs are bf16: the loss and the gathered negatives (with the
+  // reduce-scatter of their gradients) run in float32, a B x 256 cast that keeps the global sums exact.
+  const AutocastOff float32_loss;
+  std::vector<torch::Tensor> z_hat;
+  for (const auto& z : o.z_hat) z_hat.push_back(full_precision(z));
+  const torch::Tensor z_tilde0 = full_precision(o.z_tilde0);
   if (!comm || comm->size() == 1) {
-    const loss::LossOutput l = loss_fn(o.z_hat, o.z_tilde0);
+    const loss::LossOutput l = loss_fn(z_hat, z_tilde0);
     out.backward = l.loss;
     out.global = l.loss.item<double>();
     const auto sums = torch::cat({l.loss.detach().to(torch::kFloat64).reshape({1}).cpu(), l.stats.cpu(),
@@ -82,12 +94,12 @@ StepLoss forward_loss(model::MartModel& model, const loss::HierarchicalContrasti
   const auto t0 = std::chrono::steady_clock::now();
   // Every rank contrasts against the global batch; the gather's backward returns each rank the
   // gradient of its own rows, summed over every rank's loss.
-  const torch::Tensor z_hat0 = o.z_hat[0].reshape({o.z_hat[0].size(0), -1});
-  const torch::Tensor global_tilde0 = dist::all_gather_with_grad(o.z_tilde0.contiguous(), *comm);
+  const torch::Tensor z_hat0 = z_hat[0].reshape({z_hat[0].size(0), -1});
+  const torch::Tensor global_tilde0 = dist::all_gather_with_grad(z_tilde0.contiguous(), *comm);
   const torch::Tensor global_hat0 = dist::all_gather_with_grad(z_hat0.contiguous(), *comm);
   out.gather_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const int64_t offset = comm->rank() * o.z_tilde0.size(0);
-  const loss::LossOutput l = loss_fn(o.z_hat, o.z_tilde0, global_tilde0, global_hat0, offset);
+  const int64_t offset = comm->rank() * z_tilde0.size(0);
+  const loss::LossOutput l = loss_fn(z_hat, z_tilde0, global_tilde0, global_hat0, offset);
   // l.loss is this rank's share of the global mean; the global gradient is the SUM of the ranks'
   // gradients, and the reducer averages, so scale by K.
   out.backward = l.loss * static_cast<double>(comm->size());

@@ -1,7 +1,6 @@
 #include "mart/train/trainer.h"
 
 #include <spdlog/spdlog.h>
-#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -18,6 +17,7 @@
 #include "mart/core/hash.h"
 #include "mart/dist/communicator.h"
 #include "mart/dist/gradient_reducer.h"
+#include "mart/run/autocast.h"
 #include "mart/run/checkpoint.h"
 #include "mart/run/step.h"
 #include "mart/train/augment.h"
@@ -71,7 +71,8 @@ int run(app::StageContext& ctx) {
     if (!torch::cuda::is_available())
       MART_CONFIG_ERROR("train.device = cuda but this LibTorch sees no GPU (a CPU build, or no GPU on the node): "
                         "build against a CUDA LibTorch (-DTorch_DIR=...) or use train.device = cpu");
-    device = torch::Device(torch::kCUDA, world.local_rank() % static_cast<int>(torch::cuda::device_count()));
+    device = torch::Device(torch::kCUDA, dist::gpu_for_local_rank(world.local_rank(), world.local_size(),
+                                                                  static_cast<int>(torch::cuda::device_count())));
   }
 
   // Data first: a wrong manifest or shard stops here, before any model is built.
@@ -107,7 +108,7 @@ int run(app::StageContext& ctx) {
     MART_CONFIG_ERROR("run directory '", o.run, "' already holds checkpoints (", *latest,
                       "): pass --train.resume to continue that run, or choose another --run");
   if (latest) {
-    state = load_checkpoint(*latest, model, &optimizer);
+    state = load_checkpoint(*latest, model, &optimizer, device);
     sampler.restore(state.sampler);
     spdlog::info("resumed from {} at step {} (epoch {}, batch {})", *latest, state.step, state.sampler.epoch,
                  state.sampler.batch);
@@ -158,14 +159,10 @@ int run(app::StageContext& ctx) {
     a = augment(a, state.step, int64_t{world.rank()} * local_batch, 0);
     b = augment(b, state.step, int64_t{world.rank()} * local_batch, 1);
     optimizer.zero_grad();
-    if (o.bf16) {  // autocast covers the forward; backward follows the dtypes it chose
-      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-      at::autocast::set_enabled(true);
-    }
-    StepLoss l = forward_loss(model, loss_fn, a, b, comm.get());
-    if (o.bf16) {
-      at::autocast::set_enabled(false);
-      at::autocast::clear_cache();
+    StepLoss l;
+    {  // autocast covers the forward; backward follows the dtypes it chose
+      const Bf16Autocast autocast(o.bf16, device.type());
+      l = forward_loss(model, loss_fn, a, b, comm.get());
     }
     l.backward.backward();
     reducer.finalize();
@@ -174,7 +171,9 @@ int run(app::StageContext& ctx) {
     ++state.step;
     state.sampler = {batch.epoch, batch.index + 1};
     const double step_s = since(t0);
-    const double comm_s = l.gather_s + reducer.last_timing().finalize_s;
+    // On GPUs the host only sees launches: the communicator reports the collectives' device time.
+    const double device_comm_s = comm->take_device_seconds();
+    const double comm_s = device_comm_s >= 0 ? device_comm_s : l.gather_s + reducer.last_timing().finalize_s;
     window_loss += l.global, window_wait += wait_s, window_comm += comm_s, window_time += step_s, ++window_n;
     for (const auto& [k, v] : l.diagnostics) window_diag[k] += v;
     if (world.is_root()) {

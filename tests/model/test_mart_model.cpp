@@ -392,7 +392,7 @@ TEST(MartModel, SaveAndLoadRestoresTheOutputs) {
   MartModel fresh(o);
   fresh->eval();
   EXPECT_FALSE(close(fresh->embed(x).hat[1], trained->embed(x).hat[1]));
-  load_weights(*fresh, path);
+  load_weights(*fresh, path, torch::kCPU);
   EXPECT_TRUE(same(fresh->embed(x).hat[1], trained->embed(x).hat[1]));
   std::filesystem::remove(path);
 }

@@ -50,6 +50,10 @@ class Communicator {
   // Rank `root`'s `t` copied into every rank's `t`, in place. `t` must be contiguous.
   virtual void broadcast(torch::Tensor& t, int root = 0) = 0;
   virtual void barrier() = 0;
+  // Seconds the collectives spent on the device since the last call, for backends whose host
+  // timers see only launches (NCCL: CUDA events, counted when the collectives finish); -1 where the
+  // host-side time of the calls is the measure (MPI).
+  virtual double take_device_seconds() { return -1; }
 };
 
 // The backend for `device`: CPU -> MPI, CUDA -> NCCL (a ConfigError when mart was built without

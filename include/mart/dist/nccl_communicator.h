@@ -2,15 +2,22 @@
 // The NCCL backend for CUDA tensors; compiled only when CUDA and NCCL are found
 // (MART_HAVE_NCCL). This header carries no CUDA or NCCL types, so it can be included anywhere.
 //
-// Bootstrap: each rank takes one GPU, cudaSetDevice(local_rank % device_count); rank 0 makes
-// the ncclUniqueId and MPI broadcasts it; then every rank calls ncclCommInitRank. MPI stays for
-// host-side control only.
+// Bootstrap: each rank takes one GPU, its local rank (more ranks on a node than GPUs is a clear
+// error, see gpu_for_local_rank); rank 0 makes the ncclUniqueId and MPI broadcasts it; then every
+// rank calls ncclCommInitRank. Before that, the NCCL version mart was compiled against must equal
+// the one loaded (ncclGetVersion). MPI stays for host-side control only.
 //
-// Streams: the collectives run on a stream this communicator owns, created as a *blocking*
-// stream, so it is ordered with the legacy default stream that LibTorch uses unless told
-// otherwise (work queued on the default stream before a collective finishes before it starts,
-// and work queued after waits for it). Blocking calls end with cudaStreamSynchronize; async work
-// is finished by Work::wait().
+// Streams: the collectives run on a *non-blocking* stream this communicator owns. Each one first
+// makes that stream wait for an event recorded on the compute stream (LibTorch's current stream),
+// so it reads finished inputs, and blocking collectives then make the compute stream wait for the
+// collective's end event: ordering is kept on the GPU without stalling the host, and an
+// all-reduce started during backward (all_reduce_async) runs beside the rest of backward until
+// Work::wait() joins it into the compute stream.
+//
+// Failure: a watchdog thread polls every collective in flight; on an NCCL async error
+// (ncclCommGetAsyncError), a CUDA error, or a collective older than MART_NCCL_TIMEOUT_S (default
+// 600 s) it calls ncclCommAbort, which ends the hung kernels, and the next call on this rank
+// throws the reason. Destroyed during an exception, the communicator aborts instead of waiting.
 #include <memory>
 
 #include "mart/dist/communicator.h"
@@ -38,11 +45,18 @@ class NcclCommunicator final : public Communicator {
   torch::Tensor reduce_scatter(const torch::Tensor& t) override;
   void broadcast(torch::Tensor& t, int root = 0) override;
   void barrier() override;
+  // Device time of the collectives that finished since the last call (CUDA events).
+  double take_device_seconds() override;
 
  private:
-  struct State;  // NCCL communicator and CUDA stream
-  void launch_all_reduce(torch::Tensor& t);
+  struct State;  // NCCL communicator, CUDA stream, collectives in flight, watchdog
+  template <typename Call>
+  std::shared_ptr<void> launch(const char* op, Call&& call);
+  void join(const std::shared_ptr<void>& pending);
   void synchronize();
+  void watch();
+  std::string retire_locked();
+  void throw_if_failed();
 
   std::unique_ptr<State> state_;
   MPI_Comm mpi_comm_;

@@ -51,6 +51,17 @@ int threads_per_rank(const World& world, int configured);
 // `env` reads an environment variable (nullptr when unset), so tests can feed their own.
 std::string check_slurm_launch(int world_size, const std::function<const char*(const char*)>& env);
 
+// The GPU that rank `local_rank` of the node's `local_size` ranks drives, with `devices` GPUs
+// visible: its local rank. Throws ConfigError when the node shows no GPU, or more ranks than
+// GPUs (two ranks on one GPU end in NCCL's "Duplicate GPU detected"), naming the Slurm/mpirun fix.
+int gpu_for_local_rank(int local_rank, int local_size, int devices);
+
+// Empty when the NCCL version mart was compiled against (`built`, NCCL_VERSION_CODE) equals the
+// one loaded at run time (`loaded`, ncclGetVersion); otherwise the error text with both versions.
+std::string nccl_version_mismatch(int built, int loaded);
+// "2.21.5" for NCCL's version code (major*10000 + minor*100 + patch; major*1000 + ... before 2.9).
+std::string nccl_version_string(int code);
+
 // All ranks compare a hash of their resolved configuration; throws ConfigError on every rank
 // (naming the ranks that differ) when they are not all equal.
 void check_same_config(const World& world, uint64_t config_hash);

@@ -64,7 +64,9 @@ std::vector<std::pair<std::string, torch::Tensor>> state_dict(const torch::nn::M
 
 // Weights in LibTorch's own archive format (torch::save / torch::load of the module).
 void save_weights(const torch::nn::Module& module, const std::string& path);
-void load_weights(torch::nn::Module& module, const std::string& path);
+// load_weights maps every tensor onto `device` as it reads (whatever device saved it), so a GPU
+// checkpoint loads on a CPU node and rank r's copy lands on its own GPU; the module ends on `device`.
+void load_weights(torch::nn::Module& module, const std::string& path, const torch::Device& device);
 
 // A state dict Python reads with `torch.load(path)`: a dict name -> tensor (CPU, contiguous)
 // with the names of state_dict() above, written atomically (temporary file, then rename).

@@ -30,7 +30,10 @@ void save_checkpoint(const std::string& run, const TrainState& s, model::MartMod
                      torch::optim::Optimizer& optimizer, int keep);
 // The newest complete checkpoint's directory, if any.
 std::optional<std::string> latest_checkpoint(const std::string& run);
-TrainState load_checkpoint(const std::string& dir, model::MartModel& model, torch::optim::Optimizer* optimizer);
+// Loads model and optimizer onto `device` (the rank's own: a checkpoint written by cuda:0 resumes
+// on cuda:r or on the CPU), whatever device wrote them.
+TrainState load_checkpoint(const std::string& dir, model::MartModel& model, torch::optim::Optimizer* optimizer,
+                           const torch::Device& device);
 TrainState read_train_state(const std::string& dir);
 
 }  // namespace mart::run

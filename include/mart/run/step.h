@@ -38,6 +38,9 @@ double effective_rank(const torch::Tensor& x);
 StepLoss forward_loss(model::MartModel& model, const loss::HierarchicalContrastiveLoss& loss_fn,
                       const torch::Tensor& view_a, const torch::Tensor& view_b, dist::Communicator* comm);
 
+// float32 for a bf16 or float16 tensor, the tensor itself otherwise (float32 and float64 alike).
+torch::Tensor full_precision(const torch::Tensor& t);
+
 // Sets BatchNorm layers to use running statistics ("frozen") while the rest trains.
 void freeze_batch_norm(torch::nn::Module& module);
 
