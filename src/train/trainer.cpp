@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -13,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mart/core/error.h"
+#include "mart/core/fs.h"
 #include "mart/core/hash.h"
 #include "mart/dist/communicator.h"
 #include "mart/dist/gradient_reducer.h"
@@ -93,9 +96,10 @@ int run(app::StageContext& ctx) {
     MART_CONFIG_ERROR("run directory '", o.run, "' already holds checkpoints (", *latest,
                       "): pass --train.resume to continue that run, or choose another --run");
   if (latest) {
-    state = load_checkpoint(*latest, model, &optimizer);
+    const std::string from = resume_checkpoint(o.run);  // the newest intact one
+    state = load_checkpoint(from, model, &optimizer);
     sampler.restore(state.sampler);
-    spdlog::info("resumed from {} at step {} (epoch {}, batch {})", *latest, state.step, state.sampler.epoch,
+    spdlog::info("resumed from {} at step {} (epoch {}, batch {})", from, state.step, state.sampler.epoch,
                  state.sampler.batch);
   } else {
     sampler.set_epoch(0);
@@ -163,6 +167,7 @@ int run(app::StageContext& ctx) {
                                 {"data_wait_s", wait_s}, {"comm_s", comm_s}}.dump()
               << "\n";
       metrics.flush();
+      if (!metrics) MART_OUTPUT_ERROR("cannot write '", o.run, "/metrics.jsonl': ", std::strerror(errno), kOutputFix);
       if (state.step % o.log_every == 0 || state.step == total_steps) {
         spdlog::info("step {}/{} epoch {} loss {:.4f} lr {:.2e} {:.1f} samples/s (data wait {:.0f} ms, comm {:.0f} ms per step)",
                      state.step, total_steps, batch.epoch, window_loss / window_n, lr,
