@@ -331,6 +331,12 @@ void check_output(const PreprocessOptions& o, uint64_t hash) {
     MART_CONFIG_ERROR("output '", o.output, "' already holds a run with this configuration: pass "
                       "--preprocess.resume to finish it (finished shards are kept), or "
                       "--preprocess.force to start over");
+  // A killed run may have left temporaries (a shard or a record being written): never read, and
+  // removed now so the folder holds only finished files.
+  for (const auto& e : fs::directory_iterator(o.output)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("shard-", 0) == 0 && n.find(".tmp") != std::string::npos) fs::remove(e.path());
+  }
 }
 
 // What is wrong with one shard of a finished run ("" when nothing): missing, other bytes than the
