@@ -48,11 +48,16 @@ Datatype string_type() {
 
 Group create_group(hid_t loc, const std::string& path) {
   Lock lock;
-  PropList lcpl(H5_CHECK(H5Pcreate(H5P_LINK_CREATE)));
-  H5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1));
   PropList gcpl(H5_CHECK(H5Pcreate(H5P_GROUP_CREATE)));
   H5_CHECK(H5Pset_obj_track_times(gcpl.get(), 0));  // same data, same bytes (see create_file)
-  return Group(H5_CHECK(H5Gcreate2(loc, path.c_str(), lcpl.get(), gcpl.get(), H5P_DEFAULT)));
+  // Missing parents are made here with the same properties: HDF5's intermediate groups would
+  // carry timestamps.
+  for (size_t slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1)) {
+    const std::string parent = path.substr(0, slash);
+    if (H5Lexists(loc, parent.c_str(), H5P_DEFAULT) <= 0)
+      Group(H5_CHECK(H5Gcreate2(loc, parent.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT)));
+  }
+  return Group(H5_CHECK(H5Gcreate2(loc, path.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT)));
 }
 
 Group open_group(hid_t loc, const std::string& path) {

@@ -34,11 +34,10 @@ h5::Dataset create_mel_dataset(hid_t file, const std::string& path, int n_mels, 
   if (checksum) h5::set_checksum(dcpl.get(), {chunk[0], chunk[1]});
   else H5_CHECK(H5Pset_chunk(dcpl.get(), 2, chunk));
   H5_CHECK(H5Pset_obj_track_times(dcpl.get(), 0));  // same data, same bytes
-  h5::PropList lcpl(H5_CHECK(H5Pcreate(H5P_LINK_CREATE)));
-  H5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1));
+  h5::create_group(file, path.substr(0, path.rfind('/')));  // the level's group and its parents
   h5::Datatype half = h5::half_type();
   return h5::Dataset(H5_CHECK(
-      H5Dcreate2(file, path.c_str(), half.get(), space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT)));
+      H5Dcreate2(file, path.c_str(), half.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT)));
 }
 
 // Appends `rows` rows of halves to a 2-d extendible dataset that holds `have` rows.
