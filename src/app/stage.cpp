@@ -64,29 +64,44 @@ int run_stage(int argc, char** argv, const Stage& stage) {
   try {
     init_logging(world.rank(), p.run_dir, cfg.get<std::string>("log_level"));
     dist::check_same_config(world, cfg.hash());
+  } catch (const ConfigError& e) {
+    // Raised identically on every rank (the hash check is collective): a clean, common exit.
+    spdlog::error("{}", e.what());
+    return kExitConfig;
+  } catch (const std::exception& e) {  // e.g. the log file can't be opened
+    spdlog::critical("{} failed on rank {}: {}", stage.name, world.rank(), e.what());
+    if (world.size() > 1) world.abort(kExitFailure);
+    return kExitFailure;
+  }
+  int code = kExitFailure;
+  std::string error;
+  bool config = false;
+  try {
     if (world.is_root()) {
       write_file_atomic(p.run_dir + "/" + stage.name + ".resolved.ini", cfg.resolved_ini());
       spdlog::info("{} on {} rank(s); config hash {}; run directory {}", stage.name, world.size(),
                    hex64(cfg.hash()), p.run_dir);
     }
-  } catch (const ConfigError& e) {
-    // Raised identically on every rank (the hash check is collective): a clean, common exit.
-    spdlog::error("{}", e.what());
-    return kExitConfig;
-  }
-  try {
     StageContext ctx{world, cfg, p.run_dir};
-    const int code = stage.run(ctx);
+    code = stage.run(ctx);
     spdlog::default_logger()->flush();
-    return code;
-  } catch (const std::exception& e) {
-    const bool config = dynamic_cast<const ConfigError*>(&e) != nullptr;
-    spdlog::critical("{} failed on rank {}: {}", stage.name, world.rank(), e.what());
-    spdlog::default_logger()->flush();
-    // Other ranks may be waiting in a collective for this one: end the whole job now.
-    if (world.size() > 1) world.abort(config ? kExitConfig : kExitFailure);
-    return config ? kExitConfig : kExitFailure;
+  } catch (const std::exception& e) {  // mart::Error, c10::Error, std::bad_alloc...: never an abort
+    config = dynamic_cast<const ConfigError*>(&e) != nullptr;
+    error = e.what();
+  } catch (...) {
+    error = "an exception that is not a std::exception";
   }
+  if (error.empty()) {
+    const std::string log_error = log_write_error();
+    if (log_error.empty() || code != kExitOk) return code;
+    error = "cannot write the log under '" + p.run_dir + "/logs': " + log_error + kOutputFix;
+  }
+  spdlog::critical("{} failed on rank {}: {}", stage.name, world.rank(), error);
+  spdlog::default_logger()->flush();
+  const int exit_code = config ? kExitConfig : kExitFailure;
+  // Other ranks may be waiting in a collective for this one: end the whole job now.
+  if (world.size() > 1) world.abort(exit_code);
+  return exit_code;
 }
 
 }  // namespace mart::app

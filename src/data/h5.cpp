@@ -1,5 +1,7 @@
 #include "mart/data/h5.h"
 
+#include <algorithm>
+
 #include "mart/core/error.h"
 #include "mart/core/h5_check.h"
 
@@ -11,6 +13,11 @@ std::recursive_mutex& mutex() {
 }
 
 Lock::Lock() : guard_(mutex()) {
+  // Before the library's first call: no clean-up at exit. A file whose close failed (disk full)
+  // stays in HDF5's tables, and closing it again at exit crashes (HDF5 1.10); every file we
+  // write is closed, or removed, by its owner.
+  static const bool no_atexit = [] { return H5dont_atexit() >= 0; }();
+  (void)no_atexit;
   // The library is built thread-safe on Debian, so the error-printing setting is per thread.
   thread_local bool silenced = false;
   if (!silenced) {
@@ -41,9 +48,16 @@ Datatype string_type() {
 
 Group create_group(hid_t loc, const std::string& path) {
   Lock lock;
-  PropList lcpl(H5_CHECK(H5Pcreate(H5P_LINK_CREATE)));
-  H5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1));
-  return Group(H5_CHECK(H5Gcreate2(loc, path.c_str(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT)));
+  PropList gcpl(H5_CHECK(H5Pcreate(H5P_GROUP_CREATE)));
+  H5_CHECK(H5Pset_obj_track_times(gcpl.get(), 0));  // same data, same bytes (see create_file)
+  // Missing parents are made here with the same properties: HDF5's intermediate groups would
+  // carry timestamps.
+  for (size_t slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1)) {
+    const std::string parent = path.substr(0, slash);
+    if (H5Lexists(loc, parent.c_str(), H5P_DEFAULT) <= 0)
+      Group(H5_CHECK(H5Gcreate2(loc, parent.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT)));
+  }
+  return Group(H5_CHECK(H5Gcreate2(loc, path.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT)));
 }
 
 Group open_group(hid_t loc, const std::string& path) {
@@ -149,17 +163,43 @@ std::string read_attr_string(hid_t obj, const std::string& name) {
   return s.substr(0, s.find('\0'));
 }
 
+File create_file(const std::string& path) {
+  Lock lock;
+  PropList fapl(H5_CHECK(H5Pcreate(H5P_FILE_ACCESS)));
+  H5_CHECK(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110));
+  // No timestamps in object headers: the same data gives the same bytes, so a rerun can be
+  // compared with (and the manifest's hash checked against) the first run.
+  PropList fcpl(H5_CHECK(H5Pcreate(H5P_FILE_CREATE)));
+  H5_CHECK(H5Pset_obj_track_times(fcpl.get(), 0));
+  return File(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()));
+}
+
+void set_checksum(hid_t dcpl, const std::vector<hsize_t>& chunk) {
+  Lock lock;
+  H5_CHECK(H5Pset_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data()));
+  H5_CHECK(H5Pset_fletcher32(dcpl));
+}
+
 template <typename T>
 void write_array(hid_t loc, const std::string& path, const std::vector<T>& v,
-                 std::vector<hsize_t> shape) {
+                 std::vector<hsize_t> shape, Checksum checksum) {
   Lock lock;
   if (shape.empty()) shape = {static_cast<hsize_t>(v.size())};
   hsize_t n = 1;
   for (hsize_t d : shape) n *= d;
   MART_CHECK(n == v.size(), "dataset '", path, "': shape holds ", n, " values, buffer ", v.size());
   Dataspace space(H5_CHECK(H5Screate_simple(static_cast<int>(shape.size()), shape.data(), nullptr)));
+  PropList dcpl(H5_CHECK(H5Pcreate(H5P_DATASET_CREATE)));
+  H5_CHECK(H5Pset_obj_track_times(dcpl.get(), 0));
+  if (checksum == Checksum::kFletcher32 && n > 0) {  // an empty dataset has no chunk to check
+    hsize_t row = 1;
+    for (size_t i = 1; i < shape.size(); ++i) row *= shape[i];
+    std::vector<hsize_t> chunk = shape;
+    chunk[0] = std::max<hsize_t>(1, std::min<hsize_t>(shape[0], (hsize_t{1} << 20) / sizeof(T) / std::max<hsize_t>(row, 1)));
+    set_checksum(dcpl.get(), chunk);
+  }
   Dataset d(H5_CHECK(H5Dcreate2(loc, path.c_str(), native_type<T>(), space.get(), H5P_DEFAULT,
-                                H5P_DEFAULT, H5P_DEFAULT)));
+                                dcpl.get(), H5P_DEFAULT)));
   if (n > 0) H5_CHECK(H5Dwrite(d.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()));
 }
 
@@ -168,8 +208,10 @@ void write_strings(hid_t loc, const std::string& path, const std::vector<std::st
   Datatype t = string_type();
   const hsize_t n = v.size();
   Dataspace space(H5_CHECK(H5Screate_simple(1, &n, nullptr)));
+  PropList dcpl(H5_CHECK(H5Pcreate(H5P_DATASET_CREATE)));
+  H5_CHECK(H5Pset_obj_track_times(dcpl.get(), 0));
   Dataset d(H5_CHECK(
-      H5Dcreate2(loc, path.c_str(), t.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)));
+      H5Dcreate2(loc, path.c_str(), t.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT)));
   std::vector<const char*> ptrs;
   for (const auto& s : v) ptrs.push_back(s.c_str());
   if (n > 0) H5_CHECK(H5Dwrite(d.get(), t.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()));
@@ -204,7 +246,7 @@ std::vector<std::string> read_strings(hid_t loc, const std::string& path) {
 
 #define MART_H5_ARRAY(T)                                                                       \
   template void write_array<T>(hid_t, const std::string&, const std::vector<T>&,               \
-                               std::vector<hsize_t>);                                          \
+                               std::vector<hsize_t>, Checksum);                                \
   template std::vector<T> read_array<T>(hid_t, const std::string&);
 MART_H5_ARRAY(uint8_t)
 MART_H5_ARRAY(int32_t)

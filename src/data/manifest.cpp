@@ -94,8 +94,11 @@ json Manifest::to_json() const {
   j["preprocess_hash"] = hex64(preprocess_hash);
   j["labels"] = {{"tag_names", labels.tag_names}, {"class_names", labels.class_names}};
   j["shards"] = json::array();
-  for (const auto& s : shards)
-    j["shards"].push_back({{"file", s.file}, {"tracks", s.tracks}, {"frames", s.frames}});
+  for (const auto& s : shards) {
+    json e = {{"file", s.file}, {"tracks", s.tracks}, {"frames", s.frames}};
+    if (s.bytes >= 0) e["bytes"] = s.bytes, e["fnv1a64"] = s.fnv1a64;
+    j["shards"].push_back(e);
+  }
   j["totals"] = {{"shards", shards.size()},
                  {"tracks", total_tracks()},
                  {"frames", total_frames()},
@@ -124,8 +127,14 @@ Manifest Manifest::from_json(const json& j, const std::string& o) {
   m.labels.class_names = field<std::vector<std::string>>(labels, "class_names", o);
   std::set<std::string> files;
   for (const json& s : field<json>(j, "shards", o)) {
-    ManifestShard sh{field<std::string>(s, "file", o), field<int64_t>(s, "tracks", o),
-                     field<int64_t>(s, "frames", o)};
+    ManifestShard sh;
+    sh.file = field<std::string>(s, "file", o);
+    sh.tracks = field<int64_t>(s, "tracks", o);
+    sh.frames = field<int64_t>(s, "frames", o);
+    if (s.contains("bytes")) {
+      sh.bytes = field<int64_t>(s, "bytes", o);
+      sh.fnv1a64 = field<std::string>(s, "fnv1a64", o);
+    }
     if (sh.file.empty() || sh.tracks < 0 || sh.frames < 0 || !files.insert(sh.file).second)
       MART_CONFIG_ERROR("manifest '", o, "': bad or repeated shard entry '", sh.file, "'");
     m.shards.push_back(sh);

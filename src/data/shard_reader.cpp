@@ -59,6 +59,17 @@ void transpose_frames(const float* src, int64_t row_stride, int64_t T, int64_t n
   }
 }
 
+// A read that failed inside a complete shard: its bytes changed after it was written (a bad disk,
+// a copy gone wrong). ShardDamaged is a ConfigError: the input is bad, and the message says how
+// to find and rewrite every damaged shard.
+[[noreturn]] void damaged(const std::string& path, const std::string& dataset, const std::string& why,
+                          const std::string& where = "") {
+  throw ShardDamaged(mart::detail::concat(
+      "shard '", path, "' is damaged: reading ", dataset, where, " failed (", why,
+      "). Fix: mart-preprocess --preprocess.verify (same options) lists the damaged shards; "
+      "--preprocess.resume rewrites them."));
+}
+
 [[noreturn]] void version_error(const std::string& path, int64_t version) {
   MART_CONFIG_ERROR("shard '", path, "' has format version ", version, ", this build of mart reads ",
                     kShardFormatVersion,
@@ -128,8 +139,9 @@ struct ShardReader::Impl {
     MART_CHECK(t >= 0 && t < static_cast<int64_t>(tracks.size()), "track ", t, " outside [0, ",
                tracks.size(), ") in shard '", path, "'");
   }
-  // Rows first, first + stride, ... (`rows` of them) of a stored level as raw halves.
-  void read_rows(int view, size_t li, int64_t first, int64_t rows, std::vector<uint16_t>& out,
+  // Rows first, first + stride, ... (`rows` of them) of a stored level as raw halves; `track` names
+  // the track in errors.
+  void read_rows(int view, size_t li, int64_t first, int64_t rows, int64_t track, std::vector<uint16_t>& out,
                  int64_t stride = 1) const;
 };
 
@@ -198,7 +210,7 @@ void ShardReader::Impl::load_levels() {
   }
 }
 
-void ShardReader::Impl::read_rows(int view, size_t li, int64_t first, int64_t rows,
+void ShardReader::Impl::read_rows(int view, size_t li, int64_t first, int64_t rows, int64_t track,
                                   std::vector<uint16_t>& out, int64_t stride) const {
   h5::Lock lock;
   const hid_t d = mel[static_cast<size_t>(view)][li].get();
@@ -213,7 +225,10 @@ void ShardReader::Impl::read_rows(int view, size_t li, int64_t first, int64_t ro
   h5::Dataspace mem_space(H5_CHECK(H5Screate_simple(2, count, nullptr)));
   // Read the halves as they are (no HDF5 soft conversion, which is slow); we convert in C++.
   h5::Datatype half = h5::half_type();
-  H5_CHECK(H5Dread(d, half.get(), mem_space.get(), file_space.get(), H5P_DEFAULT, out.data()));
+  if (H5Dread(d, half.get(), mem_space.get(), file_space.get(), H5P_DEFAULT, out.data()) < 0)
+    damaged(path, detail::mel_path(view, levels[li]), h5_error_string(),
+            " rows [" + std::to_string(first) + ", " + std::to_string(first + rows) + ") of track '" +
+                tracks[static_cast<size_t>(track)].id + "'");
 }
 
 ShardReader::ShardReader(const std::string& path, const audio::FeatureConfig& expected)
@@ -228,8 +243,14 @@ ShardReader::ShardReader(const std::string& path, const audio::FeatureConfig& ex
   s.levels = stored_levels(stored);
   const std::string hash = h5::read_attr_string(s.file.get(), "config_hash");
   s.config_hash = std::stoull(hash, nullptr, 16);
-  s.load_metadata();
-  s.load_levels();
+  try {
+    s.load_metadata();
+    s.load_levels();
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const Error& e) {
+    damaged(path, "its track table", e.what());
+  }
 }
 
 ShardReader::~ShardReader() {
@@ -308,7 +329,7 @@ void ShardReader::crop_into(int64_t track, int64_t k, int view, float* out) cons
   for (size_t i = 0; i < s.levels.size(); ++i) {
     const int64_t per_top = c.clips_at(s.levels[i]);
     first[i] = k * per_top;
-    s.read_rows(view, i, s.offsets[i][static_cast<size_t>(track)] + first[i], per_top * c.frames,
+    s.read_rows(view, i, s.offsets[i][static_cast<size_t>(track)] + first[i], per_top * c.frames, track,
                 halves);
     rows[i].resize(halves.size());
     halves_to_floats(halves.data(), rows[i].data(), halves.size());
@@ -341,7 +362,7 @@ void ShardReader::top_clip_into(int64_t track, int64_t k, int view, float* out) 
   const int64_t step = crop_source(c, k, 0, 0, 1).frame - src.frame;
   const size_t li = s.level_index(src.stored_level);
   std::vector<uint16_t> halves;
-  s.read_rows(view, li, s.offsets[li][static_cast<size_t>(track)] + src.frame, c.frames, halves, step);
+  s.read_rows(view, li, s.offsets[li][static_cast<size_t>(track)] + src.frame, c.frames, track, halves, step);
   std::vector<float> rows(halves.size());
   halves_to_floats(halves.data(), rows.data(), halves.size());
   transpose_frames(rows.data(), c.n_mels, c.frames, c.n_mels, out);
@@ -353,10 +374,23 @@ std::vector<float> ShardReader::track_level(int64_t track, int view, int level) 
   MART_CHECK(view >= 0 && view <= s.cfg.views, "view ", view, " outside [0, ", s.cfg.views, "]");
   const size_t li = s.level_index(level);
   std::vector<uint16_t> halves;
-  s.read_rows(view, li, s.offsets[li][static_cast<size_t>(track)], frames(track, level), halves);
+  s.read_rows(view, li, s.offsets[li][static_cast<size_t>(track)], frames(track, level), track, halves);
   std::vector<float> out(halves.size());
   halves_to_floats(halves.data(), out.data(), halves.size());
   return out;
+}
+
+}  // namespace mart::data
+
+namespace mart::data {
+
+void ShardReader::verify_all() const {
+  const Impl& s = *impl_;
+  std::vector<uint16_t> halves;
+  for (int v = 0; v <= s.cfg.views; ++v)
+    for (size_t li = 0; li < s.levels.size(); ++li)
+      for (size_t t = 0; t < s.tracks.size(); ++t)
+        s.read_rows(v, li, s.offsets[li][t], s.offsets[li][t + 1] - s.offsets[li][t], static_cast<int64_t>(t), halves);
 }
 
 }  // namespace mart::data

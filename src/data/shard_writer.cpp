@@ -23,19 +23,21 @@ namespace {
 // by default) touches a few chunks, small enough that the last, partly filled chunk wastes little.
 constexpr hsize_t kChunkRows = 512;
 
-h5::Dataset create_mel_dataset(hid_t file, const std::string& path, int n_mels) {
+h5::Dataset create_mel_dataset(hid_t file, const std::string& path, int n_mels, bool checksum) {
   h5::Lock lock;
   const hsize_t start[2] = {0, static_cast<hsize_t>(n_mels)};
   const hsize_t max[2] = {H5S_UNLIMITED, static_cast<hsize_t>(n_mels)};
   const hsize_t chunk[2] = {kChunkRows, static_cast<hsize_t>(n_mels)};
   h5::Dataspace space(H5_CHECK(H5Screate_simple(2, start, max)));
   h5::PropList dcpl(H5_CHECK(H5Pcreate(H5P_DATASET_CREATE)));
-  H5_CHECK(H5Pset_chunk(dcpl.get(), 2, chunk));
-  h5::PropList lcpl(H5_CHECK(H5Pcreate(H5P_LINK_CREATE)));
-  H5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1));
+  // Fletcher-32 per chunk: a damaged chunk fails the read, naming the shard (never trains on garbage).
+  if (checksum) h5::set_checksum(dcpl.get(), {chunk[0], chunk[1]});
+  else H5_CHECK(H5Pset_chunk(dcpl.get(), 2, chunk));
+  H5_CHECK(H5Pset_obj_track_times(dcpl.get(), 0));  // same data, same bytes
+  h5::create_group(file, path.substr(0, path.rfind('/')));  // the level's group and its parents
   h5::Datatype half = h5::half_type();
   return h5::Dataset(H5_CHECK(
-      H5Dcreate2(file, path.c_str(), half.get(), space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT)));
+      H5Dcreate2(file, path.c_str(), half.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT)));
 }
 
 // Appends `rows` rows of halves to a 2-d extendible dataset that holds `have` rows.
@@ -54,6 +56,16 @@ void append_rows(hid_t dataset, hsize_t have, hsize_t rows, int n_mels, const ui
   H5_CHECK(H5Dwrite(dataset, half.get(), mem_space.get(), file_space.get(), H5P_DEFAULT, halves));
 }
 
+// A failed write to the shard is an output error (disk full, read-only folder, lost mount):
+// fatal for the stage, never a problem of the track being written.
+[[noreturn]] void write_failed(const std::string& path, const std::exception& e) {
+  std::string reason = io_reason(e.what());
+  if (reason.empty() && (errno == ENOSPC || errno == EFBIG || errno == EROFS || errno == EDQUOT || errno == EIO))
+    reason = std::strerror(errno);
+  if (reason.empty()) reason = e.what();
+  MART_OUTPUT_ERROR("cannot write shard '", path, "': ", reason, kOutputFix);
+}
+
 bool valid_split(const std::string& s) {
   return s.empty() || s == "train" || s == "valid" || s == "test";
 }
@@ -65,6 +77,7 @@ struct ShardWriter::Impl {
   audio::FeatureConfig cfg;
   LabelSchema labels;
   uint64_t config_hash = 0;
+  bool checksum = true;
   std::vector<int> levels;  // stored levels
   h5::File file;
   std::vector<std::vector<h5::Dataset>> mel;     // [view][stored level index]
@@ -84,7 +97,7 @@ struct ShardWriter::Impl {
 };
 
 ShardWriter::ShardWriter(std::string path, const audio::FeatureConfig& cfg, LabelSchema labels,
-                         uint64_t config_hash)
+                         uint64_t config_hash, bool checksum)
     : impl_(std::make_unique<Impl>()) {
   cfg.validate();
   Impl& s = *impl_;
@@ -93,23 +106,34 @@ ShardWriter::ShardWriter(std::string path, const audio::FeatureConfig& cfg, Labe
   s.cfg = cfg;
   s.labels = std::move(labels);
   s.config_hash = config_hash;
+  s.checksum = checksum;
   s.levels = stored_levels(cfg);
   s.offsets.assign(s.levels.size(), std::vector<int64_t>{0});
 
   h5::Lock lock;
-  hid_t f = H5Fcreate(s.tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f < 0)
-    MART_FAIL("cannot create shard '", s.tmp, "': ", h5_error_string(),
-              " (is the output directory writable?)");
-  s.file = h5::File(f);
-  h5::write_attr(f, "mart_format", std::string(detail::kFormatName));
-  h5::write_attr(f, "format_version", kShardFormatVersion);
-  detail::write_feature_attrs(f, cfg);
-  h5::write_attr(f, "config_hash", hex64(config_hash));
-  for (int v = 0; v < s.views(); ++v) {
-    s.mel.emplace_back();
-    for (int level : s.levels)
-      s.mel.back().push_back(create_mel_dataset(f, detail::mel_path(v, level), cfg.n_mels));
+  errno = 0;
+  s.file = h5::create_file(s.tmp);
+  if (!s.file) {
+    const std::string reason = h5_io_reason();
+    MART_OUTPUT_ERROR("cannot create shard '", s.tmp, "': ",
+                      reason.empty() ? (errno ? std::strerror(errno) : h5_error_string()) : reason, kOutputFix);
+  }
+  const hid_t f = s.file.get();
+  try {
+    h5::write_attr(f, "mart_format", std::string(detail::kFormatName));
+    h5::write_attr(f, "format_version", kShardFormatVersion);
+    detail::write_feature_attrs(f, cfg);
+    h5::write_attr(f, "config_hash", hex64(config_hash));
+    for (int v = 0; v < s.views(); ++v) {
+      s.mel.emplace_back();
+      for (int level : s.levels)
+        s.mel.back().push_back(create_mel_dataset(f, detail::mel_path(v, level), cfg.n_mels, checksum));
+    }
+  } catch (const Error& e) {
+    s.mel.clear();
+    s.file.reset();
+    std::remove(s.tmp.c_str());
+    write_failed(s.tmp, e);
   }
 }
 
@@ -154,17 +178,22 @@ void ShardWriter::add_track(const TrackMeta& meta, const TrackMels& mels) {
   MART_CHECK(!s.broken, "shard '", s.path, "': an earlier add_track failed while writing");
   s.check_track(meta, mels);
   s.broken = true;  // until every level of every view is appended
-  for (size_t i = 0; i < s.levels.size(); ++i) {
-    const int64_t have = s.offsets[i].back();
-    const int64_t rows = mels[0][i].frames;
-    for (int v = 0; v < s.views(); ++v) {
-      const size_t n = static_cast<size_t>(rows) * static_cast<size_t>(s.cfg.n_mels);
-      s.halves.resize(n);
-      floats_to_halves(mels[v][i].data, s.halves.data(), n);
-      append_rows(s.mel[v][i].get(), static_cast<hsize_t>(have), static_cast<hsize_t>(rows),
-                  s.cfg.n_mels, s.halves.data());
+  try {
+    for (size_t i = 0; i < s.levels.size(); ++i) {
+      const int64_t have = s.offsets[i].back();
+      const int64_t rows = mels[0][i].frames;
+      for (int v = 0; v < s.views(); ++v) {
+        const size_t n = static_cast<size_t>(rows) * static_cast<size_t>(s.cfg.n_mels);
+        s.halves.resize(n);
+        floats_to_halves(mels[v][i].data, s.halves.data(), n);
+        errno = 0;
+        append_rows(s.mel[v][i].get(), static_cast<hsize_t>(have), static_cast<hsize_t>(rows),
+                    s.cfg.n_mels, s.halves.data());
+      }
+      s.offsets[i].push_back(have + rows);
     }
-    s.offsets[i].push_back(have + rows);
+  } catch (const Error& e) {
+    write_failed(s.tmp, e);
   }
   s.broken = false;
   s.ids.push_back(meta.id);
@@ -199,22 +228,24 @@ void ShardWriter::add_track(const TrackMeta& meta,
 void ShardWriter::Impl::write_metadata() {
   h5::Lock lock;
   const hid_t f = file.get();
+  // The numbers a crop depends on are checked too.
+  const auto sum = checksum ? h5::Checksum::kFletcher32 : h5::Checksum::kNone;
   for (int v = 0; v < views(); ++v)
     for (size_t i = 0; i < levels.size(); ++i)
-      h5::write_array(f, detail::offsets_path(v, levels[i]), offsets[i]);
+      h5::write_array(f, detail::offsets_path(v, levels[i]), offsets[i], {}, sum);
   h5::create_group(f, "/tracks");
   h5::write_strings(f, "/tracks/id", ids);
   h5::write_strings(f, "/tracks/path", paths);
   h5::write_strings(f, "/tracks/split", splits);
-  h5::write_array(f, "/tracks/samples", samples);
-  h5::write_array(f, "/tracks/duration", durations);
+  h5::write_array(f, "/tracks/samples", samples, {}, sum);
+  h5::write_array(f, "/tracks/duration", durations, {}, sum);
   h5::create_group(f, "/labels");
   const hsize_t n_tags = labels.tag_names.size();
-  h5::write_array(f, "/labels/tags", tags, {static_cast<hsize_t>(ids.size()), n_tags});
+  h5::write_array(f, "/labels/tags", tags, {static_cast<hsize_t>(ids.size()), n_tags}, sum);
   h5::write_strings(f, "/labels/tag_names", labels.tag_names);
-  h5::write_array(f, "/labels/class", classes);
+  h5::write_array(f, "/labels/class", classes, {}, sum);
   h5::write_strings(f, "/labels/class_names", labels.class_names);
-  h5::write_array(f, "/labels/cover_group", cover);
+  h5::write_array(f, "/labels/cover_group", cover, {}, sum);
   h5::write_attr(f, "track_count", static_cast<int64_t>(ids.size()));
   // Written last: a reader that finds it knows every dataset above is whole.
   h5::write_attr(f, "complete", int64_t{1});
@@ -224,17 +255,21 @@ void ShardWriter::finish() {
   Impl& s = *impl_;
   MART_CHECK(!s.finished, "finish() called twice on shard '", s.path, "'");
   MART_CHECK(!s.broken, "shard '", s.path, "': an add_track failed while writing; not finishing");
-  s.write_metadata();
-  {
+  try {
+    errno = 0;
+    s.write_metadata();
     h5::Lock lock;
     s.mel.clear();
     H5_CHECK(H5Fflush(s.file.get(), H5F_SCOPE_GLOBAL));
     s.file.reset();
+  } catch (const Error& e) {
+    s.broken = true;
+    write_failed(s.tmp, e);
   }
   fsync_file(s.tmp);  // the data must be on disk before the rename makes it look finished
   std::error_code ec;
   std::filesystem::rename(s.tmp, s.path, ec);
-  if (ec) MART_FAIL("cannot rename '", s.tmp, "' to '", s.path, "': ", ec.message());
+  if (ec) MART_OUTPUT_ERROR("cannot rename '", s.tmp, "' to '", s.path, "': ", ec.message(), kOutputFix);
   s.finished = true;
 }
 

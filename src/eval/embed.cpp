@@ -2,7 +2,9 @@
 
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -182,11 +184,13 @@ EmbeddingSet extract(const std::string& data_dir, FeatureSource& source, const d
 
 namespace mart::eval {
 
-void write_embeddings(const std::string& path, const EmbeddingSet& e) {
+namespace {
+void write_embeddings_to(const std::string& tmp, const EmbeddingSet& e) {
   namespace h5 = data::h5;
   h5::Lock lock;
-  const std::string tmp = path + ".tmp";
-  h5::File f(H5_CHECK(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)));
+  h5::File f = h5::create_file(tmp);  // the 1.10 format: checksummed metadata
+  if (!f) MART_FAIL("cannot create it: ", h5_error_string());
+  constexpr auto sum = h5::Checksum::kFletcher32;  // a damaged chunk fails the read on reuse
   std::vector<std::string> ids, splits;
   std::vector<int32_t> cls;
   std::vector<int64_t> cover, offsets{0}, shard, shard_track;
@@ -205,27 +209,43 @@ void write_embeddings(const std::string& path, const EmbeddingSet& e) {
   for (const char* g : {"tracks", "labels", "crops"}) h5::create_group(f.get(), g);
   h5::write_strings(f.get(), "tracks/id", ids);
   h5::write_strings(f.get(), "tracks/split", splits);
-  h5::write_array(f.get(), "tracks/shard", shard);
-  h5::write_array(f.get(), "tracks/shard_track", shard_track);
-  h5::write_array(f.get(), "labels/class", cls);
-  h5::write_array(f.get(), "labels/cover_group", cover);
-  if (!e.tag_names.empty()) h5::write_array(f.get(), "labels/tags", tags, {n, static_cast<hsize_t>(e.tag_names.size())});
+  h5::write_array(f.get(), "tracks/shard", shard, {}, sum);
+  h5::write_array(f.get(), "tracks/shard_track", shard_track, {}, sum);
+  h5::write_array(f.get(), "labels/class", cls, {}, sum);
+  h5::write_array(f.get(), "labels/cover_group", cover, {}, sum);
+  if (!e.tag_names.empty()) h5::write_array(f.get(), "labels/tags", tags, {n, static_cast<hsize_t>(e.tag_names.size())}, sum);
   h5::write_strings(f.get(), "labels/tag_names", e.tag_names);
   h5::write_strings(f.get(), "labels/class_names", e.class_names);
-  h5::write_array(f.get(), "crops/level_0", e.crops, {static_cast<hsize_t>(e.num_crops()), d});
-  h5::write_array(f.get(), "crops/offsets", offsets);
+  h5::write_array(f.get(), "crops/level_0", e.crops, {static_cast<hsize_t>(e.num_crops()), d}, sum);
+  h5::write_array(f.get(), "crops/offsets", offsets, {}, sum);
   for (size_t l = 0; l < e.track_level.size(); ++l)
-    h5::write_array(f.get(), "level_" + std::to_string(l), e.track_level[l], {n, d});
+    h5::write_array(f.get(), "level_" + std::to_string(l), e.track_level[l], {n, d}, sum);
   h5::write_attr(f.get(), "source", e.source);
   h5::write_attr(f.get(), "identity", e.identity);
   h5::write_attr(f.get(), "dim", static_cast<int64_t>(e.dim));
   h5::write_attr(f.get(), "levels", static_cast<int64_t>(e.levels));
-  f.reset();
-  fsync_file(tmp);  // a rerun reuses this file: it must not be renamed into place before its data is on disk
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) MART_FAIL("cannot rename '", tmp, "' to '", path, "'");
+  H5_CHECK(H5Fflush(f.get(), H5F_SCOPE_GLOBAL));
+}
+}  // namespace
+
+void write_embeddings(const std::string& path, const EmbeddingSet& e) {
+  const std::string tmp = path + ".tmp";
+  errno = 0;
+  try {
+    write_embeddings_to(tmp, e);
+    fsync_file(tmp);  // a rerun reuses this file: it must not be renamed into place before its data is on disk
+  } catch (const std::exception& x) {
+    std::remove(tmp.c_str());  // no half file; a complete one at `path` is untouched
+    std::string reason = io_reason(x.what());
+    if (reason.empty() && errno) reason = std::strerror(errno);
+    MART_OUTPUT_ERROR("cannot write embeddings '", tmp, "': ", reason.empty() ? std::string(x.what()) : reason, kOutputFix);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    MART_OUTPUT_ERROR("cannot rename '", tmp, "' to '", path, "': ", std::strerror(errno), kOutputFix);
 }
 
-EmbeddingSet read_embeddings(const std::string& path) {
+namespace {
+EmbeddingSet read_embeddings_from(const std::string& path) {
   namespace h5 = data::h5;
   h5::Lock lock;
   h5::File f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
@@ -257,6 +277,19 @@ EmbeddingSet read_embeddings(const std::string& path) {
   e.crops = h5::read_array<float>(f.get(), "crops/level_0");
   for (int l = 0; l < e.levels; ++l) e.track_level.push_back(h5::read_array<float>(f.get(), "level_" + std::to_string(l)));
   return e;
+}
+}  // namespace
+
+EmbeddingSet read_embeddings(const std::string& path) {
+  try {
+    return read_embeddings_from(path);
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const std::exception& e) {
+    // A file this run wrote whose bytes changed since (a chunk fails its Fletcher-32 checksum).
+    MART_CONFIG_ERROR("embeddings '", path, "' are damaged: ", e.what(),
+                      ". Fix: delete that file (or pass --eval.force true) and rerun: mart-eval recomputes them");
+  }
 }
 
 std::string embeddings_identity(const std::string& path) {

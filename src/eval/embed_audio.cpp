@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -352,6 +353,14 @@ class H5Out {
     }
   }
   void append(const FileEmbedding& e) {
+    try {
+      append_rows(e);
+    } catch (const Error& x) {  // a failed write is fatal, and named: never a failure of the input file
+      const std::string reason = io_reason(x.what());
+      MART_OUTPUT_ERROR("cannot write '", tmp(), "': ", reason.empty() ? std::string(x.what()) : reason, kOutputFix);
+    }
+  }
+  void append_rows(const FileEmbedding& e) {
     paths_.push_back(e.path);
     duration_.push_back(e.duration_s);
     padded_.push_back(e.padded ? 1 : 0);
@@ -389,9 +398,11 @@ class H5Out {
     h5::write_attr(f, "sample_rate", int64_t{c.sample_rate});
     h5::write_attr(f, "clip_samples", c.clip_samples);
     h5::write_attr(f, "crop_step_samples", info_.step * c.hop(0));
+    H5_CHECK(H5Fflush(f, H5F_SCOPE_GLOBAL));  // a failed write surfaces here, not in a silent close
     file_.reset();
     fsync_file(tmp());  // on disk before the rename makes it look finished
-    if (std::rename(tmp().c_str(), path_.c_str()) != 0) MART_FAIL("cannot rename '", tmp(), "' to '", path_, "'");
+    if (std::rename(tmp().c_str(), path_.c_str()) != 0)
+      MART_OUTPUT_ERROR("cannot rename '", tmp(), "' to '", path_, "': ", std::strerror(errno), kOutputFix);
   }
 
  private:
@@ -450,7 +461,7 @@ class CsvOut {
       const bool ok = !std::ferror(files_[i]);
       std::fclose(files_[i]);
       if (!ok || std::rename((paths_[i] + ".tmp").c_str(), paths_[i].c_str()) != 0)
-        MART_FAIL("cannot write '", paths_[i], "': is the disk full?");
+        MART_OUTPUT_ERROR("cannot write '", paths_[i], "': ", std::strerror(errno), kOutputFix);
     }
     files_.clear();
   }
@@ -476,7 +487,8 @@ class CsvOut {
     line += '\n';
   }
   void write(size_t i, const std::string& s) {
-    if (std::fwrite(s.data(), 1, s.size(), files_[i]) != s.size()) MART_FAIL("cannot write '", paths_[i], "'");
+    if (std::fwrite(s.data(), 1, s.size(), files_[i]) != s.size())
+      MART_OUTPUT_ERROR("cannot write '", paths_[i], ".tmp': ", std::strerror(errno), kOutputFix);
   }
   int64_t dim_;
   std::vector<FILE*> files_;

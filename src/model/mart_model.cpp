@@ -3,6 +3,8 @@
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
 
+#include <sstream>
+
 namespace mart::model {
 
 ProjectionHeadImpl::ProjectionHeadImpl(int64_t dim, int64_t projection_dim) {
@@ -83,9 +85,10 @@ std::vector<std::pair<std::string, torch::Tensor>> state_dict(const torch::nn::M
 void save_weights(const torch::nn::Module& module, const std::string& path) {
   torch::serialize::OutputArchive archive;
   module.save(archive);
-  const std::string tmp = path + ".tmp";
-  archive.save_to(tmp);
-  MART_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename ", tmp, " to ", path);
+  // In memory first: LibTorch's file writer throws from a destructor on a full disk (an abort).
+  std::ostringstream os;
+  archive.save_to(os);
+  write_file_atomic(path, os.str());
 }
 
 void load_weights(torch::nn::Module& module, const std::string& path, const torch::Device& device) {

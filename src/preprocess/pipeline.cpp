@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -59,6 +60,9 @@ void declare_options(Config& c) {
   c.add<double>("preprocess.max_failures", 0.05, "fraction of tracks allowed to fail before the run is an error", "Run");
   c.add_flag("preprocess.resume", "continue a compatible run in --output, skipping finished shards", "Run");
   c.add_flag("preprocess.force", "delete what --output holds and start over", "Run");
+  c.add_flag("preprocess.verify",
+             "check the shards of a finished run in --output against manifest.json (size, hash, checksums) "
+             "without rewriting anything; lists the damaged ones (exit 1); --preprocess.resume rewrites them", "Run");
 }
 
 PreprocessOptions options_from(const Config& c) {
@@ -101,6 +105,9 @@ PreprocessOptions options_from(const Config& c) {
   o.resume = c.get<bool>("preprocess.resume");
   o.force = c.get<bool>("preprocess.force");
   if (o.resume && o.force) MART_CONFIG_ERROR("give --preprocess.resume or --preprocess.force, not both");
+  o.verify = c.get<bool>("preprocess.verify");
+  if (o.verify && (o.resume || o.force))
+    MART_CONFIG_ERROR("--preprocess.verify only reads: give it without --preprocess.resume or --preprocess.force");
   return o;
 }
 
@@ -131,6 +138,7 @@ std::string unit_name(int64_t unit, const char* suffix) {
 struct UnitRecord {
   int64_t unit = 0, tracks = 0, frames = 0;
   std::string shard;  // empty when every track of the unit failed
+  FileDigest digest;  // of the shard as written (bytes < 0 in records of older runs)
   std::vector<data::ManifestFailure> failures;
   double audio_seconds = 0;
 };
@@ -139,6 +147,7 @@ void save_record(const std::string& dir, const UnitRecord& r) {
   json j = {{"unit", r.unit}, {"tracks", r.tracks}, {"frames", r.frames}, {"shard", r.shard},
             {"audio_seconds", r.audio_seconds}, {"failures", json::array()}};
   for (const auto& f : r.failures) j["failures"].push_back({{"path", f.path}, {"reason", f.reason}});
+  if (!r.shard.empty()) j["bytes"] = r.digest.bytes, j["fnv1a64"] = r.digest.fnv1a64;
   write_file_atomic(dir + "/" + unit_name(r.unit, ".json"), j.dump(1));
 }
 
@@ -155,10 +164,22 @@ bool load_record(const std::string& dir, int64_t unit, const audio::FeatureConfi
     r->audio_seconds = j.value("audio_seconds", 0.0);
     r->failures.clear();
     for (const auto& x : j.at("failures")) r->failures.push_back({x.at("path"), x.at("reason")});
+    r->digest = FileDigest{j.value("bytes", int64_t{-1}), j.value("fnv1a64", std::string())};
   } catch (const std::exception&) {
     return false;  // a damaged record: redo the unit
   }
-  return r->shard.empty() || data::ShardReader::is_complete(dir + "/" + r->shard, f);
+  if (r->shard.empty()) return true;
+  const std::string shard = dir + "/" + r->shard;
+  if (r->digest.bytes >= 0) {  // the shard must hold the bytes that were written, or be rewritten
+    if (!fs::exists(shard)) return false;
+    const FileDigest now = file_digest(shard);
+    if (now != r->digest) {
+      spdlog::warn("{} changed since it was written ({} bytes, hash {}; written: {} bytes, hash {}): rewriting it",
+                   shard, now.bytes, now.fnv1a64, r->digest.bytes, r->digest.fnv1a64);
+      return false;
+    }
+  }
+  return data::ShardReader::is_complete(shard, f);
 }
 
 // The cover group as the shard's integer: numeric work ids stay, others get their rank in sorted order.
@@ -217,6 +238,8 @@ class UnitProcessor {
         spdlog::warn("skipping {}: {}", t.path, rec.failures.back().reason);
       } catch (const ConfigError&) {
         throw;
+      } catch (const OutputError&) {
+        throw;  // writing the shard failed (disk full, read-only): fatal, and no fault of this track
       } catch (const std::exception& e) {
         rec.failures.push_back({t.path, e.what()});
         spdlog::warn("skipping {}: {}", t.path, e.what());
@@ -224,6 +247,7 @@ class UnitProcessor {
     }
     if (writer) {
       writer->finish();
+      rec.digest = file_digest(writer->path());
       rec.shard = shard;
       rec.tracks = writer->tracks();
       rec.frames = writer->frames();
@@ -307,6 +331,61 @@ void check_output(const PreprocessOptions& o, uint64_t hash) {
     MART_CONFIG_ERROR("output '", o.output, "' already holds a run with this configuration: pass "
                       "--preprocess.resume to finish it (finished shards are kept), or "
                       "--preprocess.force to start over");
+  // A killed run may have left temporaries (a shard or a record being written): never read, and
+  // removed now so the folder holds only finished files.
+  for (const auto& e : fs::directory_iterator(o.output)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("shard-", 0) == 0 && n.find(".tmp") != std::string::npos) fs::remove(e.path());
+  }
+}
+
+// What is wrong with one shard of a finished run ("" when nothing): missing, other bytes than the
+// manifest records, or (where it records none) a chunk that fails its checksum.
+std::string shard_damage(const std::string& dir, const data::Manifest& m, const data::ManifestShard& s) {
+  const std::string path = dir + "/" + s.file;
+  if (!fs::exists(path)) return "missing";
+  try {
+    if (s.bytes >= 0) {
+      const FileDigest d = file_digest(path);
+      if (d.bytes != s.bytes) return "size " + std::to_string(d.bytes) + " bytes, the manifest records " + std::to_string(s.bytes);
+      if (d.fnv1a64 != s.fnv1a64) return "content hash " + d.fnv1a64 + ", the manifest records " + s.fnv1a64;
+    }
+    data::ShardReader r(path, m.features);
+    if (r.num_tracks() != s.tracks) return "holds " + std::to_string(r.num_tracks()) + " tracks, the manifest lists " + std::to_string(s.tracks);
+    if (s.bytes < 0) r.verify_all();  // no recorded hash: read every chunk to check its checksum
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// --preprocess.verify: every shard of manifest.json checked (split over the ranks), nothing written.
+int verify(const PreprocessOptions& o, dist::World& world) {
+  const std::string manifest = o.output + "/manifest.json";
+  if (!fs::exists(manifest))
+    MART_CONFIG_ERROR("'", o.output, "' has no manifest.json: the run did not finish; rerun mart-preprocess "
+                      "with --preprocess.resume to finish it");
+  const data::Manifest m = data::load_manifest(manifest);
+  json mine = json::array();
+  for (size_t i = static_cast<size_t>(world.rank()); i < m.shards.size(); i += static_cast<size_t>(world.size())) {
+    const std::string why = shard_damage(o.output, m, m.shards[i]);
+    if (!why.empty()) mine.push_back({{"index", i}, {"why", why}});
+  }
+  std::vector<std::pair<size_t, std::string>> broken;
+  for (const auto& bytes : world.all_gather_bytes(mine.dump()))
+    for (const auto& b : json::parse(bytes)) broken.emplace_back(b.at("index").get<size_t>(), b.at("why").get<std::string>());
+  std::sort(broken.begin(), broken.end());
+  if (!world.is_root()) return broken.empty() ? app::kExitOk : app::kExitFailure;
+  if (broken.empty()) {
+    spdlog::info("verified {} shards in {}: all intact", m.shards.size(), o.output);
+    return app::kExitOk;
+  }
+  std::string list;
+  for (const auto& [i, why] : broken) list += "\n  " + m.shards[i].file + ": " + why;
+  spdlog::error("{} of {} shards in {} are damaged:{}\nFix: rerun mart-preprocess with the same options and "
+                "--preprocess.resume instead of --preprocess.verify: it rewrites them (and keeps the intact ones)",
+                broken.size(), m.shards.size(), o.output, list);
+  return app::kExitFailure;
 }
 
 }  // namespace
@@ -315,6 +394,7 @@ int run(app::StageContext& ctx) {
   const PreprocessOptions o = options_from(ctx.cfg);
   const uint64_t hash = content_hash(o);
   auto& world = ctx.world;
+  if (o.verify) return verify(o, world);
   // Rank 0 judges the output folder; every rank learns the verdict, so none starts alone.
   std::string verdict;
   if (world.is_root()) {
@@ -394,7 +474,7 @@ int run(app::StageContext& ctx) {
     for (int64_t u = 0; u < units; ++u) {
       UnitRecord r;
       MART_CHECK(load_record(o.output, u, o.features, &r), "unit ", u, " has no finished record after the barrier");
-      if (!r.shard.empty()) m.shards.push_back({r.shard, r.tracks, r.frames});
+      if (!r.shard.empty()) m.shards.push_back({r.shard, r.tracks, r.frames, r.digest.bytes, r.digest.fnv1a64});
       m.failures.insert(m.failures.end(), r.failures.begin(), r.failures.end());
       audio += r.audio_seconds;
     }

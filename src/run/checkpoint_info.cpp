@@ -22,6 +22,7 @@ CheckpointInfo open_checkpoint(const std::string& path) {
     MART_CONFIG_ERROR("checkpoint '", path, "' is neither a complete checkpoint folder nor a mart-train run with one: "
                       "give a run folder of mart-train or one of its checkpoints/step-N folders");
   }
+  verify_checkpoint(c.dir);  // a checkpoint whose bytes changed is refused by name
   Config cfg("checkpoint", "model options");
   model::declare_model_options(cfg);
   const std::string ini = read_file(c.dir + "/model.ini");

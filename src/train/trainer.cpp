@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -14,6 +16,7 @@
 
 #include "mart/app/plot.h"
 #include "mart/core/error.h"
+#include "mart/core/fs.h"
 #include "mart/core/hash.h"
 #include "mart/dist/communicator.h"
 #include "mart/dist/gradient_reducer.h"
@@ -108,9 +111,10 @@ int run(app::StageContext& ctx) {
     MART_CONFIG_ERROR("run directory '", o.run, "' already holds checkpoints (", *latest,
                       "): pass --train.resume to continue that run, or choose another --run");
   if (latest) {
-    state = load_checkpoint(*latest, model, &optimizer, device);
+    const std::string from = resume_checkpoint(o.run);  // the newest intact one
+    state = load_checkpoint(from, model, &optimizer, device);
     sampler.restore(state.sampler);
-    spdlog::info("resumed from {} at step {} (epoch {}, batch {})", *latest, state.step, state.sampler.epoch,
+    spdlog::info("resumed from {} at step {} (epoch {}, batch {})", from, state.step, state.sampler.epoch,
                  state.sampler.batch);
   } else {
     sampler.set_epoch(0);
@@ -183,6 +187,7 @@ int run(app::StageContext& ctx) {
       for (const auto& [k, v] : l.diagnostics) line[k] = v;
       metrics << line.dump() << "\n";
       metrics.flush();
+      if (!metrics) MART_OUTPUT_ERROR("cannot write '", o.run, "/metrics.jsonl': ", std::strerror(errno), kOutputFix);
       if (state.step % o.log_every == 0 || state.step == total_steps) {
         // x real time: seconds of audio (one top clip per sample) per second of training.
         const double per_s = o.batch_size * window_n / window_time;

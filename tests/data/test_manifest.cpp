@@ -25,7 +25,8 @@ Manifest sample() {
   m.preprocess_config = "[features]\nlevels = 3\n";
   m.preprocess_hash = 0xfedcba9876543210ull;
   m.labels = {{"guitar", "piano"}, {"blues", "jazz", "rock"}};
-  m.shards = {{"shard-00000.h5", 64, 81920}, {"shard-00001.h5", 13, 9001}};
+  // The first as an older run wrote it (no size or hash), the second with both.
+  m.shards = {{"shard-00000.h5", 64, 81920, -1, ""}, {"shard-00001.h5", 13, 9001, 123456, "00ff00ff00ff00ff"}};
   m.failures = {{"/music/broken.mp3", "corrupt: libsndfile: unknown format"},
                 {"/music/silent.wav", "silent: peak below -100 dBFS"}};
   return m;
@@ -63,6 +64,10 @@ TEST(Manifest, RoundTripsThroughTheFile) {
   EXPECT_EQ(back.shards[1].file, "shard-00001.h5");
   EXPECT_EQ(back.shards[1].tracks, 13);
   EXPECT_EQ(back.shards[1].frames, 9001);
+  EXPECT_EQ(back.shards[1].bytes, 123456);
+  EXPECT_EQ(back.shards[1].fnv1a64, "00ff00ff00ff00ff");
+  EXPECT_EQ(back.shards[0].bytes, -1);  // not recorded: verify reads every chunk instead
+  EXPECT_FALSE(m.to_json()["shards"][0].contains("bytes"));
   ASSERT_EQ(back.failures.size(), 2u);
   EXPECT_EQ(back.failures[0].path, "/music/broken.mp3");
   EXPECT_EQ(back.failures[0].reason, "corrupt: libsndfile: unknown format");

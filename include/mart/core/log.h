@@ -10,4 +10,8 @@ void init_console_logging(int rank);
 // Adds the per-rank file sink under run_dir/logs and sets the level ("trace".."off").
 void init_logging(int rank, const std::string& run_dir, const std::string& level = "info");
 
+// The first failed write to a log (disk full, lost mount), or "": a stage that logged into a
+// failing file ends with exit 1 naming it, instead of carrying on silently.
+std::string log_write_error();
+
 }  // namespace mart

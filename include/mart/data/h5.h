@@ -97,10 +97,23 @@ int64_t read_attr_int(hid_t obj, const std::string& name);
 double read_attr_double(hid_t obj, const std::string& name);
 std::string read_attr_string(hid_t obj, const std::string& name);
 
-// Contiguous datasets written in one go: `shape` gives the dims (product == v.size()).
+// Creates (truncates) a file in the HDF5 1.10 format, whose metadata (superblock, object headers,
+// chunk indexes) carry checksums, so damage to them fails the open or read. An invalid handle
+// (false) when HDF5 can't create it; h5_error_string() then says why.
+File create_file(const std::string& path);
+
+// kFletcher32: a chunked dataset with HDF5's Fletcher-32 filter, so a damaged chunk fails the read
+// ("data error detected by Fletcher32 checksum") instead of returning garbage.
+enum class Checksum { kNone, kFletcher32 };
+// Adds the Fletcher-32 filter (and a chunk shape, [chunk_rows, dims[1:]...]) to a dataset
+// creation property list.
+void set_checksum(hid_t dcpl, const std::vector<hsize_t>& chunk);
+
+// Datasets written in one go: `shape` gives the dims (product == v.size()); contiguous, or
+// chunked with a checksum per chunk of about 1 MiB.
 template <typename T>
 void write_array(hid_t loc, const std::string& path, const std::vector<T>& v,
-                 std::vector<hsize_t> shape = {});
+                 std::vector<hsize_t> shape = {}, Checksum checksum = Checksum::kNone);
 void write_strings(hid_t loc, const std::string& path, const std::vector<std::string>& v);
 template <typename T>
 std::vector<T> read_array(hid_t loc, const std::string& path);

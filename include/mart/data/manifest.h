@@ -19,6 +19,10 @@ struct ManifestShard {
   std::string file;     // relative to the manifest's directory
   int64_t tracks = 0;
   int64_t frames = 0;   // finest-level frames of view 0 (one view's worth of audio)
+  // The file as written: its size and FNV-1a 64 hash (core::file_digest), so --preprocess.verify
+  // and --preprocess.resume find a shard whose bytes changed. bytes < 0: not recorded (older runs).
+  int64_t bytes = -1;
+  std::string fnv1a64;
 };
 
 struct ManifestFailure {

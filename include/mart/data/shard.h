@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "mart/core/error.h"
 #include "mart/features/features.h"
 
 namespace mart::data {
@@ -73,12 +74,14 @@ struct LevelMel {
 using TrackMels = std::vector<std::vector<LevelMel>>;
 
 // Writes one shard to "<path>.tmp" and renames it to `path` in finish(), so a killed job leaves
-// only whole shards. Tracks are appended to chunked, extendible datasets as they come: memory
+// only whole shards. Every mel chunk and metadata array carries HDF5's Fletcher-32 checksum, and
+// the file's own metadata its checksums (the HDF5 1.10 format). A failed write throws OutputError. Tracks are appended to chunked, extendible datasets as they come: memory
 // holds one track's conversion buffer and the (small) metadata, never the whole shard.
 class ShardWriter {
  public:
+  // checksum = false only to measure what the Fletcher-32 checksums cost (bench/data).
   ShardWriter(std::string path, const audio::FeatureConfig& cfg, LabelSchema labels,
-              uint64_t config_hash);
+              uint64_t config_hash, bool checksum = true);
   ~ShardWriter();  // without finish(): closes and removes the temporary file
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
@@ -99,6 +102,14 @@ class ShardWriter {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+};
+
+// A complete shard whose bytes changed after it was written: a chunk failed its Fletcher-32
+// checksum or its metadata no longer parses. The message names the shard, the dataset and the
+// track, and the fix (--preprocess.verify, --preprocess.resume).
+class ShardDamaged : public ConfigError {
+ public:
+  using ConfigError::ConfigError;
 };
 
 // Per-track record as the reader exposes it.
@@ -145,6 +156,9 @@ class ShardReader {
   void crop_into(int64_t track, int64_t k, int view, float* out) const;
   // Level 0's clip only, [n_mels, T]: the first n_mels * T floats of crop_into(), read alone.
   void top_clip_into(int64_t track, int64_t k, int view, float* out) const;
+  // Reads every stored row of every view and level, so each chunk's Fletcher-32 checksum is
+  // checked; throws ShardDamaged naming the first damaged dataset and track.
+  void verify_all() const;
   // A stored level's whole-track log-mel, [frames, n_mels].
   std::vector<float> track_level(int64_t track, int view, int level) const;
 

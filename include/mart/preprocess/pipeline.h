@@ -23,7 +23,7 @@ struct PreprocessOptions {
   std::string output;
   int unit_tracks = 32;
   double max_failures = 0.05;  // fraction of tracks that may fail before the run is an error
-  bool resume = false, force = false;
+  bool resume = false, force = false, verify = false;
 };
 
 // Declares every option of the stage (dataset, features, augmentation, run control).

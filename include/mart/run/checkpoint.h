@@ -26,10 +26,20 @@ struct TrainState {
 };
 
 std::string checkpoint_dir(const std::string& run, int64_t step);
+// Throws OutputError (path and system reason) when a write fails; the .tmp folder is removed and the
+// complete checkpoints are untouched.
 void save_checkpoint(const std::string& run, const TrainState& s, model::MartModel& model,
                      torch::optim::Optimizer& optimizer, int keep);
 // The newest complete checkpoint's directory, if any.
 std::optional<std::string> latest_checkpoint(const std::string& run);
+// What is wrong with a complete checkpoint ("" when nothing): a file whose size or hash differs
+// from what state.json (and, for state.json, the COMPLETE marker) recorded when it was written.
+std::string checkpoint_damage(const std::string& dir);
+// Throws ConfigError naming the checkpoint, the damaged file and the fix.
+void verify_checkpoint(const std::string& dir);
+// The newest intact complete checkpoint: a damaged one is skipped with a warning naming it.
+// Throws ConfigError when the run has checkpoints but none is intact.
+std::string resume_checkpoint(const std::string& run);
 // Loads model and optimizer onto `device` (the rank's own: a checkpoint written by cuda:0 resumes
 // on cuda:r or on the CPU), whatever device wrote them.
 TrainState load_checkpoint(const std::string& dir, model::MartModel& model, torch::optim::Optimizer* optimizer,
