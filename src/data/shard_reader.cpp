@@ -139,6 +139,12 @@ struct ShardReader::Impl {
     MART_CHECK(t >= 0 && t < static_cast<int64_t>(tracks.size()), "track ", t, " outside [0, ",
                tracks.size(), ") in shard '", path, "'");
   }
+  // A crop start and view the reader can serve, or an error naming them and the shard.
+  void check_crop(int64_t track, int64_t k, int view, int64_t starts) const {
+    MART_CHECK(k >= 0 && k < starts, "crop start ", k, " outside [0, ", starts, ") for track ", track,
+               " of shard '", path, "'");
+    MART_CHECK(view >= 0 && view <= cfg.views, "view ", view, " outside [0, ", cfg.views, "]");
+  }
   // Rows first, first + stride, ... (`rows` of them) of a stored level as raw halves; `track` names
   // the track in errors.
   void read_rows(int view, size_t li, int64_t first, int64_t rows, int64_t track, std::vector<uint16_t>& out,
@@ -317,10 +323,7 @@ std::vector<float> ShardReader::crop(int64_t track, int64_t k, int view) const {
 void ShardReader::crop_into(int64_t track, int64_t k, int view, float* out) const {
   const Impl& s = *impl_;
   const audio::FeatureConfig& c = s.cfg;
-  const int64_t starts = valid_starts(track);
-  MART_CHECK(k >= 0 && k < starts, "crop start ", k, " outside [0, ", starts, ") for track ",
-             track, " of shard '", s.path, "'");
-  MART_CHECK(view >= 0 && view <= c.views, "view ", view, " outside [0, ", c.views, "]");
+  s.check_crop(track, k, view, valid_starts(track));
   // One read per stored level (the rows the top clip spans), converted to float once, then every
   // clip's frames are gathered from it (with the fixed policy the coarse levels reuse the rows).
   std::vector<std::vector<float>> rows(s.levels.size());
@@ -351,10 +354,7 @@ void ShardReader::crop_into(int64_t track, int64_t k, int view, float* out) cons
 void ShardReader::top_clip_into(int64_t track, int64_t k, int view, float* out) const {
   const Impl& s = *impl_;
   const audio::FeatureConfig& c = s.cfg;
-  const int64_t starts = valid_starts(track);
-  MART_CHECK(k >= 0 && k < starts, "crop start ", k, " outside [0, ", starts, ") for track ",
-             track, " of shard '", s.path, "'");
-  MART_CHECK(view >= 0 && view <= c.views, "view ", view, " outside [0, ", c.views, "]");
+  s.check_crop(track, k, view, valid_starts(track));
   // Only the T rows of level 0's clip, read as a strided hyperslab of its source level (with the
   // fixed policy, every M^(N-1)-th row of the finest level): the same bytes as crop_into's first
   // clip without reading or converting the finer levels.
