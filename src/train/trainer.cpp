@@ -41,6 +41,8 @@ using run::load_checkpoint;
 using run::save_checkpoint;
 using run::StepLoss;
 using run::TrainState;
+using run::resume_checkpoint;
+using run::Bf16Autocast;
 
 namespace {
 std::atomic<int> g_signal{0};
