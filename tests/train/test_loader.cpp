@@ -62,7 +62,9 @@ std::string make_run(const audio::FeatureConfig& c) {
   man.features = c;
   man.labels = labels;
   man.preprocess_hash = 1;
-  man.shards.push_back({"shard-000000.h5", 5, frames});
+  data::ManifestShard shard;
+  shard.file = "shard-000000.h5", shard.tracks = 5, shard.frames = frames;
+  man.shards.push_back(shard);
   data::write_manifest(dir + "/manifest.json", man);
   return dir;
 }
