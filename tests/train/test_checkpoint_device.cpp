@@ -10,9 +10,12 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "mart/core/fs.h"
 #include "mart/model/mart_model.h"
 #include "mart/run/checkpoint.h"
 
@@ -91,6 +94,19 @@ TEST(CheckpointDevice, ACheckpointSavedOnCuda0LoadsOntoTheRanksDevice) {
   // What rank 0 of a GPU run writes: every storage says cuda:0.
   EXPECT_GT(relocate_archive(dir + "/model.pt", "cuda:0"), 0);
   EXPECT_GT(relocate_archive(dir + "/optimizer.pt", "cuda:0"), 0);
+  // A GPU run records the digests of the files it wrote: record the relocated ones' (state.json's
+  // "files", then state.json's own in the COMPLETE marker), or the integrity check refuses them.
+  {
+    auto digest = [](const std::string& path) {
+      const auto d = mart::file_digest(path);
+      return nlohmann::json{{"bytes", d.bytes}, {"fnv1a64", d.fnv1a64}};
+    };
+    auto state = nlohmann::json::parse(mart::read_file(dir + "/state.json"));
+    for (const char* f : {"model.pt", "optimizer.pt"}) state["files"][f] = digest(dir + "/" + f);
+    std::ofstream(dir + "/state.json") << state.dump(1);
+    std::ofstream(dir + "/COMPLETE") << "ok\n" << nlohmann::json{{"state.json", digest(dir + "/state.json")}}.dump() << "\n";
+    ASSERT_EQ(run::checkpoint_damage(dir), "");
+  }
   // The premise: loading without a device goes for cuda:0 (an error without CUDA).
   {
     torch::serialize::InputArchive raw;
