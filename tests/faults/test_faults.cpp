@@ -112,32 +112,12 @@ int wait_exit(pid_t pid, double seconds) {
   return -1;
 }
 
-// The rank processes of a job: children of mpirun whose command line names `exe`.
-std::vector<pid_t> ranks_of(pid_t mpirun_pid, const std::string& exe) {
-  std::vector<pid_t> out;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(e.path() / "stat");
-    std::string line;
-    std::getline(stat, line);
-    const auto close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 2));
-    char state;
-    pid_t ppid;
-    rest >> state >> ppid;
-    if (ppid == mpirun_pid && line.find(exe.substr(0, 15)) != std::string::npos) out.push_back(std::stoi(name));
-  }
-  return out;
-}
-
 // A rank SIGKILLed once `ready`: the job must end, non-zero, within 60 s.
 void expect_rank_kill_ends_job(const std::string& cmd, const std::string& exe, const std::function<bool()>& ready) {
   const pid_t pid = spawn(cmd);
   ASSERT_TRUE(wait_until(ready, 120)) << "the job never got going: " << cmd;
   std::vector<pid_t> ranks;
-  wait_until([&] { return (ranks = ranks_of(pid, exe)).size() == 2; }, 10);
+  wait_until([&] { return (ranks = mart::test::ranks_of(pid, exe)).size() == 2; }, 10);
   if (ranks.size() != 2) kill_job(pid);
   ASSERT_EQ(ranks.size(), 2u);
   const auto t0 = std::chrono::steady_clock::now();

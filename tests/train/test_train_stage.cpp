@@ -88,26 +88,6 @@ int wait_exit(pid_t pid, double seconds, bool* in_time) {
   return -1;
 }
 
-// The rank processes: children of mpirun (which exec replaced the shell with).
-std::vector<pid_t> ranks_of(pid_t mpirun_pid) {
-  std::vector<pid_t> out;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(e.path() / "stat");
-    std::string line;
-    std::getline(stat, line);
-    const auto close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 2));
-    char state;
-    pid_t ppid;
-    rest >> state >> ppid;
-    if (ppid == mpirun_pid && line.find("mart-train") != std::string::npos) out.push_back(std::stoi(name));
-  }
-  return out;
-}
-
 // Fresh augmentation (every effect likely in each batch) and independent crops for A and B: a
 // resumed run must draw the same augmentations and crops as the uninterrupted one.
 const std::string kAugment =
@@ -138,7 +118,7 @@ TEST_F(TrainStage, SigusrToOneRankCheckpointsAllRanksAtOneStepAndExits75) {
   const auto dir = mart::test::fresh_dir("mart_train_preempt");
   const pid_t pid = spawn(train(2, dir, "--train.max_steps 100000 --train.checkpoint_every 2"));
   ASSERT_TRUE(wait_for(mart::run::checkpoint_dir(dir, 2) + "/COMPLETE", 240));
-  const auto ranks = ranks_of(pid);
+  const auto ranks = mart::test::ranks_of(pid, "mart-train");
   ASSERT_EQ(ranks.size(), 2u);
   kill(ranks[1], SIGUSR1);
   bool in_time = false;
@@ -165,7 +145,7 @@ TEST_F(TrainStage, ARankThatDiesEndsTheJobWithinAMinute) {
   const auto dir = mart::test::fresh_dir("mart_train_fault");
   const pid_t pid = spawn(train(2, dir, "--train.max_steps 100000 --train.checkpoint_every 2"));
   ASSERT_TRUE(wait_for(mart::run::checkpoint_dir(dir, 2) + "/COMPLETE", 240));
-  const auto ranks = ranks_of(pid);
+  const auto ranks = mart::test::ranks_of(pid, "mart-train");
   ASSERT_EQ(ranks.size(), 2u);
   const auto t0 = std::chrono::steady_clock::now();
   kill(ranks[1], SIGKILL);

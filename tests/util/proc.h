@@ -6,7 +6,10 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace mart::test {
 
@@ -37,6 +40,26 @@ inline std::string fresh_dir(const std::string& name) {
   auto d = std::filesystem::temp_directory_path() / name;
   std::filesystem::remove_all(d);
   return d.string();
+}
+
+// The rank processes of a job: children of mpirun whose command line names `exe`.
+inline std::vector<pid_t> ranks_of(pid_t mpirun_pid, const std::string& exe) {
+  std::vector<pid_t> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state;
+    pid_t ppid;
+    rest >> state >> ppid;
+    if (ppid == mpirun_pid && line.find(exe.substr(0, 15)) != std::string::npos) out.push_back(std::stoi(name));
+  }
+  return out;
 }
 
 }  // namespace mart::test
