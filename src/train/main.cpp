@@ -10,7 +10,7 @@ int main(int argc, char** argv) {
       "pretrain MART (FCN-7 encoder, part-whole transformer, hierarchical contrastive loss) on the shards of "
       "mart-preprocess; exits 75 after checkpointing on SIGUSR1/SIGTERM";
   stage.declare = mart::train::declare_options;
-  stage.check = [](const mart::Config& c) { mart::train::options_from(c).model.validate(); };
+  stage.check = mart::train::check_options;
   stage.run_dir_key = "run";
   stage.run = mart::train::run;
   return mart::app::run_stage(argc, argv, stage);

@@ -1,9 +1,11 @@
 #include "mart/train/options.h"
 
+#include <filesystem>
 #include <sstream>
 
 #include "mart/core/error.h"
 #include "mart/core/text.h"
+#include "mart/data/manifest.h"
 
 namespace mart::train {
 
@@ -145,6 +147,18 @@ TrainOptions options_from(const Config& c) {
   if (!(o.crop_offset_s >= 0)) MART_CONFIG_ERROR("train.crop_offset_s must be >= 0 seconds");
   o.augment.validate();
   return o;
+}
+
+void check_options(const Config& c) {
+  const TrainOptions o = options_from(c);
+  model::ModelOptions m = o.model;
+  const std::string manifest = o.data + "/manifest.json";
+  if (std::filesystem::exists(manifest)) {
+    m = model::with_input_of(m, data::load_manifest(manifest).features);
+  } else if (!m.lambdas.empty()) {
+    m.levels = static_cast<int>(m.lambdas.size());  // the data decides; training checks again
+  }
+  m.validate();
 }
 
 }  // namespace mart::train

@@ -177,6 +177,15 @@ TEST_F(TrainStage, BadInputStopsBeforeTheFirstStep) {
   r = run(train(1, dir, "--model.dim 17 --train.max_steps 1"), 60);
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("dim"), std::string::npos) << r.output;
+  // One lambda per level of the data (3 here), not of the model's default 4 levels.
+  r = run(train(1, dir, "--model.lambdas 1,0.5,2,1 --train.max_steps 1"), 60);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("lambdas has 4 values"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("one per level (3)"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir + "/metrics.jsonl")) << "the check must come before any work";
+  const auto ok = mart::test::fresh_dir("mart_train_lambdas");
+  r = run(train(1, ok, "--model.lambdas 1,0.5,2 --train.max_steps 1"), 120);
+  EXPECT_EQ(r.code, 0) << r.output;
 }
 
 }  // namespace

@@ -47,5 +47,9 @@ void declare_augment_options(Config& c);
 AugmentOptions augment_options_from(const Config& c);
 void declare_options(Config& c);
 TrainOptions options_from(const Config& c);
+// mart-train's check before any work: the options, and the model against the data's input shape
+// (levels, parts, mels, frames come from the shards' manifest when it exists; without one the
+// per-level lists are checked for their own consistency only).
+void check_options(const Config& c);
 
 }  // namespace mart::train
