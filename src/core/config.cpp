@@ -7,19 +7,13 @@
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
 #include "mart/core/hash.h"
+#include "mart/core/text.h"
 
 namespace po = boost::program_options;
 
 namespace mart {
 
 namespace {
-
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\r");
-  if (b == std::string::npos) return "";
-  const auto e = s.find_last_not_of(" \t\r");
-  return s.substr(b, e - b + 1);
-}
 
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);

@@ -6,6 +6,13 @@
 
 namespace mart {
 
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  const auto e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
 std::vector<std::string> split_list(const std::string& s, char sep) {
   std::vector<std::string> out;
   std::string cur;

@@ -1,10 +1,13 @@
 #pragma once
-// Comma-separated values in options and list files: the one way every stage splits them.
+// Comma-separated values in options and list files: the one way every stage trims and splits them.
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace mart {
+
+// Without leading and trailing blanks (space, tab, CR, LF).
+std::string trim(const std::string& s);
 
 // Splits "a;b;c" (or with another separator), dropping empty items.
 std::vector<std::string> split_list(const std::string& s, char sep);
