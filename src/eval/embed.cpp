@@ -2,11 +2,13 @@
 
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
@@ -146,9 +148,26 @@ std::unique_ptr<FeatureSource> logmel_stats_source(const audio::FeatureConfig& f
 EmbeddingSet extract(const std::string& data_dir, FeatureSource& source, const dist::World& world) {
   const data::Manifest m = data::load_manifest(data_dir + "/manifest.json");
   std::vector<Part> mine;
-  for (size_t s = static_cast<size_t>(world.rank()); s < m.shards.size(); s += static_cast<size_t>(world.size())) {
+  // Progress on rank 0 (its shards are every world.size()-th, so its share is the job's pace).
+  const auto t0 = std::chrono::steady_clock::now();
+  auto last = t0;
+  const size_t stride = static_cast<size_t>(world.size());
+  const size_t my_total = (m.shards.size() + stride - 1 - static_cast<size_t>(world.rank())) / stride;
+  const double clip_s = static_cast<double>(m.features.clip_samples) / m.features.sample_rate;
+  double audio_s = 0;
+  for (size_t s = static_cast<size_t>(world.rank()); s < m.shards.size(); s += stride) {
     data::ShardReader r(data_dir + "/" + m.shards[s].file, m.features);
     mine.push_back(embed_shard(r, static_cast<int64_t>(s), source));
+    // Crops are the top clips side by side, so crops x clip length is the audio covered.
+    audio_s += static_cast<double>(mine.back().crops.size()) / static_cast<double>(source.dim()) * clip_s;
+    const auto now = std::chrono::steady_clock::now();
+    if (world.is_root() && (now - last > std::chrono::seconds(20) || mine.size() == my_total)) {
+      last = now;
+      const double secs = std::chrono::duration<double>(now - t0).count();
+      const double left = secs / static_cast<double>(mine.size()) * static_cast<double>(my_total - mine.size());
+      spdlog::info("{}: embedded {}/{} of rank 0's shards ({} ranks), {:.2f} h of audio at {:.0f}x real time; ETA {:.0f} s",
+                   source.name(), mine.size(), my_total, world.size(), audio_s / 3600, audio_s / std::max(secs, 1e-9), left);
+    }
   }
   std::vector<Part> all;
   for (const auto& bytes : world.all_gather_bytes(pack(mine)))
