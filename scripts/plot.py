@@ -106,7 +106,7 @@ def curves(run_dir, plt):
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     fig.suptitle(f"mart-train: {os.path.abspath(run_dir)} ({len(steps)} steps)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (3.2 * rows)))  # room for the title above the top row
     out = os.path.join(run_dir, "curves.png")
     save(fig, out)
     return out
@@ -162,7 +162,7 @@ def results(eval_dir, plt):
     seeds = max(len(v) for p in panels.values() for v in p.values())
     fig.suptitle(f"mart-eval: {os.path.abspath(eval_dir)} (mean over up to {seeds} seed(s); "
                  "error bars: standard deviation)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (3.6 * nrows)))  # room for the title above the top row
     out = os.path.join(eval_dir, "results.png")
     save(fig, out)
     return out
