@@ -13,6 +13,7 @@ import sys
 
 COLUMNS = [  # (eval target, task, metric, header)
     ("music", "classification", "accuracy", "real game cls acc"),
+    ("music", "classification", "ROC-AUC", "real game cls ROC"),
     ("demo", "tagging", "ROC-AUC", "demo tag ROC"),
     ("demo", "tagging", "PR-AUC", "demo tag PR"),
     ("demo", "classification", "accuracy", "demo cls acc"),
@@ -39,7 +40,7 @@ def load(study):
         for res in glob.glob(os.path.join(run, "eval-*", "results.json")):
             target = os.path.basename(os.path.dirname(res))[len("eval-"):]
             for r in json.load(open(res)):
-                if r.get("protocol") not in ("", "frozen", None):
+                if r.get("protocol") not in ("", "frozen", "linear", "mlp", None):  # frozen embeddings; not fine-tuning
                     continue
                 model = r["model"]
                 if row != "baselines" and model != "mart":
@@ -58,10 +59,34 @@ def fmt(values):
     return f"{m:.3f} ± {s:.3f}" + (f" (n={len(values)})" if len(values) != 3 else "")
 
 
+def margins(values, ref="mart"):
+    """The reference row minus every other row, per column; '>' marks a margin larger than two
+    standard deviations (the larger of the two rows' spreads over seeds), '<' the same the other way."""
+    if ref not in values:
+        return []
+    out = ["", f"`{ref}` minus each row (mean difference; > / < : more than 2 std of the noisier row):", "",
+           "| row | " + " | ".join(c[3] for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for row, cols in sorted(values.items()):
+        if row == ref:
+            continue
+        cells = []
+        for a, b in zip(values[ref], cols):
+            if not a or not b:
+                cells.append("-")
+                continue
+            d = statistics.fmean(a) - statistics.fmean(b)
+            sd = max(statistics.stdev(a) if len(a) > 1 else 0.0, statistics.stdev(b) if len(b) > 1 else 0.0)
+            mark = " >" if len(a) > 1 and d > 2 * sd else (" <" if len(a) > 1 and -d > 2 * sd else "")
+            cells.append(f"{d:+.3f}{mark}")
+        out.append(f"| {row} | " + " | ".join(cells) + " |")
+    return out
+
+
 def main():
     study, out = sys.argv[1], sys.argv[2]
     table, commands, times = load(study)
     lines = ["| row | " + " | ".join(c[3] for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    values = {}  # row -> [per-seed values per column]
     for (row, model), seeds in sorted(table.items()):
         cells = []
         for target, task, metric, _ in COLUMNS:
@@ -71,7 +96,9 @@ def main():
             if model != "mart" and len(per_seed) == 1:
                 per_seed = list(seeds.values())[0].get((target, task, metric), [])
             cells.append(fmt(per_seed))
+            values.setdefault(row, []).append(per_seed)
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    lines += margins(values)
     lines.append("")
     lines.append("Commands (each row's seeds differ only in SEED):")
     lines.append("")
