@@ -43,8 +43,8 @@ def load(study):
                 if r.get("protocol") not in ("", "frozen", "linear", "mlp", None):  # frozen embeddings; not fine-tuning
                     continue
                 model = r["model"]
-                if row != "baselines" and model != "mart":
-                    continue
+                if (row != "baselines") != (model == "mart"):
+                    continue  # a training row's model, or the baselines row's two baselines
                 key = (row if model == "mart" else model, model)
                 table.setdefault(key, {}).setdefault(seed, {}).setdefault(
                     (target, r["task"], r["metric"]), []).append(r["value"])
