@@ -3,15 +3,8 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <numeric>
-#include <sstream>
 
 #include "mart/audio/decode.h"
 #include "mart/audio/logmel.h"
@@ -19,8 +12,6 @@
 #include "mart/data/shard.h"
 #include "mart/model/mart_model.h"
 #include "mart/run/checkpoint_info.h"
-
-namespace fs = std::filesystem;
 
 namespace mart::eval {
 
