@@ -91,12 +91,11 @@ SndfilePtr open_checked(const std::string& path, SF_INFO* info) {
   return SndfilePtr(f);
 }
 
-// libsndfile's frame count is exact for PCM containers and an estimate for mp3 (and absent for
-// some streams): only trust it to detect truncation where it is exact.
-// Whether the header's frame count is a promise the stream must keep. MP3 gives an estimate. For
-// Ogg, libsndfile's count and what it decodes differ on complete real files (measured on Debian's
-// game music: a count 104 frames past the last page's granule position, or a decode 5806 frames
-// short of it), so Ogg is checked by its own end-of-stream marker instead (ogg_ends_cleanly).
+// Whether libsndfile's frame count is a promise the stream must keep: it is exact for PCM
+// containers and FLAC, an estimate for MP3 (and absent for some streams). For Ogg, the count and
+// what decodes differ on complete real files (measured on Debian's game music: a count 104 frames
+// past the last page's granule position, or a decode 5806 frames short of it), so Ogg is checked
+// by its end-of-stream page instead (ogg_end_problem).
 bool header_frames_exact(const SF_INFO& info) {
   const int major = info.format & SF_FORMAT_TYPEMASK;
   return major != SF_FORMAT_MPEG && major != SF_FORMAT_OGG && info.frames > 0 && info.frames < SF_COUNT_MAX;
