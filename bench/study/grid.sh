@@ -11,7 +11,7 @@ row() { bash "$S" run "$@"; }
 case "$phase" in
   phase1)
     # Seed 1 of MART and its three ablations, and the baselines. "mart" is today's defaults
-    # (separate L_pw term, weight 0.2); "literal" is the paper's eq. 3 as written (L_pw inside).
+    # (separate L_pw term, weight 0.2); "literal" is the paper's eq. 5 as printed (L_pw inside).
     row mart 1
     row literal 1 --model.pw_term inside
     row no-pwt 1 --model.use_pwt false
@@ -36,8 +36,9 @@ case "$phase" in
       row sequential "$seed" --model.pwt_order sequential
       row pw0.05 "$seed" --model.pw_weight 0.05
       row tau0.2 "$seed" --model.tau 0.2
-      row tilde0 "$seed" --eval.embedding tilde0
     done
+    # The downstream vector (eval.embedding hat0|tilde0|levels) needs no training of its own:
+    # evaluate runs/mart/seedS/run again with mart-eval --eval.embedding tilde0 (or levels).
     ;;
   *) sed -n '2,6p' "$0"; exit 2 ;;
 esac
