@@ -10,6 +10,14 @@
 //   overlap/4  the same with 4 MB buckets (a 25 MB bucket holds all of FCN-7, leaving nothing
 //              to overlap)
 // "exposed comm" is the time finalize() adds to the step after backward returns.
+//
+// `mpirun -np N mart-bench-comm sweep [reps]` instead times the bare collectives against message
+// size (4 KiB to 64 MiB of float32 per rank): all_reduce, all_gather (each rank's part is the
+// size), and reduce_scatter (AllGatherWithGrad's backward: the gathered gradient, n x the size,
+// summed over ranks, each keeping its own part). Bandwidths as nccl-tests defines them: algbw = bytes / time, busbw = algbw x
+// 2(n-1)/n for all-reduce and x (n-1)/n for all-gather and reduce-scatter (of n x the size), so busbw is
+// comparable across rank counts and with published NCCL figures. Run it over TCP with
+// `mpirun --mca pml ob1 --mca btl self,tcp ...` (the stand-in for links between nodes).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -102,10 +110,58 @@ void print_row(const Communicator& comm, const char* model, int64_t params, cons
               params * 4 / 1048576.0, mode, r.step_ms, r.backward_ms, r.exposed_ms);
 }
 
+// One collective over message sizes: median of reps after one warm-up, rank 0's clock, every
+// call between barriers (so the slowest rank's arrival is in the time, as on a real step).
+void sweep(Communicator& comm, int reps) {
+  const int n = comm.size();
+  if (comm.rank() == 0) {
+    std::printf("%d ranks, median of %d calls per size, float32, sizes per rank\n", n, reps);
+    std::printf("%-16s %10s %10s %12s %12s\n", "collective", "bytes", "time us", "algbw GB/s",
+                "busbw GB/s");
+  }
+  for (const std::string w : {"all_reduce", "all_gather", "reduce_scatter"}) {
+    for (int64_t bytes = 4096; bytes <= (int64_t{64} << 20); bytes *= 4) {
+      const int64_t elems = bytes / 4;
+      torch::Tensor t = torch::ones({elems});
+      torch::Tensor big = torch::ones({elems * n});
+      std::vector<double> us;
+      for (int r = 0; r <= reps; ++r) {
+        comm.barrier();
+        const auto t0 = Clock::now();
+        if (w == "all_reduce") {
+          comm.all_reduce(t);
+        } else if (w == "all_gather") {
+          torch::Tensor g = comm.all_gather(t);
+          if (g.numel() != elems * n) std::abort();
+        } else {
+          torch::Tensor own = comm.reduce_scatter(big);
+          if (own.numel() != elems) std::abort();
+        }
+        if (r > 0) us.push_back(ms_since(t0) * 1000.0);
+      }
+      const double med = median(us);
+      // all_reduce's tensor is the size; all_gather's output and reduce_scatter's input n x it.
+      const bool ar = w == "all_reduce";
+      const double moved = ar ? bytes : static_cast<double>(bytes) * n;
+      const double factor = ar ? 2.0 * (n - 1.0) / n : (n - 1.0) / n;
+      const double algbw = moved / (med * 1e-6) / 1e9;
+      if (comm.rank() == 0)
+        std::printf("%-16s %10lld %10.1f %12.3f %12.3f\n", w.c_str(), static_cast<long long>(bytes), med,
+                    algbw, algbw * factor);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   mart::dist::World world(&argc, &argv);
+  if (argc > 1 && std::string(argv[1]) == "sweep") {
+    torch::set_num_threads(1);
+    auto comm = mart::dist::make_communicator(world, torch::kCPU);
+    sweep(*comm, argc > 2 ? std::atoi(argv[2]) : 9);
+    return 0;
+  }
   const int steps = argc > 1 ? std::atoi(argv[1]) : 7;
   const int batch = argc > 2 ? std::atoi(argv[2]) : 64;
   torch::set_num_threads(1);
