@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <algorithm>
 #include <map>
+#include <numeric>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -302,6 +303,30 @@ class UnitCounter {
   MPI_Win win_;
 };
 
+// Longest first: the counter hands out units in order of decreasing input bytes, so a job's tail
+// is a small unit rather than the long tracks that happened to sort last. Bytes stand in for
+// decode and feature time. Rank 0 measures and broadcasts: every rank must walk the
+// same order, even if a file changes meanwhile. Shard names keep the unit index.
+std::vector<int64_t> unit_order(const std::vector<TrackEntry>& tracks, int64_t unit_tracks, MPI_Comm comm,
+                                bool root) {
+  const int64_t units = (static_cast<int64_t>(tracks.size()) + unit_tracks - 1) / unit_tracks;
+  std::vector<int64_t> order(static_cast<size_t>(units));
+  if (root) {
+    std::vector<uintmax_t> bytes(order.size(), 0);
+    for (size_t i = 0; i < tracks.size(); ++i) {
+      std::error_code ec;
+      const uintmax_t b = fs::file_size(tracks[i].path, ec);
+      if (!ec) bytes[i / static_cast<size_t>(unit_tracks)] += b;  // an unreadable file fails later
+    }
+    std::iota(order.begin(), order.end(), int64_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      return bytes[static_cast<size_t>(a)] > bytes[static_cast<size_t>(b)];
+    });
+  }
+  if (units > 0) MPI_CHECK(MPI_Bcast(order.data(), static_cast<int>(units), MPI_INT64_T, 0, comm));
+  return order;
+}
+
 // Before any work: is --output empty, a compatible run (needs --resume), or another run?
 void check_output(const PreprocessOptions& o, uint64_t hash) {
   const std::string state = o.output + "/" + kStateFile;
@@ -425,11 +450,13 @@ int run(app::StageContext& ctx) {
     if (!empty.empty()) spdlog::warn("{}", empty);
   }
 
+  const std::vector<int64_t> order = unit_order(tracks, o.unit_tracks, world.comm(), world.is_root());
   UnitCounter counter(world.comm());
   const auto t0 = std::chrono::steady_clock::now();
   double my_audio = 0;
   int64_t my_units = 0, my_tracks = 0, skipped = 0;
-  for (int64_t unit = counter.next(); unit < units; unit = counter.next()) {
+  for (int64_t drawn = counter.next(); drawn < units; drawn = counter.next()) {
+    const int64_t unit = order[static_cast<size_t>(drawn)];
     UnitRecord rec;
     if (load_record(o.output, unit, o.features, &rec)) {
       ++skipped;
@@ -441,12 +468,14 @@ int run(app::StageContext& ctx) {
     my_tracks += rec.tracks + static_cast<int64_t>(rec.failures.size());
     ++my_units;
     if (world.is_root()) {
-      // Units are handed out in order, so the unit index is the job's progress.
+      // Units are handed out one counter value at a time, so the value drawn is the job's progress
+      // (the ETA assumes the units left are as long as the mean so far; they are shorter).
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double started = static_cast<double>(unit + 1);
+      const double started = static_cast<double>(drawn + 1);
       // x real time: seconds of audio per second of wall time (rank 0's; the job's is about
       // that times the ranks).
-      spdlog::info("unit {}/{} done; rank 0 did {} tracks at {:.1f}x real time; ETA {:.0f} s", unit + 1, units,
+      spdlog::info("{}/{} units started, unit {} done; rank 0 did {} tracks at {:.1f}x real time; ETA {:.0f} s",
+                   drawn + 1, units, unit,
                    my_tracks, my_audio / s, s / started * (static_cast<double>(units) - started));
     }
   }
