@@ -67,11 +67,12 @@ std::pair<int, int> choose_views(uint64_t seed, uint64_t epoch, const dist::Crop
 }
 
 Prefetcher::Prefetcher(const TrainingData& data, dist::DistributedSampler sampler, uint64_t seed, int depth,
-                       int64_t batches, int64_t crop_offset)
+                       int64_t batches, int64_t crop_offset, bool repeat_first)
     : data_(data),
       sampler_(std::move(sampler)),
       seed_(seed),
       crop_offset_(crop_offset),
+      repeat_first_(repeat_first),
       depth_(static_cast<size_t>(depth)), remaining_(batches) {
   thread_ = std::thread([this] { loop(); });
 }
@@ -89,6 +90,7 @@ void Prefetcher::loop() {
   const auto& f = data_.features();
   const size_t clip = static_cast<size_t>(f.n_mels) * static_cast<size_t>(f.frames);
   const size_t hier = clip * static_cast<size_t>(f.clips_total());
+  CropBatch first;  // repeat_first_: the data every later batch copies
   try {
     while (remaining_ > 0) {
       {
@@ -103,9 +105,15 @@ void Prefetcher::loop() {
       b.index = sampler_.state().batch;
       const auto items = sampler_.next_batch();
       b.size = static_cast<int64_t>(items.size());
-      b.view_a.resize(items.size() * clip);
-      b.view_b.resize(items.size() * hier);
-      for (size_t i = 0; i < items.size(); ++i) {
+      const bool copy = repeat_first_ && first.size == b.size;  // a last, smaller batch is read
+      if (copy) {
+        b.view_a = first.view_a;
+        b.view_b = first.view_b;
+      } else {
+        b.view_a.resize(items.size() * clip);
+        b.view_b.resize(items.size() * hier);
+      }
+      for (size_t i = 0; i < items.size() && !copy; ++i) {
         const auto [va, vb] = choose_views(seed_, b.epoch, items[i], f.views);
         const uint32_t start_a =
             choose_start_a(seed_, b.epoch, items[i], data_.crop_starts().at(items[i].track), crop_offset_);
@@ -117,6 +125,7 @@ void Prefetcher::loop() {
         }
       }
       b.read_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (repeat_first_ && first.size == 0) first = b;
       --remaining_;
       {
         std::lock_guard<std::mutex> lk(mu_);

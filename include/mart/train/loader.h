@@ -62,9 +62,11 @@ struct CropBatch {
 class Prefetcher {
  public:
   // Starts at the sampler's current state and stops after `batches` batches; view A starts at
-  // most `crop_offset` top-level hops away from view B (choose_start_a).
+  // most `crop_offset` top-level hops away from view B (choose_start_a). `repeat_first`: only
+  // the first batch is read; the later ones are copies of its data (the sampler still advances,
+  // so epoch and index are those of a normal run): the loader's cost, taken out, for benchmarks.
   Prefetcher(const TrainingData& data, dist::DistributedSampler sampler, uint64_t seed, int depth, int64_t batches,
-             int64_t crop_offset = 0);
+             int64_t crop_offset = 0, bool repeat_first = false);
   ~Prefetcher();
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
@@ -77,6 +79,7 @@ class Prefetcher {
   dist::DistributedSampler sampler_;
   uint64_t seed_;
   int64_t crop_offset_;
+  bool repeat_first_;
   size_t depth_;
   int64_t remaining_;
   std::deque<CropBatch> queue_;
