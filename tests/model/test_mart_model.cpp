@@ -109,6 +109,37 @@ TEST(FcnEncoder, PoolingStopsAtOneAndOutputIsDim) {
   EXPECT_TRUE(close(encoder(x.narrow(0, 2, 1)), encoder(x).narrow(0, 2, 1)));
 }
 
+// The block computes max-pool before ReLU (cheaper); it must be the paper's conv -> BN -> ReLU ->
+// pool exactly: the same output bytes and the same gradients for input and every parameter, in
+// training mode (batch statistics), including windows whose four values are all negative, sides
+// that are no longer pooled (7 -> 3 -> 1), and ties.
+TEST(FcnBlock, PoolThenReluIsTheSameBlock) {
+  torch::manual_seed(3);
+  for (const auto& shape : {std::vector<int64_t>{4, 3, 8, 8}, std::vector<int64_t>{2, 3, 7, 1}}) {
+    FcnBlock block(3, 5);
+    block->train();
+    auto x0 = torch::randn(shape);
+    // A constant patch wider than the kernel: equal conv outputs inside it, so windows with ties.
+    x0.select(0, 0).narrow(1, 0, 5).narrow(2, 0, std::min<int64_t>(5, shape[3])).fill_(0.5);
+    auto x = x0.clone().requires_grad_(true), x_ref = x0.clone().requires_grad_(true);
+    const auto out = block(x);
+    auto& b = *block;
+    const auto ref = fcn_max_pool(torch::relu(b.bn(b.conv(x_ref))));
+    ASSERT_TRUE(torch::equal(out, ref));
+    EXPECT_GT((out == 0).sum().item<int64_t>(), 0) << "no all-negative window: the case is untested";
+    const auto w = torch::randn(out.sizes());
+    std::vector<torch::Tensor> grads;
+    (out * w).sum().backward();
+    for (const auto& p : block->parameters()) grads.push_back(p.grad().clone());
+    const auto gx = x.grad().clone();
+    block->zero_grad();
+    (ref * w).sum().backward();
+    EXPECT_TRUE(torch::equal(gx, x_ref.grad()));
+    size_t i = 0;
+    for (const auto& p : block->parameters()) EXPECT_TRUE(torch::equal(grads[i++], p.grad())) << p.sizes();
+  }
+}
+
 // ---- the transformer of eqs. (1)-(2) ----
 
 // MultiHead(Q, C, C) written per head with explicit weight slices.
