@@ -1,7 +1,9 @@
 // mart-bench-model: one MART training step (forward, backward, Adam) on CPU, in C++ and in Python
 // (bench/model/mart_step.py, the same architecture on the same LibTorch), split into encoder,
 // part-whole transformer + head, and loss. Each (implementation, batch) runs in its own process,
-// so the peak RSS reported is that configuration's own.
+// so the peak RSS reported is that configuration's own. The C++ step runs twice: with the CPU
+// allocator mart-train installs (huge pages for large blocks, mart/run/cpu_allocator.h) and with
+// LibTorch's default (glibc), so the allocator's share is measured in the same run.
 #include <sys/resource.h>
 #include <unistd.h>
 #include <torch/torch.h>
@@ -21,6 +23,7 @@
 #include "mart/core/error.h"
 #include "mart/loss/hierarchical_contrastive_loss.h"
 #include "mart/model/mart_model.h"
+#include "mart/run/cpu_allocator.h"
 
 namespace {
 
@@ -31,6 +34,7 @@ struct Args {
   std::vector<int> batches{8, 16, 48};
   int n_mels = 128, frames = 128, threads = 2, warmup = 1, reps = 3;
   int worker_batch = 0;  // > 0: run the C++ step at this batch and print one JSON line
+  int huge_pages = 1;    // the worker's allocator: 1 mart-train's, 0 LibTorch's default
   std::string python = "/usr/bin/python3";
   std::string script = MART_SOURCE_DIR "/bench/model/mart_step.py";
 };
@@ -57,11 +61,13 @@ Args parse_args(int argc, char** argv) {
     else if (k == "--warmup") a.warmup = std::stoi(value());
     else if (k == "--reps") a.reps = std::stoi(value());
     else if (k == "--worker-batch") a.worker_batch = std::stoi(value());
+    else if (k == "--huge-pages") a.huge_pages = std::stoi(value());
     else if (k == "--python") a.python = value();
     else if (k == "--script") a.script = value();
     else {
       std::cout << "usage: mart-bench-model [--batches 8,16,48] [--n-mels 128] [--frames 128]\n"
-                   "  [--threads 2] [--warmup 1] [--reps 3] [--python /usr/bin/python3] [--script mart_step.py]\n";
+                   "  [--threads 2] [--warmup 1] [--reps 3] [--python /usr/bin/python3] [--script mart_step.py]\n"
+                   "  (--worker-batch B --huge-pages 0|1: one C++ worker, one JSON line)\n";
       std::exit(k == "--help" ? 0 : 2);
     }
   }
@@ -95,6 +101,7 @@ int64_t count(const std::vector<torch::Tensor>& ps) {
 
 // One C++ configuration; the same staged step as mart_step.py's bench().
 json run_worker(const Args& a) {
+  if (a.huge_pages) mart::run::use_huge_page_cpu_allocator();
   at::set_num_threads(a.threads);
   torch::manual_seed(0);
   mart::model::ModelOptions o;
@@ -166,25 +173,33 @@ json run_child(const std::string& cmd) {
   return json::parse(last_line == std::string::npos ? out : out.substr(last_line + 1));
 }
 
-void print_table(const Args& a, const std::vector<std::pair<json, json>>& rows) {
+struct Row {
+  json cpp, cpp_glibc, py;
+};
+
+void print_table(const Args& a, const std::vector<Row>& rows) {
   std::printf("MART training step, CPU, %d threads, n_mels %d x T %d, N=4 M=2 (15 clips + 1 view-A clip "
               "per instance), median of %d steps after %d warm-up\n",
               a.threads, a.n_mels, a.frames, a.reps, a.warmup);
-  std::printf("| batch | part        | C++ s   | Python s | C++/Python |\n");
-  std::printf("|------:|-------------|--------:|---------:|-----------:|\n");
-  for (const auto& [cpp, py] : rows)
+  std::printf("C++: mart-train's CPU allocator (huge pages for blocks >= 4 MiB); C++ glibc: LibTorch's "
+              "default allocator; THP %s\n",
+              mart::run::huge_pages_available() ? "available on madvise" : "off (huge pages refused)");
+  std::printf("| batch | part        | C++ s   | C++ glibc s | Python s | C++/Python | C++ glibc/Python |\n");
+  std::printf("|------:|-------------|--------:|------------:|---------:|-----------:|-----------------:|\n");
+  for (const auto& r : rows)
     for (const char* part : {"encoder", "transformer", "loss", "optimizer", "total"}) {
-      const double c = cpp["median_s"][part], p = py["median_s"][part];
-      std::printf("| %5d | %-11s | %7.3f | %8.3f | %10.2f |\n", cpp["batch"].get<int>(), part, c, p, c / p);
+      const double c = r.cpp["median_s"][part], g = r.cpp_glibc["median_s"][part], p = r.py["median_s"][part];
+      std::printf("| %5d | %-11s | %7.3f | %11.3f | %8.3f | %10.2f | %16.2f |\n", r.cpp["batch"].get<int>(), part,
+                  c, g, p, c / p, g / p);
     }
-  std::printf("\n| batch | C++ peak RSS MiB | Python peak RSS MiB | C++/Python |\n");
-  std::printf("|------:|-----------------:|--------------------:|-----------:|\n");
-  for (const auto& [cpp, py] : rows) {
-    const double c = cpp["peak_rss_mib"], p = py["peak_rss_mib"];
-    std::printf("| %5d | %16.0f | %19.0f | %10.2f |\n", cpp["batch"].get<int>(), c, p, c / p);
+  std::printf("\n| batch | C++ peak RSS MiB | C++ glibc | Python peak RSS MiB | C++/Python |\n");
+  std::printf("|------:|-----------------:|----------:|--------------------:|-----------:|\n");
+  for (const auto& r : rows) {
+    const double c = r.cpp["peak_rss_mib"], g = r.cpp_glibc["peak_rss_mib"], p = r.py["peak_rss_mib"];
+    std::printf("| %5d | %16.0f | %9.0f | %19.0f | %10.2f |\n", r.cpp["batch"].get<int>(), c, g, p, c / p);
   }
-  const auto& pc = rows.front().first["params"];
-  const auto& pp = rows.front().second["params"];
+  const auto& pc = rows.front().cpp["params"];
+  const auto& pp = rows.front().py["params"];
   std::printf("\nparameters (C++ / Python): total %lld / %lld, encoder %lld / %lld, transformer %lld / %lld, "
               "head %lld / %lld\n",
               pc["total"].get<long long>(), pp["total"].get<long long>(), pc["encoder"].get<long long>(),
@@ -206,14 +221,18 @@ int main(int argc, char** argv) try {
          << " --warmup " << a.warmup << " --reps " << a.reps;
   // Resolved here: inside popen's shell, /proc/self/exe would be the shell.
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  std::vector<std::pair<json, json>> rows;
+  std::vector<Row> rows;
   for (int b : a.batches) {
     const std::string bs = " --batch " + std::to_string(b);
+    const std::string worker = self + " --worker-batch " + std::to_string(b) + common.str();
+    Row r;
     std::cerr << "batch " << b << ": C++ ..." << std::endl;
-    const json cpp = run_child(self + " --worker-batch " + std::to_string(b) + common.str());
+    r.cpp = run_child(worker + " --huge-pages 1");
     std::cerr << "batch " << b << ": Python ..." << std::endl;
-    const json py = run_child(a.python + " " + a.script + " bench" + bs + common.str());
-    rows.emplace_back(cpp, py);
+    r.py = run_child(a.python + " " + a.script + " bench" + bs + common.str());
+    std::cerr << "batch " << b << ": C++ with glibc's allocator ..." << std::endl;
+    r.cpp_glibc = run_child(worker + " --huge-pages 0");
+    rows.push_back(r);
   }
   print_table(a, rows);
   return 0;

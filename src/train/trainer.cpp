@@ -22,6 +22,7 @@
 #include "mart/dist/gradient_reducer.h"
 #include "mart/run/autocast.h"
 #include "mart/run/checkpoint.h"
+#include "mart/run/cpu_allocator.h"
 #include "mart/run/step.h"
 #include "mart/train/augment.h"
 #include "mart/train/loader.h"
@@ -71,6 +72,7 @@ int run(app::StageContext& ctx) {
   install_preemption_handlers();
   const int threads = dist::threads_per_rank(world, o.threads);
   at::set_num_threads(threads);
+  if (o.huge_pages) run::use_huge_page_cpu_allocator();  // before the model and the first batch
   torch::Device device(torch::kCPU);
   if (o.device == "cuda") {
     if (!torch::cuda::is_available())
@@ -143,7 +145,8 @@ int run(app::StageContext& ctx) {
 
   std::ofstream metrics;
   if (world.is_root()) metrics.open(o.run + "/metrics.jsonl", std::ios::app);
-  Prefetcher loader(data, sampler, o.seed, o.prefetch, total_steps - state.step, offset_hops(o.crop_offset_s, f));
+  Prefetcher loader(data, sampler, o.seed, o.prefetch, total_steps - state.step, offset_hops(o.crop_offset_s, f),
+                    o.repeat_first_batch);
   const LogMelAugmenter augment(o.augment, f, o.seed);
   const int64_t clips = f.clips_total();
   auto checkpoint = [&] {

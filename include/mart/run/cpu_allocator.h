@@ -1,0 +1,28 @@
+#pragma once
+// Large CPU tensors on transparent huge pages.
+//
+// A training step at the paper's shape allocates and frees gigabytes of activations. glibc
+// serves every block above 32 MiB with a fresh mmap, and the kernel faults it in 4 KiB at a time:
+// ~1.8 million page faults per encoder step at batch 4, and on the development VM that was 30%
+// of the step. This allocator maps blocks of `threshold` bytes and more itself, asks for huge
+// pages (madvise MADV_HUGEPAGE: 512x fewer faults where the kernel's THP mode is "madvise" or
+// "always"; nothing changes where it is "never") and unmaps them on free, like glibc: the peak
+// memory stays what it was. Smaller blocks go to LibTorch's default CPU allocator.
+// Measurements: docs/model.md ("Where the step's time goes").
+#include <cstddef>
+
+namespace mart::run {
+
+// Installs the allocator for every CPU tensor allocated after the call (c10::SetAllocator with
+// a priority above the default's). Idempotent; the threshold of the first call holds.
+void use_huge_page_cpu_allocator(size_t threshold = size_t{4} << 20);
+
+// The length mapped for a live block of this allocator starting at p (whole 2 MiB pages), or 0
+// for any other pointer: a small block, a freed one, memory of another allocator.
+size_t huge_page_block_length(const void* p);
+
+// Whether the kernel grants huge pages on madvise ("always" or "madvise" in
+// /sys/kernel/mm/transparent_hugepage/enabled): for the log line.
+bool huge_pages_available();
+
+}  // namespace mart::run

@@ -1,0 +1,102 @@
+#include "mart/run/cpu_allocator.h"
+
+#include <c10/core/Allocator.h>
+#include <c10/core/CPUAllocator.h>
+#include <sys/mman.h>
+
+#include <fstream>
+#include <mutex>
+#include <new>
+#include <string>
+#include <unordered_map>
+
+namespace mart::run {
+
+namespace {
+
+constexpr size_t kHugePage = size_t{2} << 20;
+
+// The lengths of the blocks mapped here, by address. One deleter for both kinds of block, with
+// the data pointer as its context: LibTorch's raw_allocate/raw_deallocate (oneDNN's scratch
+// memory goes through them) need exactly that.
+std::mutex mapped_mu;
+std::unordered_map<void*, size_t>& mapped() {
+  static auto* m = new std::unordered_map<void*, size_t>;  // never destroyed: frees at exit need it
+  return *m;
+}
+c10::DeleterFnPtr small_free = nullptr;
+
+void free_block(void* p) {
+  if (!p) return;
+  size_t length = 0;
+  {
+    std::lock_guard<std::mutex> lock(mapped_mu);
+    auto it = mapped().find(p);
+    if (it != mapped().end()) {
+      length = it->second;
+      mapped().erase(it);
+    }
+  }
+  if (length) {
+    munmap(p, length);
+  } else {
+    small_free(p);
+  }
+}
+
+class HugePageAllocator final : public c10::Allocator {
+ public:
+  HugePageAllocator(c10::Allocator* small, size_t threshold) : small_(small), threshold_(threshold) {}
+
+  c10::DataPtr allocate(size_t n) const override {
+    const c10::Device cpu(c10::DeviceType::CPU);
+    if (n < threshold_) {
+      void* p = small_->raw_allocate(n);
+      return {p, p, &free_block, cpu};
+    }
+    // Whole huge pages: THP backs only 2 MiB-aligned ranges, and mmap's address is merely
+    // page-aligned, so the first and last partial huge page of a block may stay 4 KiB.
+    const size_t length = (n + kHugePage - 1) / kHugePage * kHugePage;
+    void* p = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    madvise(p, length, MADV_HUGEPAGE);  // advice: refused (THP "never"), nothing else changes
+    {
+      std::lock_guard<std::mutex> lock(mapped_mu);
+      mapped()[p] = length;
+    }
+    return {p, p, &free_block, cpu};
+  }
+
+  c10::DeleterFnPtr raw_deleter() const override { return &free_block; }
+
+ private:
+  c10::Allocator* small_;
+  size_t threshold_;
+};
+
+}  // namespace
+
+void use_huge_page_cpu_allocator(size_t threshold) {
+  static std::once_flag once;
+  std::call_once(once, [threshold] {
+    c10::Allocator* small = c10::GetDefaultCPUAllocator();
+    small_free = small->raw_deleter();
+    static HugePageAllocator allocator(small, threshold);
+    c10::SetAllocator(c10::DeviceType::CPU, &allocator, /*priority=*/1);
+  });
+}
+
+size_t huge_page_block_length(const void* p) {
+  std::lock_guard<std::mutex> lock(mapped_mu);
+  const auto it = mapped().find(const_cast<void*>(p));
+  return it == mapped().end() ? 0 : it->second;
+}
+
+bool huge_pages_available() {
+  std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string line;
+  std::getline(f, line);
+  return line.find("[always]") != std::string::npos || line.find("[madvise]") != std::string::npos;
+}
+
+}  // namespace mart::run

@@ -1,0 +1,82 @@
+// mart-train's CPU allocator: blocks of 4 MiB and more are mmapped in whole 2 MiB pages (advised
+// for huge pages) and unmapped when the tensor dies; smaller ones, and LibTorch's raw
+// allocations (oneDNN's scratch memory), keep working; results do not change.
+#include <c10/core/Allocator.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "mart/run/cpu_allocator.h"
+
+namespace {
+
+using mart::run::huge_page_block_length;
+
+// Whether [p, p + n) lies inside one mapping of /proc/self/maps (the kernel may merge adjacent
+// mappings with the same flags, so a block's own range need not show on its own).
+bool mapped_by_kernel(const void* p, uint64_t n) {
+  std::ifstream maps("/proc/self/maps");
+  const auto want = reinterpret_cast<uintptr_t>(p);
+  for (std::string line; std::getline(maps, line);) {
+    std::istringstream range(line.substr(0, line.find(' ')));
+    uintptr_t start = 0, end = 0;
+    char dash = 0;
+    range >> std::hex >> start >> dash >> end;
+    if (start <= want && want + n <= end) return true;
+  }
+  return false;
+}
+
+TEST(CpuAllocator, LargeBlocksAreWholeHugePageMappingsFreedWithTheirTensor) {
+  torch::manual_seed(0);
+  const auto a = torch::randn({1536, 1024});  // 6 MiB, before the allocator: glibc's
+  const auto b = torch::randn({1024, 700});
+  const auto reference = torch::matmul(a, b);  // 2.7 MiB: small either way
+  mart::run::use_huge_page_cpu_allocator();
+  mart::run::use_huge_page_cpu_allocator();  // idempotent
+  const void* p = nullptr;
+  {
+    auto big = torch::empty({(5 << 20) / 4 + 3});  // 5 MiB and 12 bytes
+    p = big.data_ptr();
+    EXPECT_EQ(huge_page_block_length(p), size_t{6} << 20) << "not mapped here in whole 2 MiB pages";
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 4096, 0u);
+    EXPECT_TRUE(mapped_by_kernel(p, uint64_t{6} << 20));
+    big.fill_(2.5f);
+    EXPECT_EQ(big.sum().item<double>(), 2.5 * double(big.numel()));
+  }
+  EXPECT_EQ(huge_page_block_length(p), 0u) << "the block outlived its tensor";
+  // Small tensors go to the default allocator: not a mapping of their own.
+  const auto small = torch::ones({16});
+  EXPECT_EQ(huge_page_block_length(small.data_ptr()), 0u);
+  // Kernels write into the new blocks and read old (glibc) ones: the same bits.
+  const auto big_a = a.repeat({2, 1});  // 12 MiB, mapped here
+  EXPECT_EQ(huge_page_block_length(big_a.data_ptr()), size_t{12} << 20);
+  EXPECT_EQ(huge_page_block_length(a.data_ptr()), 0u);  // allocated before: glibc's
+  EXPECT_TRUE(torch::equal(torch::matmul(big_a.narrow(0, 0, 1536), b), reference));
+  // A convolution (oneDNN: scratch memory through raw_allocate) and its backward.
+  auto x = torch::randn({8, 16, 64, 64}).requires_grad_(true);
+  auto conv = torch::nn::Conv2d(torch::nn::Conv2dOptions(16, 32, 3).padding(1));
+  conv(x).sum().backward();
+  EXPECT_TRUE(x.grad().defined());
+  EXPECT_TRUE(torch::isfinite(x.grad()).all().item<bool>());
+}
+
+TEST(CpuAllocator, RawAllocateRoundTripsBothKinds) {
+  mart::run::use_huge_page_cpu_allocator();
+  c10::Allocator* alloc = c10::GetAllocator(c10::DeviceType::CPU);
+  for (size_t n : {size_t{100}, size_t{8} << 20}) {
+    void* p = alloc->raw_allocate(n);
+    ASSERT_NE(p, nullptr);
+    static_cast<char*>(p)[0] = 1;
+    static_cast<char*>(p)[n - 1] = 2;
+    EXPECT_EQ(huge_page_block_length(p) != 0, n >= (size_t{4} << 20)) << n;
+    alloc->raw_deallocate(p);
+    EXPECT_EQ(huge_page_block_length(p), 0u) << n;
+  }
+}
+
+}  // namespace
