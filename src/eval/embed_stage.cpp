@@ -19,6 +19,7 @@
 #include "mart/dist/world.h"
 #include "mart/eval/embed_audio.h"
 #include "mart/run/checkpoint_info.h"
+#include "mart/run/cpu_allocator.h"
 
 namespace fs = std::filesystem;
 
@@ -185,6 +186,7 @@ int run_embed(app::StageContext& ctx) {
   const Formats formats = parse_formats(c.get<std::string>("embed.formats"));
   const int threads = dist::threads_per_rank(w, c.get<int>("embed.threads"));
   at::set_num_threads(threads);
+  run::use_huge_page_cpu_allocator();  // as mart-train and mart-eval (mart/run/cpu_allocator.h)
   RunInfo info;
   info.checkpoint = ckpt.dir;
   info.model_canonical = ckpt.model.canonical();
