@@ -49,6 +49,6 @@ print(f"mart-train, {np_} ranks, paper shape (configs/pretrain-paper.ini), globa
       f"steps after the first, {rounds} round(s), modes alternating")
 print(f"{'mode':<8} {'steps':>5} {'step s':>8} {'data wait ms':>13} {'stall':>7}")
 for mode, (n, step, wait) in rows.items():
-    print(f"{mode:<8} {n:>5} {step:>8.3f} {wait * 1e3:>13.2f} {100 * wait / step:>6.2f}%")
+    print(f"{mode:<8} {n:>5} {step:>8.3f} {wait * 1e3:>13.2f} {100 * wait / step:>6.3f}%")
 print(f"step time, loader / memory: {rows['loader'][1] / rows['memory'][1]:.3f}")
 PY

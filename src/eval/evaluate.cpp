@@ -19,12 +19,14 @@
 #include "mart/core/rng.h"
 #include "mart/core/text.h"
 #include "mart/data/manifest.h"
+#include "mart/eval/covers_split.h"
 #include "mart/eval/finetune.h"
 #include "mart/eval/metrics.h"
 #include "mart/eval/retrieval.h"
 #include "mart/model/config.h"
 #include "mart/run/checkpoint.h"
 #include "mart/run/checkpoint_info.h"
+#include "mart/run/cpu_allocator.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -42,6 +44,12 @@ void declare_options(Config& c) {
   c.add<int>("eval.folds", 10, "data without a test split (GTZAN without split lists): every probe and fine-tuning "
              "job runs on each of this many folds, stratified by class and seeded (the report pools folds and seeds); "
              "0: refuse such data", "Tasks");
+  c.add<std::string>("eval.covers_split", "",
+                     "covers: fractions of the works for train/valid/test, e.g. 0.8/0.1/0.1, drawn by work (a work's "
+                     "versions stay on one side) when the data has no split of its own (a covers list without a "
+                     "split column); with a split, the frozen ranking uses the test works only; empty: all works",
+                     "Tasks");
+  c.add<int>("eval.covers_split_seed", 1, "seed of eval.covers_split's draw", "Tasks");
   c.add<std::string>("eval.label_fractions", "1.0", "fractions of the training labels, e.g. 0.01,0.1,1.0", "Tasks");
   c.add<int>("eval.max_epochs", 200, "probe epochs at most", "Tasks");
   c.add<int>("eval.patience", 10, "early-stopping patience (epochs without a better validation loss)", "Tasks");
@@ -333,6 +341,9 @@ std::vector<double> fractions_of(const Config& c, const std::string& key, bool a
 }  // namespace
 
 int run(app::StageContext& ctx) {
+  // mart-train's default: embedding and fine-tuning allocate the same large activations
+  // (mart/run/cpu_allocator.h; the same values, the same peak memory, fewer page faults).
+  run::use_huge_page_cpu_allocator();
   const auto& c = ctx.cfg;
   auto& w = ctx.world;
   const std::string data = c.get<std::string>("data"), out = ctx.run_dir;
@@ -349,6 +360,8 @@ int run(app::StageContext& ctx) {
   const int folds = c.get<int>("eval.folds");
   if (folds < 0 || folds == 1) MART_CONFIG_ERROR("eval.folds must be 0 (no folds) or at least 2, got ", folds);
   if (po.max_epochs < 1 || po.patience < 1) MART_CONFIG_ERROR("eval.max_epochs and eval.patience must be at least 1");
+  const auto covers_fractions = parse_covers_split(c.get<std::string>("eval.covers_split"));
+  const auto covers_seed = static_cast<uint64_t>(c.get<int>("eval.covers_split_seed"));
   const auto fractions = fractions_of(c, "eval.label_fractions", false);
   const auto ft_fractions = fractions_of(c, "eval.finetune_fractions", true);
   FinetuneOptions fo;
@@ -519,16 +532,40 @@ int run(app::StageContext& ctx) {
       collect(tuned, w, &scores);
     }
     // Covers: every track with a cover group queries all others by its track embedding (tracks
-    // without one are only distractors); query blocks spread over ranks.
+    // without one are only distractors); query blocks spread over ranks. With a split by work
+    // (the data's, or eval.covers_split's draw), only the test side is ranked.
     if (std::find(tasks.begin(), tasks.end(), "covers") != tasks.end()) {
+      std::vector<int64_t> all_groups;
+      std::vector<std::string> all_splits;
+      for (const auto& t : e.tracks) all_groups.push_back(t.cover_group), all_splits.push_back(t.split);
+      const CoversSplit cs = covers_split(all_groups, all_splits, covers_fractions, covers_seed);
+      std::vector<size_t> keep;  // the tracks ranked
+      for (size_t i = 0; i < e.tracks.size(); ++i)
+        if (cs.source == CoversSplitSource::none || cs.split[i] == "test") keep.push_back(i);
       std::vector<int64_t> cover_groups;
-      for (const auto& t : e.tracks) cover_groups.push_back(t.cover_group);
+      std::vector<float> kept(keep.size() * static_cast<size_t>(e.dim));
+      for (size_t j = 0; j < keep.size(); ++j) {
+        cover_groups.push_back(all_groups[keep[j]]);
+        std::copy_n(e.track_level[0].data() + keep[j] * static_cast<size_t>(e.dim), e.dim,
+                    kept.data() + j * static_cast<size_t>(e.dim));
+      }
+      if (w.is_root()) {
+        if (cs.source == CoversSplitSource::none)
+          spdlog::info("{}: covers: no split by work: all {} works ranked", e.source, cs.works[2]);
+        else
+          spdlog::info("{}: covers: split by work from {}: {} train / {} valid / {} test works; the {} test-side "
+                       "tracks are ranked", e.source,
+                       cs.source == CoversSplitSource::data ? "the data" : "eval.covers_split (seeded)", cs.works[0],
+                       cs.works[1], cs.works[2], keep.size());
+        if (cs.source == CoversSplitSource::data && covers_fractions)
+          spdlog::warn("{}: covers: the data has its own split by work; eval.covers_split is not used", e.source);
+      }
       const auto ungrouped = std::count_if(cover_groups.begin(), cover_groups.end(), [](int64_t g) { return g < 0; });
       if (w.is_root() && ungrouped > 0)
         spdlog::info("{}: covers: {} of {} tracks have no cover group: neither queries nor answers, ranked as "
                      "distractors", e.source, ungrouped, cover_groups.size());
-      const Embeddings emb{e.track_level[0].data(), e.tracks.size(), static_cast<size_t>(e.dim)};
-      const size_t n = e.tracks.size(), per = (n + static_cast<size_t>(w.size()) - 1) / static_cast<size_t>(w.size());
+      const Embeddings emb{kept.data(), keep.size(), static_cast<size_t>(e.dim)};
+      const size_t n = keep.size(), per = (n + static_cast<size_t>(w.size()) - 1) / static_cast<size_t>(w.size());
       const size_t q0 = std::min(n, per * static_cast<size_t>(w.rank())), q1 = std::min(n, q0 + per);
       json part = json::array();
       for (const auto& q : retrieval_block(emb, cover_groups, q0, q1))

@@ -1,0 +1,87 @@
+#include "mart/eval/covers_split.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "mart/core/error.h"
+#include "mart/core/rng.h"
+#include "mart/core/text.h"
+
+namespace mart::eval {
+
+std::optional<CoversSplitFractions> parse_covers_split(const std::string& text) {
+  const std::string t = trim(text);
+  if (t.empty()) return std::nullopt;
+  const auto bad = [&](const std::string& why) {
+    MART_CONFIG_ERROR("eval.covers_split '", text, "': ", why, "; give three fractions of the works for train, valid "
+                      "and test that sum to 1, e.g. 0.8/0.1/0.1");
+  };
+  std::vector<double> f;
+  for (const auto& part : split_list(t, '/')) {
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(trim(part), &used);
+    } catch (const std::exception&) {
+      bad("'" + part + "' is not a number");
+    }
+    if (used != trim(part).size()) bad("'" + part + "' is not a number");
+    if (!(v >= 0)) bad("a fraction is negative");
+    f.push_back(v);
+  }
+  if (f.size() != 3) bad("expected 3 fractions, got " + std::to_string(f.size()));
+  if (std::abs(f[0] + f[1] + f[2] - 1.0) > 1e-6) bad("the fractions sum to " + std::to_string(f[0] + f[1] + f[2]));
+  if (f[2] <= 0) bad("the test fraction must be above 0");
+  return CoversSplitFractions{f[0], f[1], f[2]};
+}
+
+CoversSplit covers_split(const std::vector<int64_t>& groups, const std::vector<std::string>& splits,
+                         const std::optional<CoversSplitFractions>& fractions, uint64_t seed) {
+  MART_CHECK(groups.size() == splits.size(), "covers_split: ", groups.size(), " groups, ", splits.size(), " splits");
+  CoversSplit out;
+  out.split = splits;
+  std::set<std::string> values;
+  std::map<int64_t, std::string> work_split;  // work -> the split of its first track
+  for (size_t i = 0; i < groups.size(); ++i)
+    if (groups[i] >= 0) {
+      values.insert(splits[i]);
+      work_split.emplace(groups[i], splits[i]);
+    }
+  const auto side = [](const std::string& s) { return s == "train" ? 0 : s == "valid" ? 1 : 2; };
+  if (values.size() > 1) {  // the data's own split: check it never cuts a work
+    for (size_t i = 0; i < groups.size(); ++i)
+      if (groups[i] >= 0 && splits[i] != work_split[groups[i]])
+        MART_CONFIG_ERROR("covers: work ", groups[i], " has versions in both the '", work_split[groups[i]], "' and the '",
+                          splits[i], "' split: a work's versions must all be on one side (give them one split in the "
+                          "list file's split column)");
+    out.source = CoversSplitSource::data;
+    for (const auto& [work, s] : work_split) ++out.works[side(s)];
+    return out;
+  }
+  std::vector<int64_t> works;
+  for (const auto& [work, s] : work_split) works.push_back(work);
+  const auto n = static_cast<int64_t>(works.size());
+  std::map<int64_t, std::string> assigned;
+  if (fractions && n > 0) {
+    Rng rng(seed_of(seed, 0x636f76657273ull /*"covers"*/));
+    rng.shuffle(works);
+    int64_t n_train = std::llround(fractions->train * static_cast<double>(n));
+    int64_t n_valid = std::llround(fractions->valid * static_cast<double>(n));
+    n_train = std::min(n_train, n - 1);  // at least one test work
+    n_valid = std::min(n_valid, n - 1 - n_train);
+    for (int64_t k = 0; k < n; ++k)
+      assigned[works[static_cast<size_t>(k)]] = k < n_train ? "train" : k < n_train + n_valid ? "valid" : "test";
+    out.source = CoversSplitSource::seeded;
+  }
+  for (size_t i = 0; i < groups.size(); ++i) {
+    if (groups[i] < 0) continue;  // a distractor keeps the data's split
+    out.split[i] = out.source == CoversSplitSource::seeded ? assigned[groups[i]] : "test";
+  }
+  for (const auto& [work, s] : work_split)
+    ++out.works[out.source == CoversSplitSource::seeded ? side(assigned[work]) : 2];
+  return out;
+}
+
+}  // namespace mart::eval
