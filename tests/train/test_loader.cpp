@@ -73,16 +73,22 @@ struct Checked {
   int64_t items = 0, moved = 0;
 };
 
-// Reads `batches` batches and checks each item against the shard's own crops.
-Checked check_batches(const train::TrainingData& data, const data::ShardReader& shard, double offset_s, int batches) {
-  const auto& f = data.features();
-  const int64_t hops = train::offset_hops(offset_s, f);
+// The tests' sampler: 1 rank, batch 2, 3 crops per track, at epoch 0.
+dist::DistributedSampler test_sampler(const train::TrainingData& data) {
   dist::SamplerOptions so;
   so.seed = 11;
   so.batch_size = 2;
   so.crops_per_track = 3;
   dist::DistributedSampler sampler(data.crop_starts(), 0, 1, so);
   sampler.set_epoch(0);
+  return sampler;
+}
+
+// Reads `batches` batches and checks each item against the shard's own crops.
+Checked check_batches(const train::TrainingData& data, const data::ShardReader& shard, double offset_s, int batches) {
+  const auto& f = data.features();
+  const int64_t hops = train::offset_hops(offset_s, f);
+  dist::DistributedSampler sampler = test_sampler(data);
   dist::DistributedSampler order = sampler;  // the same items, read here to compare
   train::Prefetcher loader(data, sampler, 5, 2, batches, hops);
   const size_t clip = size_t(f.n_mels * f.frames), hier = clip * size_t(f.clips_total());
@@ -154,12 +160,7 @@ TEST(Loader, RepeatFirstBatchCopiesBatchZeroAndAdvancesTheSampler) {
   const auto c = config();
   const std::string dir = make_run(c);
   const train::TrainingData data(dir, {"train"});
-  dist::SamplerOptions so;
-  so.seed = 11;
-  so.batch_size = 2;
-  so.crops_per_track = 3;
-  dist::DistributedSampler sampler(data.crop_starts(), 0, 1, so);
-  sampler.set_epoch(0);
+  const dist::DistributedSampler sampler = test_sampler(data);
   const int batches = 2 * static_cast<int>(sampler.batches_per_epoch()) + 1;  // crosses epochs
   train::Prefetcher normal(data, sampler, 5, 2, batches);
   train::Prefetcher repeat(data, sampler, 5, 2, batches, 0, true);
