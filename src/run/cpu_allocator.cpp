@@ -2,6 +2,7 @@
 
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
+#include <spdlog/spdlog.h>
 #include <sys/mman.h>
 
 #include <fstream>
@@ -44,11 +45,19 @@ void free_block(void* p) {
   }
 }
 
+#if defined(MART_C10_ALLOCATE_CONST) || defined(MART_C10_ALLOCATE_COPY_DATA)
+#define MART_HUGE_PAGE_ALLOCATOR 1
+#ifdef MART_C10_ALLOCATE_CONST  // LibTorch 1.x (src/run/CMakeLists.txt probes which)
+#define MART_ALLOCATE_CONST const
+#else
+#define MART_ALLOCATE_CONST
+#endif
+
 class HugePageAllocator final : public c10::Allocator {
  public:
   HugePageAllocator(c10::Allocator* small, size_t threshold) : small_(small), threshold_(threshold) {}
 
-  c10::DataPtr allocate(size_t n) const override {
+  c10::DataPtr allocate(size_t n) MART_ALLOCATE_CONST override {
     const c10::Device cpu(c10::DeviceType::CPU);
     if (n < threshold_) {
       void* p = small_->raw_allocate(n);
@@ -68,15 +77,29 @@ class HugePageAllocator final : public c10::Allocator {
   }
 
   c10::DeleterFnPtr raw_deleter() const override { return &free_block; }
+#ifdef MART_C10_ALLOCATE_COPY_DATA
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+#endif
 
  private:
   c10::Allocator* small_;
   size_t threshold_;
 };
+#endif
 
 }  // namespace
 
 void use_huge_page_cpu_allocator(size_t threshold) {
+#ifndef MART_HUGE_PAGE_ALLOCATOR
+  (void)threshold;
+  static std::once_flag told;
+  std::call_once(told, [] {
+    spdlog::warn("this LibTorch's c10::Allocator interface is not one mart knows: large CPU tensors stay on "
+                 "LibTorch's default allocator (no huge pages)");
+  });
+#else
   static std::once_flag once;
   std::call_once(once, [threshold] {
     c10::Allocator* small = c10::GetDefaultCPUAllocator();
@@ -84,6 +107,7 @@ void use_huge_page_cpu_allocator(size_t threshold) {
     static HugePageAllocator allocator(small, threshold);
     c10::SetAllocator(c10::DeviceType::CPU, &allocator, /*priority=*/1);
   });
+#endif
 }
 
 size_t huge_page_block_length(const void* p) {

@@ -8,7 +8,9 @@
 // pages (madvise MADV_HUGEPAGE: 512x fewer faults where the kernel's THP mode is "madvise" or
 // "always"; nothing changes where it is "never") and unmaps them on free, like glibc: the peak
 // memory stays what it was. Smaller blocks go to LibTorch's default CPU allocator.
-// Measurements: docs/model.md ("Where the step's time goes").
+// Measurements: docs/model.md ("Where the step's time goes"). c10::Allocator's interface differs
+// between LibTorch 1.x and 2.x; src/run/CMakeLists.txt probes which one this build has, and with
+// an unknown one the call only warns (the default allocator stays).
 #include <cstddef>
 
 namespace mart::run {
