@@ -126,6 +126,8 @@ struct ShardReader::Impl {
   std::vector<std::vector<h5::Dataset>> mel;          // [view][stored level index]
   std::vector<std::vector<int64_t>> offsets;          // [stored level index][tracks + 1]
   std::vector<ShardTrack> tracks;
+  int cqt_bins = 0;                  // features.cqt: the /cqt group's columns
+  std::vector<int64_t> cqt_offsets;  // [tracks + 1]
 
   size_t level_index(int level) const {
     for (size_t i = 0; i < levels.size(); ++i)
@@ -135,6 +137,7 @@ struct ShardReader::Impl {
   }
   void load_metadata();
   void load_levels();
+  void load_cqt();
   void check_track(int64_t t) const {
     MART_CHECK(t >= 0 && t < static_cast<int64_t>(tracks.size()), "track ", t, " outside [0, ",
                tracks.size(), ") in shard '", path, "'");
@@ -216,6 +219,19 @@ void ShardReader::Impl::load_levels() {
   }
 }
 
+void ShardReader::Impl::load_cqt() {
+  h5::Lock lock;
+  const hid_t f = file.get();
+  if (!h5::exists(f, "/cqt/data")) return;
+  h5::Dataset d(H5_CHECK(H5Dopen2(f, "/cqt/data", H5P_DEFAULT)));
+  const auto shape = h5::dims(d.get());
+  cqt_offsets = h5::read_array<int64_t>(f, "/cqt/offsets");
+  MART_CHECK(shape.size() == 2 && shape[1] > 0 && cqt_offsets.size() == tracks.size() + 1 && cqt_offsets.front() == 0 &&
+                 cqt_offsets.back() == static_cast<int64_t>(shape[0]),
+             "shard '", path, "': /cqt/offsets do not match /cqt/data's rows");
+  cqt_bins = static_cast<int>(shape[1]);
+}
+
 void ShardReader::Impl::read_rows(int view, size_t li, int64_t first, int64_t rows, int64_t track,
                                   std::vector<uint16_t>& out, int64_t stride) const {
   h5::Lock lock;
@@ -252,6 +268,7 @@ ShardReader::ShardReader(const std::string& path, const audio::FeatureConfig& ex
   try {
     s.load_metadata();
     s.load_levels();
+    s.load_cqt();
   } catch (const ConfigError&) {
     throw;
   } catch (const Error& e) {
@@ -391,6 +408,29 @@ void ShardReader::verify_all() const {
     for (size_t li = 0; li < s.levels.size(); ++li)
       for (size_t t = 0; t < s.tracks.size(); ++t)
         s.read_rows(v, li, s.offsets[li][t], s.offsets[li][t + 1] - s.offsets[li][t], static_cast<int64_t>(t), halves);
+  for (size_t t = 0; s.cqt_bins > 0 && t < s.tracks.size(); ++t) track_cqt(static_cast<int64_t>(t));
+}
+
+int ShardReader::cqt_bins() const { return impl_->cqt_bins; }
+
+std::vector<float> ShardReader::track_cqt(int64_t track) const {
+  const Impl& s = *impl_;
+  s.check_track(track);
+  MART_CHECK(s.cqt_bins > 0, "shard '", s.path, "' stores no constant-Q (preprocess with --features.cqt true)");
+  const auto first = static_cast<hsize_t>(s.cqt_offsets[static_cast<size_t>(track)]);
+  const auto rows = static_cast<hsize_t>(s.cqt_offsets[static_cast<size_t>(track) + 1]) - first;
+  const hsize_t cols = static_cast<hsize_t>(s.cqt_bins);
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  if (rows == 0) return out;
+  h5::Lock lock;
+  h5::Dataset d(H5_CHECK(H5Dopen2(s.file.get(), "/cqt/data", H5P_DEFAULT)));
+  h5::Dataspace file_space(H5_CHECK(H5Dget_space(d.get())));
+  const hsize_t offset[2] = {first, 0}, count[2] = {rows, cols};
+  H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset, nullptr, count, nullptr));
+  h5::Dataspace mem_space(H5_CHECK(H5Screate_simple(2, count, nullptr)));
+  if (H5Dread(d.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, out.data()) < 0)
+    damaged(s.path, "/cqt/data", h5_error_string(), " rows of track '" + s.tracks[static_cast<size_t>(track)].id + "'");
+  return out;
 }
 
 }  // namespace mart::data

@@ -88,6 +88,10 @@ struct ShardWriter::Impl {
   std::vector<int32_t> classes;
   std::vector<uint8_t> tags;  // [tracks, n_tags]
   std::vector<uint16_t> halves;
+  int cqt_bins = 0;                     // 0: no constant-Q stored
+  std::string cqt_about;                // its parameters, as the root attribute cqt_params
+  std::vector<float> cqt;               // [rows, cqt_bins], all tracks (small: kept until finish)
+  std::vector<int64_t> cqt_offsets{0};  // [tracks + 1] once every track has its block
   bool finished = false;
   bool broken = false;  // an append failed part-way: the datasets may disagree, never finish
 
@@ -225,6 +229,25 @@ void ShardWriter::add_track(const TrackMeta& meta,
   add_track(meta, views);
 }
 
+void ShardWriter::store_cqt(int bins, const std::string& about) {
+  Impl& s = *impl_;
+  MART_CHECK(bins > 0, "store_cqt: ", bins, " bins");
+  MART_CHECK(s.ids.empty() && s.cqt_bins == 0, "store_cqt must come once, before the first add_track");
+  s.cqt_bins = bins;
+  s.cqt_about = about;
+}
+
+void ShardWriter::add_cqt(const std::vector<float>& cqt) {
+  Impl& s = *impl_;
+  MART_CHECK(s.cqt_bins > 0, "add_cqt without store_cqt on shard '", s.path, "'");
+  MART_CHECK(s.cqt_offsets.size() == s.ids.size(), "add_cqt must follow its track's add_track (shard '", s.path,
+             "': ", s.ids.size(), " tracks, ", s.cqt_offsets.size() - 1, " constant-Q blocks)");
+  MART_CHECK(cqt.size() % static_cast<size_t>(s.cqt_bins) == 0, "a constant-Q block of ", cqt.size(),
+             " floats is not a whole number of ", s.cqt_bins, "-bin rows");
+  s.cqt.insert(s.cqt.end(), cqt.begin(), cqt.end());
+  s.cqt_offsets.push_back(static_cast<int64_t>(s.cqt.size() / static_cast<size_t>(s.cqt_bins)));
+}
+
 void ShardWriter::Impl::write_metadata() {
   h5::Lock lock;
   const hid_t f = file.get();
@@ -246,6 +269,15 @@ void ShardWriter::Impl::write_metadata() {
   h5::write_array(f, "/labels/class", classes, {}, sum);
   h5::write_strings(f, "/labels/class_names", labels.class_names);
   h5::write_array(f, "/labels/cover_group", cover, {}, sum);
+  if (cqt_bins > 0) {
+    MART_CHECK(cqt_offsets.size() == ids.size() + 1, "shard '", path, "': ", ids.size(), " tracks but ",
+               cqt_offsets.size() - 1, " constant-Q blocks");
+    h5::create_group(f, "/cqt");
+    h5::write_array(f, "/cqt/data", cqt, {static_cast<hsize_t>(cqt_offsets.back()), static_cast<hsize_t>(cqt_bins)},
+                    sum);
+    h5::write_array(f, "/cqt/offsets", cqt_offsets, {}, sum);
+    h5::write_attr(f, "cqt_params", cqt_about);
+  }
   h5::write_attr(f, "track_count", static_cast<int64_t>(ids.size()));
   // Written last: a reader that finds it knows every dataset above is whole.
   h5::write_attr(f, "complete", int64_t{1});

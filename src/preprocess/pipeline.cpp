@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "mart/audio/cqt.h"
 #include "mart/audio/decode.h"
 #include "mart/audio/logmel.h"
 #include "mart/core/error.h"
@@ -49,6 +50,10 @@ void declare_options(Config& c) {
   c.add<double>("features.log_eps", f.log_eps, "log(mel + eps)", "Features");
   c.add<std::string>("features.window", "fixed", "fixed (the paper: n_fft at every level) or scaled (max(n_fft, 2 hop))", "Features");
   c.add<int>("features.views", f.views, "V: augmented views stored per track besides the clean audio", "Features");
+  c.add<bool>("features.cqt", false,
+              "also store the clean audio's constant-Q magnitude, CQTNet's input (84 bins from C1, 12 per octave, "
+              "hop 512 samples, means of 20 frames), in /cqt of every shard",
+              "Features");
   const audio::AugmentConfig a;
   c.add<int>("augment.seed", 1, "seed of the views: (seed, track, view) fixes every draw", "Augmentation");
   c.add<double>("augment.p_polarity", a.p_polarity, "probability of polarity inversion", "Augmentation");
@@ -88,6 +93,7 @@ PreprocessOptions options_from(const Config& c) {
   f.window = audio::parse_window_policy(c.get<std::string>("features.window"));
   f.views = c.get<int>("features.views");
   f.validate();
+  o.cqt = c.get<bool>("features.cqt");
   o.augment_seed = static_cast<uint64_t>(c.get<int>("augment.seed"));
   o.augment.p_polarity = c.get<double>("augment.p_polarity");
   o.augment.p_noise = c.get<double>("augment.p_noise");
@@ -122,6 +128,7 @@ uint64_t content_hash(const PreprocessOptions& o) {
      << ";drop=" << d.mtat_drop_untagged << ";" << o.features.canonical() << ";seed=" << o.augment_seed
      << ";aug=" << a.p_polarity << "," << a.p_noise << "," << a.p_gain << "," << a.p_filter << ","
      << a.p_delay << "," << a.p_pitch << ";unit=" << o.unit_tracks;
+  if (o.cqt) os << ";cqt=1";  // only when on: runs from before the option keep their hash
   return fnv1a64(os.str());
 }
 
@@ -198,11 +205,25 @@ std::map<std::string, int64_t> cover_group_ids(const std::vector<TrackEntry>& tr
   return ids;
 }
 
+constexpr int kCqtBlock = 20;  // CQTNet averages every 20 constant-Q frames
+
 class UnitProcessor {
  public:
   UnitProcessor(const PreprocessOptions& o, const data::LabelSchema& labels, uint64_t hash,
                 std::map<std::string, int64_t> covers)
-      : o_(o), labels_(labels), hash_(hash), covers_(std::move(covers)), mels_(o.features) {}
+      : o_(o), labels_(labels), hash_(hash), covers_(std::move(covers)), mels_(o.features) {
+    if (o.cqt) {
+      audio::CqtParams p;
+      p.sample_rate = o.features.sample_rate;
+      cqt_ = std::make_unique<audio::ConstantQ>(p);
+      std::ostringstream about;
+      about.precision(12);
+      about << "bins=" << p.bins << ";bins_per_octave=" << p.bins_per_octave << ";f_min=" << p.f_min
+            << ";hop=" << p.hop << ";sample_rate=" << p.sample_rate << ";block_frames=" << kCqtBlock
+            << ";value=mean of |X| over each block of frames (mart/audio/cqt.h)";
+      cqt_about_ = about.str();
+    }
+  }
 
   UnitRecord process(int64_t unit, const std::vector<TrackEntry>& tracks, int64_t first) {
     UnitRecord rec;
@@ -231,8 +252,16 @@ class UnitProcessor {
                                                    static_cast<uint64_t>(i), static_cast<uint64_t>(v));
           views.push_back(mels_.compute(x));
         }
-        if (!writer) writer = std::make_unique<data::ShardWriter>(o_.output + "/" + shard, f, labels_, hash_);
+        std::vector<float> cqt;  // computed before anything of the track is written
+        if (cqt_)
+          cqt = audio::ConstantQ::block_mean(cqt_->magnitude(clean.data(), static_cast<int64_t>(clean.size())),
+                                             cqt_->bins(), kCqtBlock);
+        if (!writer) {
+          writer = std::make_unique<data::ShardWriter>(o_.output + "/" + shard, f, labels_, hash_);
+          if (cqt_) writer->store_cqt(cqt_->bins(), cqt_about_);
+        }
         writer->add_track(meta(t, static_cast<int64_t>(clean.size())), views);
+        if (cqt_) writer->add_cqt(cqt);
         rec.audio_seconds += static_cast<double>(clean.size()) / f.sample_rate;
       } catch (const audio::DecodeError& e) {
         rec.failures.push_back({t.path, std::string(audio::to_string(e.kind())) + ": " + e.reason()});
@@ -278,6 +307,8 @@ class UnitProcessor {
   uint64_t hash_;
   std::map<std::string, int64_t> covers_;
   audio::TrackLogMels mels_;  // the levels a shard stores
+  std::unique_ptr<audio::ConstantQ> cqt_;  // features.cqt
+  std::string cqt_about_;
 };
 
 // A shared counter on rank 0 that hands out units: MPI_Fetch_and_op under a shared lock.

@@ -10,6 +10,8 @@
 #include <thread>
 
 #include "../util/proc.h"
+#include "mart/audio/cqt.h"
+#include "mart/audio/decode.h"
 #include "mart/data/manifest.h"
 #include "mart/data/shard.h"
 
@@ -72,6 +74,40 @@ TEST_F(PreprocessStage, OneAndTwoRanksWriteTheSameShards) {
   EXPECT_EQ(m.total_tracks(), 12);
   EXPECT_EQ(m.shards.size(), 6u);  // 12 tracks in units of 2, whatever the rank count
   expect_same_contents(one, two);
+}
+
+// --features.cqt true: every shard carries the clean audio's constant-Q, 20-frame means, equal to
+// what mart/audio/cqt.h computes from the decoded file; without it a shard has none, and the
+// option changes the content hash (a run without it cannot be resumed with it).
+TEST_F(PreprocessStage, ConstantQIsStoredWhenAsked) {
+  const auto out = mart::test::fresh_dir("mart_pp_cqt");
+  auto r = run(preprocess(2, out, "--features.cqt true"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto m = mart::data::load_manifest(out + "/manifest.json");
+  int64_t checked = 0;
+  mart::audio::ConstantQ cqt(mart::audio::CqtParams{});
+  for (const auto& sh : m.shards) {
+    mart::data::ShardReader reader(out + "/" + sh.file, m.features);
+    ASSERT_EQ(reader.cqt_bins(), 84);
+    reader.verify_all();  // the constant-Q's checksums too
+    for (int64_t t = 0; t < reader.num_tracks(); ++t) {
+      mart::audio::DecodeOptions d;
+      d.target_rate = m.features.sample_rate;
+      const auto x = mart::audio::decode_mono(reader.track(t).path, d);
+      const auto want = mart::audio::ConstantQ::block_mean(cqt.magnitude(x.data(), static_cast<int64_t>(x.size())), 84, 20);
+      const auto got = reader.track_cqt(t);
+      ASSERT_EQ(got.size(), want.size()) << reader.track(t).id;
+      EXPECT_EQ(got, want) << reader.track(t).id;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 12);
+  const auto plain = mart::test::fresh_dir("mart_pp_nocqt");
+  ASSERT_EQ(run(preprocess(1, plain)).code, 0);
+  const auto mp = mart::data::load_manifest(plain + "/manifest.json");
+  EXPECT_EQ(mart::data::ShardReader(plain + "/" + mp.shards[0].file, mp.features).cqt_bins(), 0);
+  auto resumed = run(preprocess(1, plain, "--features.cqt true --preprocess.resume true"));
+  EXPECT_NE(resumed.code, 0) << "a run without the constant-Q resumed with it";
 }
 
 TEST_F(PreprocessStage, KilledRunResumesToTheSameContents) {

@@ -8,6 +8,8 @@
 //   /tracks/{id,path,split}       utf-8   [tracks]
 //   /tracks/{samples,duration}    int64 / float64 [tracks]
 //   /labels/{tags [tracks, n_tags] uint8, tag_names, class int32, class_names, cover_group int64}
+//   /cqt/data float32 [rows, bins], /cqt/offsets int64 [tracks + 1]   only with features.cqt:
+//                    the clean audio's constant-Q magnitude, 20-frame means (audio/cqt.h)
 //   attributes on /: format_version, every FeatureConfig parameter, feature_canonical,
 //                    feature_hash, config_hash, track_count, complete
 //
@@ -92,6 +94,11 @@ class ShardWriter {
   void add_track(const TrackMeta& meta, const TrackMels& mels);
   // Convenience: mels[view][i] holds frames * n_mels floats.
   void add_track(const TrackMeta& meta, const std::vector<std::vector<std::vector<float>>>& mels);
+  // Stores a constant-Q block ([rows, bins] floats) per track beside the log-mels: call once,
+  // before the first add_track; then every track needs one (add_cqt right after its add_track).
+  // `about` ("bins=84;bins_per_octave=12;...") becomes the root attribute cqt_params.
+  void store_cqt(int bins, const std::string& about);
+  void add_cqt(const std::vector<float>& cqt);
   void finish();  // writes metadata and the completion mark, fsyncs, renames
 
   int64_t tracks() const;
@@ -161,6 +168,9 @@ class ShardReader {
   void verify_all() const;
   // A stored level's whole-track log-mel, [frames, n_mels].
   std::vector<float> track_level(int64_t track, int view, int level) const;
+  // The constant-Q bins stored with features.cqt (0: none), and a track's block, [rows, bins].
+  int cqt_bins() const;
+  std::vector<float> track_cqt(int64_t track) const;
 
  private:
   struct Impl;

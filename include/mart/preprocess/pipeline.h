@@ -24,6 +24,7 @@ struct PreprocessOptions {
   int unit_tracks = 32;
   double max_failures = 0.05;  // fraction of tracks that may fail before the run is an error
   bool resume = false, force = false, verify = false;
+  bool cqt = false;  // features.cqt: the clean audio's constant-Q in /cqt of every shard
 };
 
 // Declares every option of the stage (dataset, features, augmentation, run control).
