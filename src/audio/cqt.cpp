@@ -7,13 +7,13 @@
 #include <complex>
 #include <mutex>
 
+#include "mart/audio/logmel.h"  // fftw_planner_mutex
 #include "mart/core/error.h"
 
 namespace mart::audio {
 
 namespace {
 constexpr double kPi = 3.14159265358979323846;
-std::mutex planner_mu;  // FFTW's planner is not thread-safe; executing a plan is
 }  // namespace
 
 double ConstantQ::frequency(int k) const { return p_.f_min * std::pow(2.0, static_cast<double>(k) / p_.bins_per_octave); }
@@ -49,8 +49,12 @@ ConstantQ::ConstantQ(const CqtParams& p) : p_(p) {
     MART_CHECK(buf, "fftwf_alloc for the constant-Q kernels failed");
     fftwf_plan plan;
     {
-      std::lock_guard<std::mutex> lock(planner_mu);
+      std::lock_guard<std::mutex> lock(fftw_planner_mutex());
       plan = fftwf_plan_dft_1d(n_fft_, buf, buf, FFTW_FORWARD, FFTW_ESTIMATE);
+    }
+    if (!plan) {
+      fftwf_free(buf);
+      MART_FAIL("fftwf_plan_dft_1d(", n_fft_, ") failed for the constant-Q kernels");
     }
     for (int n = 0; n < n_fft_; ++n) {
       buf[n][0] = static_cast<float>(t[static_cast<size_t>(n)].real());
@@ -63,7 +67,7 @@ ConstantQ::ConstantQ(const CqtParams& p) : p_(p) {
       peak = std::max(peak, std::abs(spec[static_cast<size_t>(j)]));
     }
     {
-      std::lock_guard<std::mutex> lock(planner_mu);
+      std::lock_guard<std::mutex> lock(fftw_planner_mutex());
       fftwf_destroy_plan(plan);
     }
     fftwf_free(buf);
@@ -91,15 +95,20 @@ ConstantQ::ConstantQ(const CqtParams& p) : p_(p) {
   }
   in_ = fftwf_alloc_real(static_cast<size_t>(n_fft_));
   out_ = reinterpret_cast<float*>(fftwf_alloc_complex(static_cast<size_t>(nf)));
-  MART_CHECK(in_ && out_, "fftwf_alloc for the constant-Q transform failed");
-  std::lock_guard<std::mutex> lock(planner_mu);
-  plan_ = fftwf_plan_dft_r2c_1d(n_fft_, in_, reinterpret_cast<fftwf_complex*>(out_), FFTW_ESTIMATE);
-  MART_CHECK(plan_, "fftwf_plan_dft_r2c_1d(", n_fft_, ") failed");
+  if (in_ && out_) {
+    std::lock_guard<std::mutex> lock(fftw_planner_mutex());
+    plan_ = fftwf_plan_dft_r2c_1d(n_fft_, in_, reinterpret_cast<fftwf_complex*>(out_), FFTW_ESTIMATE);
+  }
+  if (!plan_) {  // the destructor does not run for a constructor that throws
+    fftwf_free(in_);
+    fftwf_free(out_);
+    MART_FAIL("fftwf_alloc or fftwf_plan_dft_r2c_1d(", n_fft_, ") failed for the constant-Q transform");
+  }
 }
 
 ConstantQ::~ConstantQ() {
   {
-    std::lock_guard<std::mutex> lock(planner_mu);
+    std::lock_guard<std::mutex> lock(fftw_planner_mutex());
     if (plan_) fftwf_destroy_plan(static_cast<fftwf_plan>(plan_));
   }
   fftwf_free(in_);

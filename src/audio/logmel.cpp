@@ -36,10 +36,9 @@ constexpr int kBatchFrames = MelFilterbank::kBatch;
 // Plans come from the committed FFTW_PATIENT wisdom when it fits this CPU, else FFTW_ESTIMATE:
 // both choices are fixed, so a run's bytes never depend on timing (FFTW_MEASURE's would).
 fftwf_plan shared_plan(int n_fft, int batch, bool* from_wisdom) {
-  static std::mutex mu;
   static std::map<std::pair<int, int>, std::pair<fftwf_plan, bool>> plans;
   static bool imported = false;
-  std::lock_guard<std::mutex> lock(mu);
+  std::lock_guard<std::mutex> lock(fftw_planner_mutex());
   if (!imported) {  // a wisdom string this FFTW cannot read only means ESTIMATE plans below
     fftwf_import_wisdom_from_string(kFftwWisdom);
     imported = true;
@@ -108,6 +107,11 @@ inline int64_t reflect(int64_t j, int64_t n) {
 }
 
 }  // namespace
+
+std::mutex& fftw_planner_mutex() {
+  static std::mutex mu;
+  return mu;
+}
 
 MelParams MelParams::at_level(const FeatureConfig& cfg, int level) {
   MART_CHECK(level >= 0 && level < cfg.levels, "level ", level, " outside [0, ", cfg.levels, ")");

@@ -229,6 +229,8 @@ void ShardReader::Impl::load_cqt() {
   MART_CHECK(shape.size() == 2 && shape[1] > 0 && cqt_offsets.size() == tracks.size() + 1 && cqt_offsets.front() == 0 &&
                  cqt_offsets.back() == static_cast<int64_t>(shape[0]),
              "shard '", path, "': /cqt/offsets do not match /cqt/data's rows");
+  for (size_t t = 0; t < tracks.size(); ++t)
+    MART_CHECK(cqt_offsets[t + 1] >= cqt_offsets[t], "shard '", path, "': /cqt/offsets decrease at track ", t);
   cqt_bins = static_cast<int>(shape[1]);
 }
 

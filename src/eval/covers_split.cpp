@@ -46,6 +46,10 @@ CoversSplit covers_split(const std::vector<int64_t>& groups, const std::vector<s
   std::map<int64_t, std::string> work_split;  // work -> the split of its first track
   for (size_t i = 0; i < groups.size(); ++i)
     if (groups[i] >= 0) {
+      // The ranking takes "test" literally: a list saying "dev" or "Test" must not rank nothing.
+      if (splits[i] != "train" && splits[i] != "valid" && splits[i] != "test")
+        MART_CONFIG_ERROR("covers: a version of work ", groups[i], " has split '", splits[i], "': the split column "
+                          "takes train, valid or test (or leave it out: every track is then test)");
       values.insert(splits[i]);
       work_split.emplace(groups[i], splits[i]);
     }

@@ -118,6 +118,10 @@ PreprocessOptions options_from(const Config& c) {
   return o;
 }
 
+namespace {
+constexpr int kCqtBlock = 20;  // CQTNet averages every 20 constant-Q frames
+}  // namespace
+
 uint64_t content_hash(const PreprocessOptions& o) {
   std::ostringstream os;
   os.precision(17);
@@ -128,7 +132,11 @@ uint64_t content_hash(const PreprocessOptions& o) {
      << ";drop=" << d.mtat_drop_untagged << ";" << o.features.canonical() << ";seed=" << o.augment_seed
      << ";aug=" << a.p_polarity << "," << a.p_noise << "," << a.p_gain << "," << a.p_filter << ","
      << a.p_delay << "," << a.p_pitch << ";unit=" << o.unit_tracks;
-  if (o.cqt) os << ";cqt=1";  // only when on: runs from before the option keep their hash
+  if (o.cqt) {  // only when on: runs from before the option keep their hash
+    const audio::CqtParams p;
+    os << ";cqt=" << p.bins << "," << p.bins_per_octave << "," << p.f_min << "," << p.hop << "," << p.kernel_threshold
+       << "," << kCqtBlock;
+  }
   return fnv1a64(os.str());
 }
 
@@ -204,8 +212,6 @@ std::map<std::string, int64_t> cover_group_ids(const std::vector<TrackEntry>& tr
   for (const auto& n : names) ids[n] = numeric ? std::stoll(n) : next++;
   return ids;
 }
-
-constexpr int kCqtBlock = 20;  // CQTNet averages every 20 constant-Q frames
 
 class UnitProcessor {
  public:

@@ -20,14 +20,16 @@ constexpr size_t kHugePage = size_t{2} << 20;
 // The lengths of the blocks mapped here, by address. One deleter for both kinds of block, with
 // the data pointer as its context: LibTorch's raw_allocate/raw_deallocate (oneDNN's scratch
 // memory goes through them) need exactly that.
-std::mutex mapped_mu;
+std::mutex mapped_mu;  // blocks of `threshold` bytes and more only: small frees never take it
 std::unordered_map<void*, size_t>& mapped() {
   static auto* m = new std::unordered_map<void*, size_t>;  // never destroyed: frees at exit need it
   return *m;
 }
-c10::DeleterFnPtr small_free = nullptr;
+[[maybe_unused]] c10::DeleterFnPtr small_free = nullptr;
 
-void free_block(void* p) {
+// The raw deleter: a mapped block is unmapped; anything else (raw_allocate of a small block, or a
+// block of the default allocator from before the switch) goes to the default allocator's.
+[[maybe_unused]] void free_block(void* p) {
   if (!p) return;
   size_t length = 0;
   {
@@ -59,10 +61,9 @@ class HugePageAllocator final : public c10::Allocator {
 
   c10::DataPtr allocate(size_t n) MART_ALLOCATE_CONST override {
     const c10::Device cpu(c10::DeviceType::CPU);
-    if (n < threshold_) {
-      void* p = small_->raw_allocate(n);
-      return {p, p, &free_block, cpu};
-    }
+    // Small blocks keep the default allocator's own DataPtr (its deleter, context == data), so
+    // their frees skip the lock; raw_deallocate of one reaches free_block, which passes it on.
+    if (n < threshold_) return small_->allocate(n);
     // Whole huge pages: THP backs only 2 MiB-aligned ranges, and mmap's address is merely
     // page-aligned, so the first and last partial huge page of a block may stay 4 KiB.
     const size_t length = (n + kHugePage - 1) / kHugePage * kHugePage;
@@ -104,8 +105,9 @@ void use_huge_page_cpu_allocator(size_t threshold) {
   std::call_once(once, [threshold] {
     c10::Allocator* small = c10::GetDefaultCPUAllocator();
     small_free = small->raw_deleter();
-    static HugePageAllocator allocator(small, threshold);
-    c10::SetAllocator(c10::DeviceType::CPU, &allocator, /*priority=*/1);
+    // Never destroyed: LibTorch keeps the pointer, and late frees at exit still call through it.
+    auto* allocator = new HugePageAllocator(small, threshold);
+    c10::SetAllocator(c10::DeviceType::CPU, allocator, /*priority=*/1);
   });
 #endif
 }

@@ -125,7 +125,7 @@ void Prefetcher::loop() {
         }
       }
       b.read_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (repeat_first_ && first.size == 0) first = b;
+      if (repeat_first_ && b.size > first.size) first = b;  // a full batch (a resume may start on a short one)
       --remaining_;
       {
         std::lock_guard<std::mutex> lk(mu_);

@@ -94,6 +94,14 @@ TEST(CoversSplit, TheDataSplitIsKeptAndAWorkCutInTwoIsRefused) {
   }
 }
 
+TEST(CoversSplit, AnUnknownSplitNameIsRefused) {
+  const std::vector<int64_t> groups{0, 0, 1, 1};
+  for (const char* bad : {"dev", "Test", ""}) {
+    const std::vector<std::string> splits{"train", "train", bad, bad};
+    EXPECT_THROW(covers_split(groups, splits, std::nullopt, 1), mart::ConfigError) << "'" << bad << "'";
+  }
+}
+
 TEST(CoversSplit, WithoutASplitEveryWorkIsTested) {
   std::vector<int64_t> groups;
   std::vector<std::string> splits;

@@ -7,12 +7,18 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "mart/features/features.h"
 
 namespace mart::audio {
+
+// FFTW's planner (plan creation and destruction, wisdom) is not thread-safe: every planner call
+// in mart (the log-mel's plans, the constant-Q's) holds this one process-wide lock. Executing a
+// plan needs no lock.
+std::mutex& fftw_planner_mutex();
 
 struct MelParams {
   int sample_rate = 22050;

@@ -32,8 +32,8 @@ struct TrainOptions {
   bool bf16 = false;           // CUDA autocast
   int threads = 0;             // intra-op threads per rank; 0: cores / local ranks
   int prefetch = 4;            // batches read ahead
-  bool repeat_first_batch = false;
-  bool huge_pages = true;      // large CPU tensors on transparent huge pages (run/cpu_allocator.h)  // benchmark: read one batch, train on it every step
+  bool repeat_first_batch = false;  // benchmark: read one batch, train on copies of it every step
+  bool huge_pages = true;      // large CPU tensors on transparent huge pages (run/cpu_allocator.h)
   std::string batch_norm = "local";  // local | frozen
   bool overlap = true;         // all-reduce during backward
   double bucket_mb = 25;
