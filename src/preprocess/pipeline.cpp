@@ -119,7 +119,24 @@ PreprocessOptions options_from(const Config& c) {
 }
 
 namespace {
-constexpr int kCqtBlock = 20;  // CQTNet averages every 20 constant-Q frames
+
+audio::CqtParams cqt_params(const PreprocessOptions& o) {
+  audio::CqtParams p;
+  p.sample_rate = o.features.sample_rate;
+  return p;
+}
+
+// The constant-Q's parameters as one text: the shards' cqt_params attribute and, with
+// features.cqt, part of the content hash.
+std::string cqt_params_text(const audio::CqtParams& p) {
+  std::ostringstream os;
+  os.precision(17);
+  os << "bins=" << p.bins << ";bins_per_octave=" << p.bins_per_octave << ";f_min=" << p.f_min << ";hop=" << p.hop
+     << ";sample_rate=" << p.sample_rate << ";kernel_threshold=" << p.kernel_threshold
+     << ";block_frames=" << p.block_frames << ";value=mean of |X| over each block of frames (mart/audio/cqt.h)";
+  return os.str();
+}
+
 }  // namespace
 
 uint64_t content_hash(const PreprocessOptions& o) {
@@ -132,11 +149,7 @@ uint64_t content_hash(const PreprocessOptions& o) {
      << ";drop=" << d.mtat_drop_untagged << ";" << o.features.canonical() << ";seed=" << o.augment_seed
      << ";aug=" << a.p_polarity << "," << a.p_noise << "," << a.p_gain << "," << a.p_filter << ","
      << a.p_delay << "," << a.p_pitch << ";unit=" << o.unit_tracks;
-  if (o.cqt) {  // only when on: runs from before the option keep their hash
-    const audio::CqtParams p;
-    os << ";cqt=" << p.bins << "," << p.bins_per_octave << "," << p.f_min << "," << p.hop << "," << p.kernel_threshold
-       << "," << kCqtBlock;
-  }
+  if (o.cqt) os << ";cqt=" << cqt_params_text(cqt_params(o));  // only when on: older runs keep their hash
   return fnv1a64(os.str());
 }
 
@@ -218,17 +231,7 @@ class UnitProcessor {
   UnitProcessor(const PreprocessOptions& o, const data::LabelSchema& labels, uint64_t hash,
                 std::map<std::string, int64_t> covers)
       : o_(o), labels_(labels), hash_(hash), covers_(std::move(covers)), mels_(o.features) {
-    if (o.cqt) {
-      audio::CqtParams p;
-      p.sample_rate = o.features.sample_rate;
-      cqt_ = std::make_unique<audio::ConstantQ>(p);
-      std::ostringstream about;
-      about.precision(12);
-      about << "bins=" << p.bins << ";bins_per_octave=" << p.bins_per_octave << ";f_min=" << p.f_min
-            << ";hop=" << p.hop << ";sample_rate=" << p.sample_rate << ";block_frames=" << kCqtBlock
-            << ";value=mean of |X| over each block of frames (mart/audio/cqt.h)";
-      cqt_about_ = about.str();
-    }
+    if (o.cqt) cqt_ = std::make_unique<audio::ConstantQ>(cqt_params(o));
   }
 
   UnitRecord process(int64_t unit, const std::vector<TrackEntry>& tracks, int64_t first) {
@@ -261,10 +264,10 @@ class UnitProcessor {
         std::vector<float> cqt;  // computed before anything of the track is written
         if (cqt_)
           cqt = audio::ConstantQ::block_mean(cqt_->magnitude(clean.data(), static_cast<int64_t>(clean.size())),
-                                             cqt_->bins(), kCqtBlock);
+                                             cqt_->bins(), cqt_->params().block_frames);
         if (!writer) {
           writer = std::make_unique<data::ShardWriter>(o_.output + "/" + shard, f, labels_, hash_);
-          if (cqt_) writer->store_cqt(cqt_->bins(), cqt_about_);
+          if (cqt_) writer->store_cqt(cqt_->bins(), cqt_params_text(cqt_->params()));
         }
         writer->add_track(meta(t, static_cast<int64_t>(clean.size())), views);
         if (cqt_) writer->add_cqt(cqt);
@@ -314,7 +317,6 @@ class UnitProcessor {
   std::map<std::string, int64_t> covers_;
   audio::TrackLogMels mels_;  // the levels a shard stores
   std::unique_ptr<audio::ConstantQ> cqt_;  // features.cqt
-  std::string cqt_about_;
 };
 
 // A shared counter on rank 0 that hands out units: MPI_Fetch_and_op under a shared lock.
@@ -344,9 +346,8 @@ class UnitCounter {
 // is a small unit rather than the long tracks that happened to sort last. Bytes stand in for
 // decode and feature time. Rank 0 measures and broadcasts: every rank must walk the
 // same order, even if a file changes meanwhile. Shard names keep the unit index.
-std::vector<int64_t> unit_order(const std::vector<TrackEntry>& tracks, int64_t unit_tracks, MPI_Comm comm,
-                                bool root) {
-  const int64_t units = (static_cast<int64_t>(tracks.size()) + unit_tracks - 1) / unit_tracks;
+std::vector<int64_t> unit_order(const std::vector<TrackEntry>& tracks, int64_t unit_tracks, int64_t units,
+                                MPI_Comm comm, bool root) {
   std::vector<int64_t> order(static_cast<size_t>(units));
   if (root) {
     std::vector<uintmax_t> bytes(order.size(), 0);
@@ -487,7 +488,7 @@ int run(app::StageContext& ctx) {
     if (!empty.empty()) spdlog::warn("{}", empty);
   }
 
-  const std::vector<int64_t> order = unit_order(tracks, o.unit_tracks, world.comm(), world.is_root());
+  const std::vector<int64_t> order = unit_order(tracks, o.unit_tracks, units, world.comm(), world.is_root());
   UnitCounter counter(world.comm());
   const auto t0 = std::chrono::steady_clock::now();
   double my_audio = 0;

@@ -22,6 +22,7 @@ struct CqtParams {
   int bins_per_octave = 12;
   double f_min = 32.703195662574829;  // C1
   double kernel_threshold = 1e-4;     // of each kernel's peak magnitude
+  int block_frames = 20;              // block_mean's block: CQTNet averages every 20 frames
 };
 
 class ConstantQ {
@@ -31,6 +32,7 @@ class ConstantQ {
   ConstantQ(const ConstantQ&) = delete;
   ConstantQ& operator=(const ConstantQ&) = delete;
 
+  const CqtParams& params() const { return p_; }
   int bins() const { return p_.bins; }
   int fft_size() const { return n_fft_; }
   double frequency(int k) const;
