@@ -41,6 +41,7 @@ DEB_PACKAGES=(
   libboost1.74-dev libboost-program-options1.74-dev libboost-program-options1.74.0
   libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 nlohmann-json3-dev
   libsndfile1-dev libsndfile1 libflac12 libogg0 libvorbis0a libvorbisenc2 libopus0 libmpg123-0 libmp3lame0
+  libflac-dev libogg-dev libvorbis-dev libopus-dev libmpg123-dev   # sndfile.pc's Requires.private
   libsox-dev libsox3 libgsm1 libmagic1 libmagic-mgc libpng16-16
   libsoxr-dev libsoxr0 libgomp1 libfftw3-dev libfftw3-single3 libfftw3-double3
   libopenmpi-dev libopenmpi3 openmpi-common libpmix2 libhwloc15 libevent-2.1-7 libevent-core-2.1-7
@@ -56,6 +57,15 @@ if [ "$MODE" = fetch ]; then
   bytes=$(du -cb "$DEBS"/*.deb | tail -1 | cut -f1)
   echo "gpu-check: $(ls "$DEBS"/*.deb | wc -l) .deb files, $((bytes / 1048576)) MiB in $DEBS"
   [ "$bytes" -lt $((64 * 1048576)) ] || { echo "gpu-check: more than 64 MiB: too much to carry" >&2; exit 1; }
+  # The node has none of these packages: every pkg-config module the build asks for must resolve
+  # from the .debs alone, with what its .pc file requires (private requirements too).
+  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  for d in "$DEBS"/*.deb; do dpkg-deb -x "$d" "$tmp"; done
+  for m in sndfile soxr fftw3f sox; do
+    PKG_CONFIG_LIBDIR=$tmp/usr/lib/x86_64-linux-gnu/pkgconfig:$tmp/usr/share/pkgconfig PKG_CONFIG_SYSROOT_DIR=$tmp \
+      "$tmp/usr/bin/pkgconf" --exists --print-errors "$m" || { echo "gpu-check: pkg-config module $m does not resolve from the .debs alone" >&2; exit 1; }
+  done
+  echo "gpu-check: the pkg-config modules resolve from the .debs alone"
   exit 0
 fi
 
@@ -73,6 +83,8 @@ rm -rf "$OUT"
 mkdir -p "$OUT/logs"
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
+# GNU nproc honours OMP_NUM_THREADS: read the cores before setting it (else the build runs -j 1).
+NPROC=$(nproc)
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 export OMPI_MCA_rmaps_base_oversubscribe=1
@@ -104,6 +116,9 @@ run() {
 
 # ---- 1. Build ---------------------------------------------------------------------------------
 if [ "$MODE" = gpu ]; then
+  # The ranks here are MPI singletons (no mpirun): without a launcher daemon (none starts in a
+  # container or microVM) Open MPI 4's singleton MPI_Init fails unless it is isolated.
+  export OMPI_MCA_ess_singleton_isolated=1
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/logs/gpu.txt"
   PY=${PYTHON:-python3}
   TORCH_CMAKE=$($PY -c 'import torch;print(torch.utils.cmake_prefix_path)') || { echo "gpu-check: no PyTorch for $PY" >&2; exit 2; }
@@ -143,7 +158,7 @@ if [ "$MODE" = gpu ]; then
       note "using the node's MPI: $NATIVE_MPI"
       cmake_args+=(-DMPI_C_COMPILER="$NATIVE_MPI" -DMPI_CXX_COMPILER="$(dirname "$NATIVE_MPI")/mpicxx")
     else
-      export OPAL_PREFIX=$P/usr OMPI_MCA_ess_singleton_isolated=1
+      export OPAL_PREFIX=$P/usr
       MPI_INC=$A/openmpi/include
       cmake_args+=(-DMPI_C_COMPILER=/nonexistent -DMPI_CXX_COMPILER=/nonexistent
                    -DMPI_C_HEADER_DIR="$MPI_INC" -DMPI_CXX_HEADER_DIR="$MPI_INC" -DMPI_C_LIB_NAMES=mpi
@@ -156,8 +171,8 @@ if [ "$MODE" = gpu ]; then
       || { tail -30 "$OUT/logs/configure.log"; record build false "configure failed, logs/configure.log"; exit 1; }
     grep -E "mart: (NCCL|torch)" "$OUT/logs/configure.log"
     grep -q "CUDA/NCCL: ON" "$OUT/logs/configure.log" || { record build false "configured without NCCL"; exit 1; }
-    cmake --build "$BUILD" -j "$(nproc)" --target mart-synth mart-preprocess mart-train mart-eval mart-gpu-check \
-      >"$OUT/logs/build.log" 2>&1 || { grep -E "error|Error" "$OUT/logs/build.log" | head -30; record build false "build failed, logs/build.log"; exit 1; }
+    cmake --build "$BUILD" -j "$NPROC" --target mart-synth mart-preprocess mart-train mart-eval mart-gpu-check -- -k 0 \
+      >"$OUT/logs/build.log" 2>&1 || { grep -E "error|Error" "$OUT/logs/build.log" | head -60; record build false "build failed, logs/build.log"; exit 1; }
     warnings=$(grep -c "warning:" "$OUT/logs/build.log")
     record build true "built in $(( $(date +%s) - T0 )) s; $warnings compiler warning(s) (-Werror would $( [ "$warnings" = 0 ] && echo pass || echo fail))"
   fi
@@ -184,7 +199,7 @@ if [ "$MODE" = gpu ]; then
   PRE_CONFIG=$ROOT/configs/preprocess-demo.ini
   TRAIN_CONFIG=$ROOT/configs/pretrain-demo.ini
   LOSS_STEPS=200
-  THREADS=$(( $(nproc) > 8 ? 8 : $(nproc) ))
+  THREADS=$(( NPROC > 8 ? 8 : NPROC ))
 else
   NP=2; MPI=(mpirun -np 2)
   STEP_ARGS=(--preset small --batch 2)

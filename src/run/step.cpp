@@ -29,7 +29,7 @@ double uniformity(const torch::Tensor& x) {
 }
 
 double effective_rank(const torch::Tensor& x) {
-  const auto s = torch::linalg::svdvals(x.detach().to(torch::kFloat64).reshape({x.size(0), -1}).cpu(), c10::nullopt);
+  const auto s = at::linalg_svdvals(x.detach().to(torch::kFloat64).reshape({x.size(0), -1}).cpu());
   const auto p = s / s.sum().clamp_min(1e-300);
   const auto nz = p.masked_select(p > 0);
   return std::exp(-(nz * nz.log()).sum().item<double>());
