@@ -9,5 +9,7 @@ fi
 export OMPI_MCA_rmaps_base_oversubscribe=${OMPI_MCA_rmaps_base_oversubscribe:-1}
 MART_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MART_BUILD=${MART_BUILD:-$MART_ROOT/build}
-MART_JOBS=${MART_JOBS:-$(nproc)}
+# GNU nproc obeys OMP_NUM_THREADS (set to 1 above): count the cores without it, or every build
+# runs one compile at a time.
+MART_JOBS=${MART_JOBS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)}
 export MART_ROOT MART_BUILD MART_JOBS
