@@ -8,6 +8,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -19,6 +20,8 @@
 #include "mart/core/rng.h"
 #include "mart/core/text.h"
 #include "mart/data/manifest.h"
+#include "mart/data/shard.h"
+#include "mart/eval/covers_finetune.h"
 #include "mart/eval/covers_split.h"
 #include "mart/eval/finetune.h"
 #include "mart/eval/metrics.h"
@@ -70,6 +73,24 @@ void declare_options(Config& c) {
              "BatchNorm statistics on up to this many training crops first (0: keep its initial 0/1, no normalisation)",
              "Fine-tuning");
   c.add<int>("eval.finetune_batch", 16, "fine-tuning global batch (crops), split over the group's ranks", "Fine-tuning");
+  c.add<std::string>("eval.covers_models", "", "the paper's table-3 protocol: train these on the covers split's "
+                     "training works (cqtnet: CQTNet from scratch on the constant-Q, mart-preprocess --features.cqt; mart: "
+                     "the checkpoint fine-tuned; mart+cqtnet: both, fused before the embedding layer), stop early on the "
+                     "valid works' MAP, rank the test works (comma-separated; empty: none). Needs a split by work",
+                     "Covers fine-tuning");
+  c.add<std::string>("eval.transfer_data", "", "a second covers dataset (mart-preprocess output, Covers80-style): "
+                     "every model, frozen or fine-tuned on eval.covers_models, also ranks all its works; never trained on",
+                     "Covers fine-tuning");
+  c.add<int>("eval.covers_seeds", 1, "seeds of each eval.covers_models job", "Covers fine-tuning");
+  c.add<int>("eval.covers_epochs", 30, "epochs at most", "Covers fine-tuning");
+  c.add<int>("eval.covers_patience", 5, "early-stopping patience (epochs without a better valid MAP)", "Covers fine-tuning");
+  c.add<double>("eval.covers_lr", 1e-3, "Adam learning rate (weight decay 1e-5, as CQTNet)", "Covers fine-tuning");
+  c.add<int>("eval.covers_batch", 16, "global batch (tracks), split over the group's ranks", "Covers fine-tuning");
+  c.add<int>("eval.covers_bn_batch", 8, "tracks per BatchNorm micro-batch (fixed, so results do not depend on the "
+             "group size)", "Covers fine-tuning");
+  c.add<std::string>("eval.covers_segments", "200,300,400", "constant-Q frames of a training segment, one length per "
+                     "batch in turn (CQTNet's)", "Covers fine-tuning");
+  c.add<double>("eval.covers_cqtnet_width", 1.0, "CQTNet's channels x this (1: the authors' 32..512)", "Covers fine-tuning");
   c.add<int>("eval.group_ranks", 1, "ranks per fine-tuning job: jobs run side by side on groups of this many ranks "
              "(MPI communicator split), each group sharing its job's batches", "Execution");
   c.add<bool>("eval.force", false, "recompute embeddings even when the run folder holds some (of another model: "
@@ -269,13 +290,34 @@ std::string table(const std::vector<TaskScore>& scores) {
 }  // namespace
 
 std::string markdown_report(const std::vector<TaskScore>& scores) {
-  // As the paper: one table for frozen embeddings (probes, covers), one for fine-tuning.
-  std::vector<TaskScore> frozen, tuned;
-  for (const auto& s : scores) (s.protocol == "finetune" ? tuned : frozen).push_back(s);
-  if (tuned.empty()) return table(frozen);
+  // As the paper: one table for frozen embeddings (probes, covers), one for fine-tuning, and
+  // with eval.covers_models a third shaped like its table 3 (covers rows only).
+  std::vector<TaskScore> frozen, tuned, covers;
+  for (const auto& s : scores) {
+    if (s.protocol == "covers_finetune") {
+      TaskScore x = s;
+      x.source = s.source == "cqtnet" ? "cqtnet (from scratch)" : s.source + " (fine-tuned)";
+      covers.push_back(x);
+      continue;
+    }
+    (s.protocol == "finetune" ? tuned : frozen).push_back(s);
+    if (s.protocol.empty() && (s.task == "covers" || s.task == "covers_transfer")) {
+      TaskScore x = s;
+      x.source = s.source + " (frozen)";
+      covers.push_back(x);
+    }
+  }
+  if (tuned.empty() && covers.empty()) return table(frozen);
   std::string md;
   if (!frozen.empty()) md += "Frozen embeddings (probes; covers by cosine similarity):\n\n" + table(frozen) + "\n";
-  return md + "Fine-tuned whole model (encoder and part-whole transformer):\n\n" + table(tuned);
+  if (!tuned.empty()) md += "Fine-tuned whole model (encoder and part-whole transformer):\n\n" + table(tuned) + "\n";
+  if (!covers.empty()) {
+    // Fine-tuned rows first, as the paper lists them.
+    std::stable_partition(covers.begin(), covers.end(), [](const TaskScore& x) { return x.protocol == "covers_finetune"; });
+    md += "Cover songs as the paper's table 3 (test works; covers_transfer: the transfer set, never trained on):\n\n" +
+          table(covers) + "\n";
+  }
+  return md;
 }
 
 namespace {
@@ -319,6 +361,32 @@ void collect(const json& mine, const dist::World& w, std::vector<TaskScore>* sco
   std::stable_sort(done.begin(), done.end(), [](const json& a, const json& b) { return a[0].get<size_t>() < b[0].get<size_t>(); });
   for (const auto& x : done)
     scores->push_back({x[1], x[2], x[3], x[4], x[5].get<double>(), x[6].get<uint64_t>(), x[7].get<double>(), x[8].get<int>()});
+}
+
+// Covers ranking of n embeddings [n, dim] by their groups, query blocks spread over the ranks;
+// the summary is valid on rank 0.
+RetrievalSummary rank_covers(const float* data, size_t n, size_t dim, const std::vector<int64_t>& groups,
+                             const dist::World& w) {
+  const Embeddings emb{data, n, dim};
+  const size_t per = (n + static_cast<size_t>(w.size()) - 1) / static_cast<size_t>(w.size());
+  const size_t q0 = std::min(n, per * static_cast<size_t>(w.rank())), q1 = std::min(n, q0 + per);
+  json part = json::array();
+  for (const auto& q : retrieval_block(emb, groups, q0, q1))
+    part.push_back({q.query, q.n_relevant, q.average_precision, q.precision_at_k, q.first_rank});
+  std::vector<QueryResult> all;
+  for (const auto& x : gather_json(part, w)) {
+    QueryResult q;
+    q.query = x[0], q.n_relevant = x[1], q.average_precision = x[2], q.precision_at_k = x[3], q.first_rank = x[4];
+    all.push_back(q);
+  }
+  return w.is_root() ? summarize_retrieval(all) : RetrievalSummary{};
+}
+
+void push_covers(std::vector<TaskScore>* scores, const std::string& source, const std::string& protocol,
+                 const std::string& task, uint64_t seed, const RetrievalSummary& sum) {
+  scores->push_back({source, protocol, task, "MAP", 1.0, seed, sum.map});
+  scores->push_back({source, protocol, task, "P@10", 1.0, seed, sum.precision_at_k});
+  scores->push_back({source, protocol, task, "MR1", 1.0, seed, sum.mr1});
 }
 
 struct Source {
@@ -378,6 +446,38 @@ int run(app::StageContext& ctx) {
   const int group_ranks = c.get<int>("eval.group_ranks");
   if (group_ranks < 1) MART_CONFIG_ERROR("eval.group_ranks must be at least 1, got ", group_ranks);
   const int threads = dist::threads_per_rank(w, c.get<int>("eval.threads"));
+  std::vector<CoversModel> covers_models;
+  for (const auto& name : split_list(c.get<std::string>("eval.covers_models"), ',')) covers_models.push_back(parse_covers_model(name));
+  const std::string transfer_data = c.get<std::string>("eval.transfer_data");
+  const int covers_seeds = c.get<int>("eval.covers_seeds");
+  CoversFinetuneOptions co;
+  co.max_epochs = c.get<int>("eval.covers_epochs");
+  co.patience = c.get<int>("eval.covers_patience");
+  co.lr = c.get<double>("eval.covers_lr");
+  co.batch_size = c.get<int>("eval.covers_batch");
+  co.bn_batch = c.get<int>("eval.covers_bn_batch");
+  co.segments = parse_int_list(c.get<std::string>("eval.covers_segments"), "eval.covers_segments");
+  co.cqtnet_width = c.get<double>("eval.covers_cqtnet_width");
+  if (covers_seeds < 1 || co.max_epochs < 1 || co.patience < 1 || co.batch_size < 1 || co.bn_batch < 1 || !(co.lr > 0) ||
+      !(co.cqtnet_width > 0) || co.segments.empty())
+    MART_CONFIG_ERROR("eval.covers_seeds, _epochs, _patience, _batch, _bn_batch must be at least 1, eval.covers_lr and "
+                      "eval.covers_cqtnet_width positive, eval.covers_segments not empty");
+  for (int64_t len : co.segments)
+    if (len < 1) MART_CONFIG_ERROR("eval.covers_segments: lengths must be positive, got ", len);
+  const bool covers_need_cqt = std::any_of(covers_models.begin(), covers_models.end(), [](CoversModel k) { return k != CoversModel::mart; });
+  for (const auto& dir : {data, transfer_data}) {
+    if (dir.empty() || !covers_need_cqt) continue;
+    const auto m = data::load_manifest(dir + "/manifest.json");
+    if (!m.shards.empty() && data::ShardReader(dir + "/" + m.shards[0].file, m.features).cqt_bins() == 0)
+      MART_CONFIG_ERROR("eval.covers_models cqtnet and mart+cqtnet read the constant-Q, which the shards in '", dir,
+                        "' do not have: run mart-preprocess on it again with --features.cqt true");
+  }
+  if (!transfer_data.empty()) {
+    const auto tm = data::load_manifest(transfer_data + "/manifest.json");
+    if (tm.features.canonical() != f.canonical())
+      MART_CONFIG_ERROR("eval.transfer_data '", transfer_data, "' was preprocessed with other features than '", data,
+                        "':\n  ", tm.features.canonical(), "\n  ", f.canonical(), "\nrun mart-preprocess on it with the same config");
+  }
   const std::string fbn = c.get<std::string>("eval.finetune_batch_norm");
   if (fbn != "frozen" && fbn != "batch")
     MART_CONFIG_ERROR("eval.finetune_batch_norm must be frozen or batch, got '", fbn, "'");
@@ -449,6 +549,11 @@ int run(app::StageContext& ctx) {
   if (w.is_root() && !ft_fractions.empty())
     spdlog::info("fine-tuning jobs run on {} group(s) of up to {} rank(s)", groups.count(), std::min(group_ranks, w.size()));
 
+  const std::string trained_checkpoint = !sources.empty() && sources[0].trainable ? sources[0].checkpoint : "";
+  for (const auto kind : covers_models)
+    if (kind != CoversModel::cqtnet && trained_checkpoint.empty())
+      MART_CONFIG_ERROR("eval.covers_models: ", covers_model_name(kind), " starts from the pretrained model: give --checkpoint");
+  std::optional<EmbeddingSet> covers_meta, transfer_meta;
   std::vector<TaskScore> scores;
   for (auto& src : sources) {
     const std::string path = out + "/embeddings-" + src.features->name() + ".h5";
@@ -564,25 +669,79 @@ int run(app::StageContext& ctx) {
       if (w.is_root() && ungrouped > 0)
         spdlog::info("{}: covers: {} of {} tracks have no cover group: neither queries nor answers, ranked as "
                      "distractors", e.source, ungrouped, cover_groups.size());
-      const Embeddings emb{kept.data(), keep.size(), static_cast<size_t>(e.dim)};
-      const size_t n = keep.size(), per = (n + static_cast<size_t>(w.size()) - 1) / static_cast<size_t>(w.size());
-      const size_t q0 = std::min(n, per * static_cast<size_t>(w.rank())), q1 = std::min(n, q0 + per);
-      json part = json::array();
-      for (const auto& q : retrieval_block(emb, cover_groups, q0, q1))
-        part.push_back({q.query, q.n_relevant, q.average_precision, q.precision_at_k, q.first_rank});
-      std::vector<QueryResult> all;
-      for (const auto& x : gather_json(part, w)) {
-        QueryResult q;
-        q.query = x[0], q.n_relevant = x[1], q.average_precision = x[2], q.precision_at_k = x[3], q.first_rank = x[4];
-        all.push_back(q);
-      }
-      if (w.is_root()) {
-        const auto sum = summarize_retrieval(all);
-        scores.push_back({e.source, "", "covers", "MAP", 1.0, 0, sum.map});
-        scores.push_back({e.source, "", "covers", "P@10", 1.0, 0, sum.precision_at_k});
-        scores.push_back({e.source, "", "covers", "MR1", 1.0, 0, sum.mr1});
+      const auto sum = rank_covers(kept.data(), keep.size(), static_cast<size_t>(e.dim), cover_groups, w);
+      if (w.is_root()) push_covers(&scores, e.source, "", "covers", 0, sum);
+      // The transfer set, all its works, with the same frozen model.
+      if (!transfer_data.empty()) {
+        EmbeddingSet te = extract(transfer_data, *src.features, w);
+        std::vector<int64_t> tg;
+        for (const auto& t : te.tracks) tg.push_back(t.cover_group);
+        const auto ts = rank_covers(te.track_level[0].data(), te.tracks.size(), static_cast<size_t>(te.dim), tg, w);
+        if (w.is_root()) {
+          spdlog::info("{}: covers on the transfer set {}: {} tracks, MAP {:.4f}", e.source, transfer_data, te.tracks.size(), ts.map);
+          push_covers(&scores, e.source, "", "covers_transfer", 0, ts);
+        }
+        if (!transfer_meta) {
+          te.crops.clear(), te.track_level.clear();  // the fine-tuned jobs need the tracks only
+          transfer_meta = std::move(te);
+        }
       }
     }
+    if (!covers_meta) {
+      covers_meta = EmbeddingSet{};
+      covers_meta->source = e.source, covers_meta->tracks = e.tracks;
+    }
+  }
+  // The paper's table 3: models trained on the training works (jobs = model x seed, round-robin
+  // over the rank groups, the ranks of a group sharing each batch).
+  if (!covers_models.empty()) {
+    std::vector<int64_t> all_groups;
+    std::vector<std::string> all_splits;
+    for (const auto& t : covers_meta->tracks) all_groups.push_back(t.cover_group), all_splits.push_back(t.split);
+    const CoversSplit cs = covers_split(all_groups, all_splits, covers_fractions, covers_seed);
+    if (cs.source == CoversSplitSource::none)
+      MART_CONFIG_ERROR("eval.covers_models needs a split by work: a covers list with a split column, or eval.covers_split "
+                        "(e.g. 0.8/0.1/0.1)");
+    std::vector<size_t> tr, va, te;
+    for (size_t i = 0; i < all_groups.size(); ++i) {
+      if (cs.split[i] == "test") te.push_back(i);  // with the distractors (no work) of the test side
+      else if (all_groups[i] < 0) continue;
+      else (cs.split[i] == "train" ? tr : va).push_back(i);
+    }
+    const CoversSet main_set{data, &*covers_meta};
+    const CoversSet transfer_set{transfer_data, transfer_meta ? &*transfer_meta : nullptr};
+    json done = json::array();
+    size_t job = 0;
+    for (const auto kind : covers_models)
+      for (int s = 0; s < covers_seeds; ++s) {
+        const size_t this_job = job++;
+        if (static_cast<int>(this_job % static_cast<size_t>(groups.count())) != groups.index()) continue;
+        CoversFinetuneOptions o = co;
+        o.seed = static_cast<uint64_t>(s + 1);
+        const auto t0 = std::chrono::steady_clock::now();
+        const std::string name = covers_model_name(kind);
+        if (groups.leader())
+          spdlog::info("covers: training {} on {} tracks of {} works (valid {} tracks, test {}), seed {}, group {} of {}",
+                       name, tr.size(), cs.works[0], va.size(), te.size(), o.seed, groups.index() + 1, groups.count());
+        const auto r = covers_finetune(kind, main_set, tr, va, te, transfer_set, trained_checkpoint, mo, o, groups.comm());
+        if (!groups.leader()) continue;
+        spdlog::info("covers: {} (seed {}): {} epochs, best valid MAP {:.4f} at epoch {}; test MAP {:.4f}{}; {:.1f} s", name,
+                     o.seed, r.epochs, r.best_valid_map, r.best_epoch, r.test.map,
+                     r.has_transfer ? ", transfer MAP " + std::to_string(r.transfer.map) : std::string(),
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        // Which tracks trained it (an audit: the transfer set and the valid and test works never do).
+        std::string trained = "data\ttrack\tsplit\twork\n";
+        for (size_t i : r.trained) {
+          const auto& t = covers_meta->tracks[i];
+          trained += data + "\t" + t.id + "\t" + cs.split[i] + "\t" + std::to_string(t.cover_group) + "\n";
+        }
+        write_file_atomic(out + "/covers-" + name + "-seed" + std::to_string(o.seed) + "-trained.tsv", trained);
+        std::vector<TaskScore> mine;
+        push_covers(&mine, name, "covers_finetune", "covers", o.seed, r.test);
+        if (r.has_transfer) push_covers(&mine, name, "covers_finetune", "covers_transfer", o.seed, r.transfer);
+        for (const auto& x : mine) done.push_back(score_json(this_job, x));
+      }
+    collect(done, w, &scores);
   }
   if (w.is_root()) {
     json results = json::array();

@@ -201,3 +201,74 @@ TEST_F(EvalStage, BadInputIsRefusedWithAClearError) {
 }
 
 }  // namespace
+
+// The rows of protocol covers_finetune, by "model task metric".
+std::map<std::string, double> covers_rows(const nlohmann::json& r) {
+  std::map<std::string, double> m;
+  for (const auto& x : r)
+    if (x["protocol"] == "covers_finetune")
+      m[x["model"].get<std::string>() + " " + x["task"].get<std::string>() + " " + x["metric"].get<std::string>()] = x["value"];
+  return m;
+}
+
+// The paper's table-3 protocol (issue 12): CQTNet from scratch and MART + CQTNet trained on the
+// training works, stopped on the valid works, ranked on the test works and on a transfer set.
+// Two ranks sharing each batch give one rank's metrics; only training tracks ever train.
+TEST_F(EvalStage, CoversProtocolOnTwoRanksMatchesOneAndTrainsOnTrainingWorksOnly) {
+  const std::string cqt = tmp("mart_eval_cqt"), transfer = tmp("mart_eval_transfer"), corpus2 = tmp("mart_eval_corpus2");
+  for (const auto& d : {cqt, transfer, corpus2}) fs::remove_all(d);
+  auto p = run(mpirun(2) + MART_PREPROCESS + " --dataset.kind synth --input " + tmp("mart_eval_corpus") + " --output " + cqt +
+               kFeatures + " --features.cqt true --preprocess.unit_tracks 8");
+  ASSERT_EQ(p.code, 0) << p.output;
+  auto s = run(std::string(MART_SYNTH) + " --output " + corpus2 + " --synth.tracks 24 --synth.seconds 2 --synth.seed 11");
+  ASSERT_EQ(s.code, 0) << s.output;
+  auto t = run(mpirun(2) + MART_PREPROCESS + " --dataset.kind synth --input " + corpus2 + " --output " + transfer +
+               kFeatures + " --features.cqt true --preprocess.unit_tracks 8");
+  ASSERT_EQ(t.code, 0) << t.output;
+  const std::string cov = " --eval.threads 1 --checkpoint " + kRun +
+                          " --eval.tasks covers --eval.baselines false --eval.covers_models cqtnet,mart+cqtnet"
+                          " --eval.covers_epochs 2 --eval.covers_batch 8 --eval.covers_bn_batch 4 --eval.covers_segments 200"
+                          " --eval.covers_cqtnet_width 0.125 --eval.transfer_data " + transfer;
+  const auto one = mart::test::fresh_dir("mart_cov_one"), pair = mart::test::fresh_dir("mart_cov_pair");
+  auto r1 = run(mpirun(1) + MART_EVAL + " --data " + cqt + " --run " + one + cov, 600);
+  ASSERT_EQ(r1.code, 0) << r1.output;
+  auto r2 = run(mpirun(2) + MART_EVAL + " --data " + cqt + " --run " + pair + cov + " --eval.group_ranks 2", 600);
+  ASSERT_EQ(r2.code, 0) << r2.output;
+  const auto table3 = r1.output.find("Cover songs as the paper's table 3");
+  ASSERT_NE(table3, std::string::npos) << r1.output;
+  for (const char* row : {"| cqtnet (from scratch) |", "| mart+cqtnet (fine-tuned) |", "| mart (frozen) |", "covers_transfer MAP"})
+    EXPECT_NE(r1.output.find(row, table3), std::string::npos) << row << "\n" << r1.output;
+  const auto a = covers_rows(results(one)), b = covers_rows(results(pair));
+  EXPECT_EQ(a.size(), 12u);  // 2 models x (test, transfer) x (MAP, P@10, MR1)
+  ASSERT_EQ(a.size(), b.size());
+  // The same training up to the order of float sums (fixed BatchNorm micro-batches).
+  for (const auto& [k, v] : a) EXPECT_NEAR(v, b.at(k), 0.02) << k;
+  // The audit of what trained: exactly the training tracks that have a work, of this data only.
+  const auto e = mart::eval::read_embeddings(one + "/embeddings-mart.h5");
+  std::set<std::string> expected;
+  for (const auto& x : e.tracks)
+    if (x.split == "train" && x.cover_group >= 0) expected.insert(x.id);
+  ASSERT_FALSE(expected.empty());
+  for (const char* model : {"cqtnet", "mart+cqtnet"}) {
+    std::ifstream in(one + "/covers-" + model + "-seed1-trained.tsv");
+    ASSERT_TRUE(in.good()) << model;
+    std::string line;
+    std::getline(in, line);  // header
+    std::set<std::string> seen;
+    while (std::getline(in, line)) {
+      std::istringstream f(line);
+      std::string dir, id, split;
+      std::getline(f, dir, '\t'), std::getline(f, id, '\t'), std::getline(f, split, '\t');
+      EXPECT_EQ(dir, cqt) << line;  // never the transfer set
+      EXPECT_EQ(split, "train") << line;
+      seen.insert(id);
+    }
+    EXPECT_EQ(seen, expected) << model;
+  }
+  // Shards without the constant-Q are refused before any work, naming the fix.
+  auto bad = run(mpirun(1) + MART_EVAL + " --data " + kData + " --run " + mart::test::fresh_dir("mart_cov_bad") +
+                     " --checkpoint " + kRun + " --eval.covers_models cqtnet",
+                 120);
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.output.find("--features.cqt true"), std::string::npos) << bad.output;
+}

@@ -9,6 +9,7 @@
 
 #include "mart/core/error.h"
 #include "mart/loss/hierarchical_contrastive_loss.h"
+#include "mart/model/cqtnet.h"
 #include "mart/model/mart_model.h"
 
 namespace {
@@ -481,3 +482,34 @@ TEST(MartModel, PythonLoadsTheExportIntoTheSameArchitecture) {
 }
 
 }  // namespace
+
+// CQTNet (issue 12) as its authors' models/CQTNet.py defines it.
+TEST(CqtNet, HasTheAuthorsParametersAndPadsShortInputs) {
+  torch::manual_seed(3);
+  CqtNet net{CqtNetOptions{}};
+  int64_t n = 0;
+  for (const auto& p : net->parameters()) n += p.numel();
+  // models/CQTNet.py without fc0 (512 x 300 + 300) and fc1: 5,080,428 - 153,900, counted with
+  // PyTorch on the authors' module.
+  EXPECT_EQ(n, 4926528);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto x = torch::rand({2, 84, 64});
+  const auto y = net->forward(x);
+  ASSERT_EQ(y.sizes(), (std::vector<int64_t>{2, 512}));
+  // Shorter than 200 frames: zero-padded at the end, as the authors' cut_data does.
+  EXPECT_TRUE(torch::equal(y, net->forward(torch::constant_pad_nd(x, {0, 136}))));
+  EXPECT_EQ(net->forward(torch::rand({1, 1, 84, 300})).sizes(), (std::vector<int64_t>{1, 512}));
+  EXPECT_THROW(net->forward(torch::rand({1, 80, 200})), mart::Error);  // not 84 bins
+  EXPECT_EQ(cqtnet_options(0.25).channels, (std::vector<int64_t>{8, 16, 16, 16, 32, 32, 64, 64, 128, 128}));
+}
+
+TEST(CqtNet, NormalisesEachTrackByItsLargestValue) {
+  auto x = torch::rand({3, 84, 10}) * torch::tensor({1.0f, 5.0f, 100.0f}).view({3, 1, 1});
+  const auto y = cqtnet_normalize(x);
+  for (int i = 0; i < 3; ++i) {
+    const double m = x[i].max().item<double>();
+    EXPECT_NEAR(y[i].max().item<double>(), m / (m + 1e-6), 1e-6);
+    EXPECT_TRUE(torch::allclose(y[i], x[i] / (m + 1e-6)));
+  }
+}
