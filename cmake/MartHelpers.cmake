@@ -18,6 +18,16 @@ function(mart_add_library name)
   if(A_TORCH)
     target_link_libraries(${name} PUBLIC mart_torch)
     mart_torch_pch(${name})
+    # Every torch unit compiles the same torch inline code again; a unity build compiles a library's
+    # torch sources in batches of MART_UNITY_BATCH files (one compiler run each).
+    if(MART_UNITY_BATCH GREATER 1)
+      set_target_properties(${name} PROPERTIES UNITY_BUILD ON UNITY_BUILD_BATCH_SIZE ${MART_UNITY_BATCH})
+      # GCC takes an included .cpp for a header and warns about its types that use an anonymous
+      # namespace: true of every unity source, and harmless there.
+      if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+        target_compile_options(${name} PRIVATE -Wno-subobject-linkage)
+      endif()
+    endif()
   endif()
   mart_warnings(${name})
 endfunction()

@@ -12,6 +12,7 @@
 #include "mart/core/rng.h"
 #include "mart/data/manifest.h"
 #include "mart/data/shard.h"
+#include "mart/dist/block.h"
 #include "mart/dist/gradient_reducer.h"
 #include "mart/dist/mpi_communicator.h"
 #include "mart/model/cqtnet.h"
@@ -36,13 +37,6 @@ std::string covers_model_name(CoversModel m) {
 }
 
 namespace {
-
-// This rank's share [begin, end) of n items split over `size` ranks in contiguous blocks.
-std::pair<size_t, size_t> share(size_t n, int rank, int size) {
-  const size_t per = n / static_cast<size_t>(size), extra = n % static_cast<size_t>(size), r = static_cast<size_t>(rank);
-  const size_t begin = r * per + std::min(r, extra);
-  return {begin, begin + per + (r < extra ? 1 : 0)};
-}
 
 // The audio features of one covers set's tracks: the constant-Q (normalised as CQTNet's input,
 // kept in memory: 84 floats per 0.46 s) and the log-mel crop hierarchies, read from the shards.
@@ -239,7 +233,7 @@ CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, con
     }
     net.train();
     const size_t chunks = (bn_items.size() + static_cast<size_t>(o.bn_batch) - 1) / static_cast<size_t>(o.bn_batch);
-    const auto [c0, c1] = share(chunks, comm.rank(), comm.size());
+    const auto [c0, c1] = dist::contiguous_block(chunks, comm.rank(), comm.size());
     for (size_t c = c0; c < c1; ++c) {
       const size_t a = c * static_cast<size_t>(o.bn_batch), b = std::min(bn_items.size(), a + static_cast<size_t>(o.bn_batch));
       const std::vector<size_t> items(bn_items.begin() + static_cast<std::ptrdiff_t>(a), bn_items.begin() + static_cast<std::ptrdiff_t>(b));
@@ -277,7 +271,7 @@ CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, con
   auto embed_tracks = [&](TrackReader& r, const std::vector<size_t>& tracks) {
     torch::NoGradGuard no_grad;
     net.eval();
-    const auto [b0, b1] = share(tracks.size(), comm.rank(), comm.size());
+    const auto [b0, b1] = dist::contiguous_block(tracks.size(), comm.rank(), comm.size());
     std::vector<torch::Tensor> rows;
     for (size_t j = b0; j < b1; ++j) {
       const size_t i = tracks[j];
@@ -312,7 +306,7 @@ CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, con
       const size_t global = std::min(order.size(), s + B) - s;
       const int64_t len = o.segments[batch_index % o.segments.size()];
       const size_t chunks = (global + mb - 1) / mb;
-      const auto [c0, c1] = share(chunks, comm.rank(), comm.size());
+      const auto [c0, c1] = dist::contiguous_block(chunks, comm.rank(), comm.size());
       opt.zero_grad();
       for (size_t c = c0; c < c1; ++c) {
         const size_t a = s + c * mb, b = std::min(s + global, a + mb);

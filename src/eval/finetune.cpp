@@ -11,6 +11,7 @@
 #include "mart/core/rng.h"
 #include "mart/data/manifest.h"
 #include "mart/data/shard.h"
+#include "mart/dist/block.h"
 #include "mart/dist/gradient_reducer.h"
 #include "mart/dist/mpi_communicator.h"
 #include "mart/eval/batch_norm_stats.h"
@@ -93,13 +94,6 @@ torch::Tensor row_losses(const torch::Tensor& logits, const torch::Tensor& y, Ta
   return torch::nn::functional::cross_entropy(logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
 }
 
-// This rank's share [begin, end) of n items split over `size` ranks in contiguous blocks.
-std::pair<size_t, size_t> share(size_t n, int rank, int size) {
-  const size_t per = n / static_cast<size_t>(size), extra = n % static_cast<size_t>(size), r = static_cast<size_t>(rank);
-  const size_t begin = r * per + std::min(r, extra);
-  return {begin, begin + per + (r < extra ? 1 : 0)};
-}
-
 struct Net {
   model::MartModel model{nullptr};
   torch::nn::Linear head{nullptr};
@@ -137,7 +131,7 @@ ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& e, const std:
     std::vector<Row> sample;
     const size_t n = std::min(train_rows.size(), static_cast<size_t>(o.bn_estimate_crops));
     for (size_t i = 0; i < n; ++i) sample.push_back(train_rows[i * train_rows.size() / n]);
-    const auto block = share(sample.size(), comm.rank(), comm.size());
+    const auto block = dist::contiguous_block(sample.size(), comm.rank(), comm.size());
     const size_t b0 = block.first, b1 = block.second, bs = static_cast<size_t>(o.batch_size);
     const int64_t clips = estimate_batch_norm(*net.model->encoder, (b1 - b0 + bs - 1) / bs, [&](size_t b) {
       const auto x = table.batch(sample, b0 + b * bs, std::min(b1, b0 + (b + 1) * bs));
@@ -156,7 +150,7 @@ ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& e, const std:
   // Mean loss over `rows`, each rank taking a block of them.
   auto mean_loss = [&](const std::vector<Row>& rows) {
     torch::NoGradGuard no_grad;
-    const auto [b0, b1] = share(rows.size(), comm.rank(), comm.size());
+    const auto [b0, b1] = dist::contiguous_block(rows.size(), comm.rank(), comm.size());
     double sum = 0;
     for (size_t s = b0; s < b1; s += static_cast<size_t>(o.batch_size)) {
       const size_t end = std::min(b1, s + static_cast<size_t>(o.batch_size));
@@ -181,7 +175,7 @@ ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& e, const std:
     rng.shuffle(order);
     for (size_t s = 0; s < order.size(); s += static_cast<size_t>(o.batch_size)) {
       const size_t global = std::min(order.size(), s + static_cast<size_t>(o.batch_size)) - s;
-      const auto [b0, b1] = share(global, comm.rank(), comm.size());
+      const auto [b0, b1] = dist::contiguous_block(global, comm.rank(), comm.size());
       std::vector<Row> mine;
       for (size_t i = s + b0; i < s + b1; ++i) mine.push_back(train_rows[order[i]]);
       opt.zero_grad();
@@ -213,7 +207,7 @@ ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& e, const std:
   for (size_t i = 0; i < params.size(); ++i) params[i].copy_(best_params[i]);  // the early-stopping point
   net.model->eval();
   // Test scores: each rank a block of rows, gathered in rank order = row order.
-  const auto [b0, b1] = share(test_rows.size(), comm.rank(), comm.size());
+  const auto [b0, b1] = dist::contiguous_block(test_rows.size(), comm.rank(), comm.size());
   std::vector<torch::Tensor> parts;
   for (size_t s = b0; s < b1; s += static_cast<size_t>(o.batch_size)) {
     const auto logits = net.forward(table.batch(test_rows, s, std::min(b1, s + static_cast<size_t>(o.batch_size))));
