@@ -139,14 +139,19 @@ struct CoversNet : torch::nn::Module {
     }
     return fc0(parts.size() == 1 ? parts[0] : torch::cat(parts, 1));
   }
-  // What the task trains: the MART projection head is unused.
-  std::vector<torch::Tensor> trained_parameters() {
+  // What the task trains (the MART projection head is unused): the pretrained part (MART's
+  // encoder and part-whole transformer) and the new one (CQTNet, the embedding layer, the classifier).
+  std::vector<torch::Tensor> pretrained_parameters() {
     std::vector<torch::Tensor> p;
-    if (cqtnet) for (auto& x : cqtnet->parameters()) p.push_back(x);
     if (mart) {
       for (auto& x : mart->encoder->parameters()) p.push_back(x);
       if (mart->pwt) for (auto& x : mart->pwt->parameters()) p.push_back(x);
     }
+    return p;
+  }
+  std::vector<torch::Tensor> new_parameters() {
+    std::vector<torch::Tensor> p;
+    if (cqtnet) for (auto& x : cqtnet->parameters()) p.push_back(x);
     for (auto& x : fc0->parameters()) p.push_back(x);
     for (auto& x : fc1->parameters()) p.push_back(x);
     return p;
@@ -171,8 +176,9 @@ CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, con
                                      const model::ModelOptions& m, const CoversFinetuneOptions& o, MPI_Comm group) {
   MART_CHECK(set.tracks != nullptr && !train.empty() && !valid.empty() && !test.empty(),
              "covers fine-tuning needs train, valid and test works");
-  MART_CHECK(o.batch_size >= 1 && o.bn_batch >= 1 && !o.segments.empty() && o.max_epochs >= 1 && o.patience >= 1 && o.lr > 0,
-             "covers fine-tuning: batch, bn_batch, segments, epochs, patience and lr must be positive");
+  MART_CHECK(o.batch_size >= 1 && o.bn_batch >= 1 && !o.segments.empty() && o.max_epochs >= 1 && o.patience >= 1 && o.lr > 0 &&
+                 o.pretrained_lr > 0,
+             "covers fine-tuning: batch, bn_batch, segments, epochs, patience and both learning rates must be positive");
   const EmbeddingSet& e = *set.tracks;
   const bool use_cqt = kind != CoversModel::mart, use_mart = kind != CoversModel::cqtnet;
   dist::MpiCommunicator comm(group);
@@ -191,8 +197,15 @@ CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, con
 
   torch::manual_seed(static_cast<int64_t>(o.seed));  // every rank of the group builds the same weights
   CoversNet net(kind, m, checkpoint_dir, o, use_cqt ? reader.bins() : 84, static_cast<int64_t>(work_class.size()));
-  auto params = net.trained_parameters();
-  torch::optim::Adam opt(params, torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
+  const auto pretrained = net.pretrained_parameters(), fresh = net.new_parameters();
+  std::vector<torch::Tensor> params = fresh;
+  params.insert(params.end(), pretrained.begin(), pretrained.end());
+  std::vector<torch::optim::OptimizerParamGroup> param_groups;
+  param_groups.emplace_back(fresh, std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay)));
+  if (!pretrained.empty())
+    param_groups.emplace_back(pretrained, std::make_unique<torch::optim::AdamOptions>(
+                                              torch::optim::AdamOptions(o.pretrained_lr).weight_decay(o.weight_decay)));
+  torch::optim::Adam opt(std::move(param_groups), torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
   dist::ReducerOptions ro;
   ro.overlap = false;
   dist::GradientReducer reducer(params, comm, ro);

@@ -84,7 +84,10 @@ void declare_options(Config& c) {
   c.add<int>("eval.covers_seeds", 1, "seeds of each eval.covers_models job", "Covers fine-tuning");
   c.add<int>("eval.covers_epochs", 30, "epochs at most", "Covers fine-tuning");
   c.add<int>("eval.covers_patience", 5, "early-stopping patience (epochs without a better valid MAP)", "Covers fine-tuning");
-  c.add<double>("eval.covers_lr", 1e-3, "Adam learning rate (weight decay 1e-5, as CQTNet)", "Covers fine-tuning");
+  c.add<double>("eval.covers_lr", 1e-3, "Adam learning rate of what starts untrained: CQTNet, the embedding layer, "
+                "the classifier (weight decay 1e-5, as CQTNet)", "Covers fine-tuning");
+  c.add<double>("eval.covers_pretrained_lr", 1e-4, "Adam learning rate of the pretrained MART encoder and part-whole "
+                "transformer (models mart, mart+cqtnet; eval.finetune_lr's default)", "Covers fine-tuning");
   c.add<int>("eval.covers_batch", 16, "global batch (tracks), split over the group's ranks", "Covers fine-tuning");
   c.add<int>("eval.covers_bn_batch", 8, "tracks per BatchNorm micro-batch (fixed, so results do not depend on the "
              "group size)", "Covers fine-tuning");
@@ -454,14 +457,15 @@ int run(app::StageContext& ctx) {
   co.max_epochs = c.get<int>("eval.covers_epochs");
   co.patience = c.get<int>("eval.covers_patience");
   co.lr = c.get<double>("eval.covers_lr");
+  co.pretrained_lr = c.get<double>("eval.covers_pretrained_lr");
   co.batch_size = c.get<int>("eval.covers_batch");
   co.bn_batch = c.get<int>("eval.covers_bn_batch");
   co.segments = parse_int_list(c.get<std::string>("eval.covers_segments"), "eval.covers_segments");
   co.cqtnet_width = c.get<double>("eval.covers_cqtnet_width");
   if (covers_seeds < 1 || co.max_epochs < 1 || co.patience < 1 || co.batch_size < 1 || co.bn_batch < 1 || !(co.lr > 0) ||
-      !(co.cqtnet_width > 0) || co.segments.empty())
-    MART_CONFIG_ERROR("eval.covers_seeds, _epochs, _patience, _batch, _bn_batch must be at least 1, eval.covers_lr and "
-                      "eval.covers_cqtnet_width positive, eval.covers_segments not empty");
+      !(co.pretrained_lr > 0) || !(co.cqtnet_width > 0) || co.segments.empty())
+    MART_CONFIG_ERROR("eval.covers_seeds, _epochs, _patience, _batch, _bn_batch must be at least 1, eval.covers_lr, "
+                      "_pretrained_lr and _cqtnet_width positive, eval.covers_segments not empty");
   for (int64_t len : co.segments)
     if (len < 1) MART_CONFIG_ERROR("eval.covers_segments: lengths must be positive, got ", len);
   const bool covers_need_cqt = std::any_of(covers_models.begin(), covers_models.end(), [](CoversModel k) { return k != CoversModel::mart; });

@@ -39,7 +39,8 @@ CoversModel parse_covers_model(const std::string& name);
 std::string covers_model_name(CoversModel m);
 
 struct CoversFinetuneOptions {
-  double lr = 1e-3, weight_decay = 1e-5;  // CQTNet's Adam settings
+  double lr = 1e-3, weight_decay = 1e-5;  // CQTNet's Adam settings, for what starts untrained
+  double pretrained_lr = 1e-4;            // the pretrained MART (mart-eval's whole-model fine-tuning default)
   int max_epochs = 30, patience = 5;
   int batch_size = 16, bn_batch = 8;
   std::vector<int64_t> segments{200, 300, 400};  // CQT frames of a training segment, one per batch
