@@ -11,7 +11,7 @@
 #include "mart/core/error.h"
 #include "mart/core/rng.h"
 #include "mart/data/manifest.h"
-#include "mart/data/shard.h"
+#include "mart/data/shard_set.h"
 #include "mart/dist/block.h"
 #include "mart/dist/gradient_reducer.h"
 #include "mart/dist/mpi_communicator.h"
@@ -42,7 +42,7 @@ namespace {
 // kept in memory: 84 floats per 0.46 s) and the log-mel crop hierarchies, read from the shards.
 class TrackReader {
  public:
-  TrackReader(const CoversSet& s, bool need_cqt) : dir_(s.data_dir), e_(*s.tracks), m_(data::load_manifest(s.data_dir + "/manifest.json")) {
+  TrackReader(const CoversSet& s, bool need_cqt) : dir_(s.data_dir), e_(*s.tracks), shards_(s.data_dir) {
     if (need_cqt) {
       for (size_t i = 0; i < e_.tracks.size(); ++i) {
         const auto& t = e_.tracks[i];
@@ -52,7 +52,7 @@ class TrackReader {
       }
     }
   }
-  const data::Manifest& manifest() const { return m_; }
+  const data::Manifest& manifest() const { return shards_.manifest(); }
   int bins() { return e_.tracks.empty() ? 0 : reader(e_.tracks[0].shard).cqt_bins(); }
 
   // [bins, T] divided by its largest value.
@@ -80,11 +80,11 @@ class TrackReader {
   // The top-clip starts of the track's evaluation crops.
   std::vector<int64_t> crop_starts(size_t i) {
     const auto& t = e_.tracks[i];
-    return eval_crop_starts(reader(t.shard).valid_starts(t.shard_track), m_.features.frames);
+    return eval_crop_starts(reader(t.shard).valid_starts(t.shard_track), shards_.manifest().features.frames);
   }
   // The hierarchies of `starts` of track i: [n, clips_total, n_mels, T].
   torch::Tensor crops(size_t i, const std::vector<int64_t>& starts) {
-    const auto& f = m_.features;
+    const auto& f = shards_.manifest().features;
     const int64_t hier = f.clips_total() * f.n_mels * f.frames;
     auto x = torch::empty({static_cast<int64_t>(starts.size()), f.clips_total(), f.n_mels, f.frames});
     const auto& t = e_.tracks[i];
@@ -94,17 +94,11 @@ class TrackReader {
   }
 
  private:
-  const data::ShardReader& reader(int64_t shard) {
-    auto it = readers_.find(shard);
-    if (it == readers_.end())
-      it = readers_.emplace(shard, data::ShardReader(dir_ + "/" + m_.shards.at(static_cast<size_t>(shard)).file, m_.features)).first;
-    return it->second;
-  }
+  const data::ShardReader& reader(int64_t shard) { return shards_.shard(shard); }
 
   std::string dir_;
   const EmbeddingSet& e_;
-  data::Manifest m_;
-  std::map<int64_t, data::ShardReader> readers_;
+  data::ShardSet shards_;
   std::map<size_t, torch::Tensor> cqt_;
 };
 

@@ -10,7 +10,7 @@
 #include "mart/core/error.h"
 #include "mart/core/rng.h"
 #include "mart/data/manifest.h"
-#include "mart/data/shard.h"
+#include "mart/data/shard_set.h"
 #include "mart/dist/block.h"
 #include "mart/dist/gradient_reducer.h"
 #include "mart/dist/mpi_communicator.h"
@@ -30,7 +30,7 @@ struct Row {
 // The evaluation crops of `tracks`, in track order, and the shards they are read from.
 class CropTable {
  public:
-  CropTable(const std::string& dir, const EmbeddingSet& e) : dir_(dir), e_(e), m_(data::load_manifest(dir + "/manifest.json")) {}
+  CropTable(const std::string& dir, const EmbeddingSet& e) : e_(e), shards_(dir) {}
 
   std::vector<Row> rows(const std::vector<size_t>& tracks) {
     std::vector<Row> out;
@@ -38,7 +38,7 @@ class CropTable {
       const auto& t = e_.tracks[i];
       MART_CHECK(t.shard >= 0, "track '", t.id, "' has no shard position (embeddings written by an older mart-eval): "
                  "rerun with --eval.force true");
-      const auto starts = eval_crop_starts(reader(t.shard).valid_starts(t.shard_track), m_.features.frames);
+      const auto starts = eval_crop_starts(reader(t.shard).valid_starts(t.shard_track), shards_.manifest().features.frames);
       MART_CHECK(static_cast<int64_t>(starts.size()) == t.crop_end - t.crop_begin, "track '", t.id,
                  "': the shards give another crop count than the embeddings; were they made from other data?");
       for (int64_t k : starts) out.push_back({i, k});
@@ -48,7 +48,7 @@ class CropTable {
 
   // [rows, clips_total, n_mels, T] of rows [begin, end).
   torch::Tensor batch(const std::vector<Row>& rows, size_t begin, size_t end) {
-    const auto& f = m_.features;
+    const auto& f = shards_.manifest().features;
     const int64_t hier = f.clips_total() * f.n_mels * f.frames;
     auto x = torch::empty({static_cast<int64_t>(end - begin), f.clips_total(), f.n_mels, f.frames});
     for (size_t r = begin; r < end; ++r) {
@@ -59,17 +59,10 @@ class CropTable {
   }
 
  private:
-  const data::ShardReader& reader(int64_t shard) {
-    auto it = readers_.find(shard);
-    if (it == readers_.end())
-      it = readers_.emplace(shard, data::ShardReader(dir_ + "/" + m_.shards.at(static_cast<size_t>(shard)).file, m_.features)).first;
-    return it->second;
-  }
+  const data::ShardReader& reader(int64_t shard) { return shards_.shard(shard); }
 
-  std::string dir_;
   const EmbeddingSet& e_;
-  data::Manifest m_;
-  std::map<int64_t, data::ShardReader> readers_;
+  data::ShardSet shards_;
 };
 
 // Targets of rows [begin, end): [n, k] 0/1 floats (multilabel) or [n] class indices.
