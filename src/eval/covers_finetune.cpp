@@ -43,13 +43,11 @@ namespace {
 class TrackReader {
  public:
   TrackReader(const CoversSet& s, bool need_cqt) : dir_(s.data_dir), e_(*s.tracks), shards_(s.data_dir) {
-    if (need_cqt) {
-      for (size_t i = 0; i < e_.tracks.size(); ++i) {
-        const auto& t = e_.tracks[i];
-        MART_CHECK(t.shard >= 0, "track '", t.id, "' has no shard position (embeddings written by an older mart-eval): rerun with --eval.force true");
+    for (const auto& t : e_.tracks) {
+      MART_CHECK(t.shard >= 0, "track '", t.id, "' has no shard position (embeddings written by an older mart-eval): rerun with --eval.force true");
+      if (need_cqt)
         MART_CHECK(reader(t.shard).cqt_bins() > 0, "the shards in '", dir_, "' have no constant-Q: the covers models cqtnet and "
                    "mart+cqtnet need mart-preprocess --features.cqt true");
-      }
     }
   }
   const data::Manifest& manifest() const { return shards_.manifest(); }
@@ -127,9 +125,14 @@ struct CoversNet : torch::nn::Module {
     std::vector<torch::Tensor> parts;
     if (cqtnet) parts.push_back(cqtnet->forward(cqt));
     if (mart) {
+      // s^0 of every crop, averaged per item; 8 crops per forward at most (a whole song's crops at
+      // once would hold gigabytes of activations), which gives the same mean.
       const int64_t b = hier.size(0), k = hier.size(1);
-      const auto s0 = mart->embed(hier.flatten(0, 1)).hat[0].squeeze(1);  // [b * k, dim]
-      parts.push_back(s0.reshape({b, k, -1}).mean(1));
+      const auto flat = hier.flatten(0, 1);
+      std::vector<torch::Tensor> s0;
+      for (int64_t c = 0; c < flat.size(0); c += 8)
+        s0.push_back(mart->embed(flat.slice(0, c, std::min<int64_t>(flat.size(0), c + 8))).hat[0].squeeze(1));
+      parts.push_back(torch::cat(s0).reshape({b, k, -1}).mean(1));
     }
     return fc0(parts.size() == 1 ? parts[0] : torch::cat(parts, 1));
   }
@@ -212,7 +215,6 @@ CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, con
     std::vector<torch::Tensor> cqts, hiers;
     for (size_t j = 0; j < items.size(); ++j) {
       Rng rng(seed_of(o.seed, epoch, first_pos + j));
-      trained.insert(items[j]);
       if (use_cqt) cqts.push_back(reader.segment(items[j], len, rng));
       if (use_mart) {
         const auto starts = reader.crop_starts(items[j]);
@@ -229,6 +231,7 @@ CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, con
   std::vector<size_t> bn_items = train;
   bn_rng.shuffle(bn_items);
   bn_items.resize(std::min(bn_items.size(), static_cast<size_t>(std::max(o.bn_items, o.bn_batch))));
+  trained.insert(bn_items.begin(), bn_items.end());
   auto precise_batch_norm = [&]() {
     torch::NoGradGuard no_grad;
     auto bns = net.batch_norms();
@@ -311,6 +314,7 @@ CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, con
     size_t batch_index = 0;
     for (size_t s = 0; s < order.size(); s += B, ++batch_index) {
       const size_t global = std::min(order.size(), s + B) - s;
+      trained.insert(order.begin() + static_cast<std::ptrdiff_t>(s), order.begin() + static_cast<std::ptrdiff_t>(s + global));
       const int64_t len = o.segments[batch_index % o.segments.size()];
       const size_t chunks = (global + mb - 1) / mb;
       const auto [c0, c1] = dist::contiguous_block(chunks, comm.rank(), comm.size());
@@ -346,6 +350,8 @@ CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, con
       ++since_best;
     }
   }
+  MART_CHECK(!best_state.empty(), "covers fine-tuning (", covers_model_name(kind), "): the valid MAP was never a number: "
+             "the model diverged; lower eval.covers_lr or eval.covers_pretrained_lr");
   {
     torch::NoGradGuard no_grad;  // back to the early-stopping point, statistics included
     size_t k = 0;

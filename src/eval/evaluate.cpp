@@ -699,6 +699,11 @@ int run(app::StageContext& ctx) {
   // The paper's table 3: models trained on the training works (jobs = model x seed, round-robin
   // over the rank groups, the ranks of a group sharing each batch).
   if (!covers_models.empty()) {
+    if (!transfer_data.empty() && !transfer_meta) {  // the covers task was not asked for: no frozen pass read it
+      EmbeddingSet te = extract(transfer_data, *sources[0].features, w);
+      te.crops.clear(), te.track_level.clear();
+      transfer_meta = std::move(te);
+    }
     std::vector<int64_t> all_groups;
     std::vector<std::string> all_splits;
     for (const auto& t : covers_meta->tracks) all_groups.push_back(t.cover_group), all_splits.push_back(t.split);

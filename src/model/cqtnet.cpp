@@ -29,7 +29,7 @@ CqtNetOptions cqtnet_options(double width) {
 
 CqtNetImpl::CqtNetImpl(const CqtNetOptions& o) : options(o) {
   MART_CHECK(o.channels.size() == 10, "CQTNet has 10 convolutions, got ", o.channels.size(), " channel counts");
-  MART_CHECK(o.bins >= 37 && o.min_frames >= 183, "CQTNet needs at least 37 bins and min_frames >= 183 (what its "
+  MART_CHECK(o.bins >= 38 && o.min_frames >= 172, "CQTNet needs at least 38 bins and min_frames >= 172 (what its "
              "convolutions consume), got ", o.bins, " and ", o.min_frames);
   convs = register_module("convs", torch::nn::ModuleList());
   norms = register_module("norms", torch::nn::ModuleList());
