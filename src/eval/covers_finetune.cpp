@@ -50,7 +50,6 @@ class TrackReader {
                    "mart+cqtnet need mart-preprocess --features.cqt true");
     }
   }
-  const data::Manifest& manifest() const { return shards_.manifest(); }
   int bins() { return e_.tracks.empty() ? 0 : reader(e_.tracks[0].shard).cqt_bins(); }
 
   // [bins, T] divided by its largest value.

@@ -700,7 +700,8 @@ int run(app::StageContext& ctx) {
   // over the rank groups, the ranks of a group sharing each batch).
   if (!covers_models.empty()) {
     if (!transfer_data.empty() && !transfer_meta) {  // the covers task was not asked for: no frozen pass read it
-      EmbeddingSet te = extract(transfer_data, *sources[0].features, w);
+      // Only the tracks are needed: the cheapest source reads them (log-mel statistics, no model).
+      EmbeddingSet te = extract(transfer_data, *logmel_stats_source(f), w);
       te.crops.clear(), te.track_level.clear();
       transfer_meta = std::move(te);
     }
@@ -737,35 +738,30 @@ int run(app::StageContext& ctx) {
       const auto g = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
       load[static_cast<size_t>(g)] += cost(job.kind);
       if (g != groups.index()) continue;
-      {
-        const auto kind = job.kind;
-        const int s = job.seed;
-        const size_t this_job = job.index;
-        CoversFinetuneOptions o = co;
-        o.seed = static_cast<uint64_t>(s + 1);
-        const auto t0 = std::chrono::steady_clock::now();
-        const std::string name = covers_model_name(kind);
-        if (groups.leader())
-          spdlog::info("covers: training {} on {} tracks of {} works (valid {} tracks, test {}), seed {}, group {} of {}",
-                       name, tr.size(), cs.works[0], va.size(), te.size(), o.seed, groups.index() + 1, groups.count());
-        const auto r = covers_finetune(kind, main_set, tr, va, te, transfer_set, trained_checkpoint, mo, o, groups.comm());
-        if (!groups.leader()) continue;
-        spdlog::info("covers: {} (seed {}): {} epochs, best valid MAP {:.4f} at epoch {}; test MAP {:.4f}{}; {:.1f} s", name,
-                     o.seed, r.epochs, r.best_valid_map, r.best_epoch, r.test.map,
-                     r.has_transfer ? ", transfer MAP " + std::to_string(r.transfer.map) : std::string(),
-                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-        // Which tracks trained it (an audit: the transfer set and the valid and test works never do).
-        std::string trained = "data\ttrack\tsplit\twork\n";
-        for (size_t i : r.trained) {
-          const auto& t = covers_meta->tracks[i];
-          trained += data + "\t" + t.id + "\t" + cs.split[i] + "\t" + std::to_string(t.cover_group) + "\n";
-        }
-        write_file_atomic(out + "/covers-" + name + "-seed" + std::to_string(o.seed) + "-trained.tsv", trained);
-        std::vector<TaskScore> mine;
-        push_covers(&mine, name, "covers_finetune", "covers", o.seed, r.test);
-        if (r.has_transfer) push_covers(&mine, name, "covers_finetune", "covers_transfer", o.seed, r.transfer);
-        for (const auto& x : mine) done.push_back(score_json(this_job, x));
+      CoversFinetuneOptions o = co;
+      o.seed = static_cast<uint64_t>(job.seed + 1);
+      const auto t0 = std::chrono::steady_clock::now();
+      const std::string name = covers_model_name(job.kind);
+      if (groups.leader())
+        spdlog::info("covers: training {} on {} tracks of {} works (valid {} tracks, test {}), seed {}, group {} of {}",
+                     name, tr.size(), cs.works[0], va.size(), te.size(), o.seed, groups.index() + 1, groups.count());
+      const auto r = covers_finetune(job.kind, main_set, tr, va, te, transfer_set, trained_checkpoint, mo, o, groups.comm());
+      if (!groups.leader()) continue;
+      spdlog::info("covers: {} (seed {}): {} epochs, best valid MAP {:.4f} at epoch {}; test MAP {:.4f}{}; {:.1f} s", name,
+                   o.seed, r.epochs, r.best_valid_map, r.best_epoch, r.test.map,
+                   r.has_transfer ? ", transfer MAP " + std::to_string(r.transfer.map) : std::string(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      // Which tracks trained it (an audit: the transfer set and the valid and test works never do).
+      std::string trained = "data\ttrack\tsplit\twork\n";
+      for (size_t i : r.trained) {
+        const auto& t = covers_meta->tracks[i];
+        trained += data + "\t" + t.id + "\t" + cs.split[i] + "\t" + std::to_string(t.cover_group) + "\n";
       }
+      write_file_atomic(out + "/covers-" + name + "-seed" + std::to_string(o.seed) + "-trained.tsv", trained);
+      std::vector<TaskScore> mine;
+      push_covers(&mine, name, "covers_finetune", "covers", o.seed, r.test);
+      if (r.has_transfer) push_covers(&mine, name, "covers_finetune", "covers_transfer", o.seed, r.transfer);
+      for (const auto& x : mine) done.push_back(score_json(job.index, x));
     }
     collect(done, w, &scores);
   }
