@@ -36,6 +36,18 @@ std::string covers_model_name(CoversModel m) {
   return "?";
 }
 
+std::vector<int64_t> draw_train_crops(std::vector<int64_t> starts, size_t want, Rng& rng) {
+  MART_CHECK(!starts.empty() && want >= 1, "draw_train_crops: no crop to draw or none wanted");
+  const size_t n = starts.size();
+  std::vector<int64_t> chosen;
+  chosen.reserve(want);
+  for (size_t k = 0; k < want; ++k) {
+    if (want < n) std::swap(starts[k], starts[k + rng.next() % (n - k)]);
+    chosen.push_back(starts[k % n]);
+  }
+  return chosen;
+}
+
 namespace {
 
 // The audio features of one covers set's tracks: the constant-Q (normalised as CQTNet's input,
@@ -172,9 +184,9 @@ CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, con
                                      const model::ModelOptions& m, const CoversFinetuneOptions& o, MPI_Comm group) {
   MART_CHECK(set.tracks != nullptr && !train.empty() && !valid.empty() && !test.empty(),
              "covers fine-tuning needs train, valid and test works");
-  MART_CHECK(o.batch_size >= 1 && o.bn_batch >= 1 && !o.segments.empty() && o.max_epochs >= 1 && o.patience >= 1 && o.lr > 0 &&
+  MART_CHECK(o.batch_size >= 1 && o.bn_batch >= 1 && o.train_crops >= 1 && !o.segments.empty() && o.max_epochs >= 1 && o.patience >= 1 && o.lr > 0 &&
                  o.pretrained_lr > 0,
-             "covers fine-tuning: batch, bn_batch, segments, epochs, patience and both learning rates must be positive");
+             "covers fine-tuning: batch, bn_batch, train_crops, segments, epochs, patience and both learning rates must be positive");
   const EmbeddingSet& e = *set.tracks;
   const bool use_cqt = kind != CoversModel::mart, use_mart = kind != CoversModel::cqtnet;
   dist::MpiCommunicator comm(group);
@@ -216,9 +228,10 @@ CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, con
       Rng rng(seed_of(o.seed, epoch, first_pos + j));
       if (use_cqt) cqts.push_back(reader.segment(items[j], len, rng));
       if (use_mart) {
-        const auto starts = reader.crop_starts(items[j]);
+        auto starts = reader.crop_starts(items[j]);
         MART_CHECK(!starts.empty(), "track '", e.tracks[items[j]].id, "' has no crop");
-        hiers.push_back(reader.crops(items[j], {starts[rng.next() % starts.size()]}));
+        const auto chosen = draw_train_crops(std::move(starts), static_cast<size_t>(o.train_crops), rng);
+        hiers.push_back(reader.crops(items[j], chosen));
       }
     }
     return std::make_pair(use_cqt ? torch::stack(cqts) : torch::Tensor(), use_mart ? torch::stack(hiers) : torch::Tensor());

@@ -228,6 +228,7 @@ TEST_F(EvalStage, CoversProtocolOnTwoRanksMatchesOneAndTrainsOnTrainingWorksOnly
   const std::string cov = " --eval.threads 1 --checkpoint " + kRun +
                           " --eval.tasks covers --eval.baselines false --eval.covers_models cqtnet,mart+cqtnet"
                           " --eval.covers_epochs 2 --eval.covers_batch 8 --eval.covers_bn_batch 4 --eval.covers_segments 200"
+                          " --eval.covers_train_crops 2"
                           " --eval.covers_cqtnet_width 0.125 --eval.transfer_data " + transfer;
   const auto one = mart::test::fresh_dir("mart_cov_one"), pair = mart::test::fresh_dir("mart_cov_pair");
   auto r1 = run(mpirun(1) + MART_EVAL + " --data " + cqt + " --run " + one + cov, 600);

@@ -11,8 +11,8 @@
 //   mart         the pretrained encoder + part-whole transformer (s^0), fine-tuned;
 //   mart+cqtnet  both, fused before the embedding layer: [CQTNet's pooled features, s^0] -> 300.
 // A training item is one track: a random CQT segment (the lengths in `segments`, one per batch,
-// cycled, as CQTNet trains on 200/300/400 frames; shorter tracks zero-padded) and a random
-// log-mel crop hierarchy of the same track. Evaluation embeds a whole track: its whole CQT, the
+// cycled, as CQTNet trains on 200/300/400 frames; shorter tracks zero-padded) and `train_crops`
+// random log-mel crop hierarchies of the same track (s^0 averaged over them). Evaluation embeds a whole track: its whole CQT, the
 // mean of s^0 over its non-overlapping crops.
 //
 // The ranks of `group` share every batch. BatchNorm uses the statistics of fixed micro-batches
@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "mart/core/rng.h"
 #include "mart/eval/embed.h"
 #include "mart/eval/retrieval.h"
 #include "mart/model/options.h"
@@ -38,11 +39,17 @@ enum class CoversModel { cqtnet, mart, mart_cqtnet };
 CoversModel parse_covers_model(const std::string& name);
 std::string covers_model_name(CoversModel m);
 
+// `want` crop starts for one training item: distinct ones drawn from `starts` (a partial
+// Fisher-Yates shuffle with `rng`) when there are more than `want`, else every start in order,
+// repeated until there are `want`, so that the items of a batch have the same count.
+std::vector<int64_t> draw_train_crops(std::vector<int64_t> starts, size_t want, Rng& rng);
+
 struct CoversFinetuneOptions {
   double lr = 1e-3, weight_decay = 1e-5;  // CQTNet's Adam settings, for what starts untrained
-  double pretrained_lr = 1e-4;            // the pretrained MART (mart-eval's whole-model fine-tuning default)
+  double pretrained_lr = 1e-3;            // the pretrained MART (1e-4 hardly moved it: docs/metrics.md)
   int max_epochs = 30, patience = 5;
   int batch_size = 16, bn_batch = 8;
+  int train_crops = 1;  // MART crop hierarchies per training item, s^0 averaged over them (as when ranking)
   std::vector<int64_t> segments{200, 300, 400};  // CQT frames of a training segment, one per batch
   double cqtnet_width = 1.0;  // CQTNet's channels x this (model::cqtnet_options)
   int64_t embedding = 300;
