@@ -8,7 +8,8 @@
 #   bench/study/study.sh baselines [NAME SEED] # random-init (NAME's shape) and log-mel statistics rows
 #   bench/study/study.sh report [OUT.md]       # mean +- std per row and metric, curves (bench/study/summarize.py)
 #
-# Everything goes under $MART_STUDY (default ./study, ignored by git). Each run writes the exact
+# Everything goes under $MART_STUDY (default ./study, ignored by git); MART_STUDY_FEATURES adds
+# feature flags to every preprocess (a study of the features themselves, in its own MART_STUDY). Each run writes the exact
 # command that made it to its folder (command.txt); the report prints it next to the row.
 # The covers works are split in two halves by a hash of the work id: "dev" (used to choose
 # settings) and "test" (reported, never used to choose).
@@ -28,8 +29,11 @@ tasks_of() {  # what each evaluation set is for
 preprocess() {  # INPUT OUTPUT [flags]
   local in=$1 out=$2; shift 2
   if [ -f "$out/manifest.json" ]; then echo "study: $out exists"; return; fi
+  # MART_STUDY_FEATURES: extra feature flags for every set (e.g. "--features.window scaled"),
+  # with its own MART_STUDY folder.
+  # shellcheck disable=SC2086
   mpirun -np "$NP" "$BIN/preprocess/mart-preprocess" --config "$HERE/preprocess-study.ini" \
-    --input "$in" --output "$out" "$@"
+    --input "$in" --output "$out" "$@" ${MART_STUDY_FEATURES:-}
 }
 
 case "$cmd" in

@@ -435,6 +435,14 @@ int run(app::StageContext& ctx) {
   if (po.max_epochs < 1 || po.patience < 1) MART_CONFIG_ERROR("eval.max_epochs and eval.patience must be at least 1");
   const auto covers_fractions = parse_covers_split(c.get<std::string>("eval.covers_split"));
   const auto covers_seed = static_cast<uint64_t>(c.get<int>("eval.covers_split_seed"));
+  // The split by work of a covers set's tracks (the same for every model: the frozen ranking and
+  // the trained jobs read it from here).
+  auto covers_split_of = [&](const std::vector<TrackInfo>& tracks) {
+    std::vector<int64_t> groups;
+    std::vector<std::string> splits;
+    for (const auto& t : tracks) groups.push_back(t.cover_group), splits.push_back(t.split);
+    return covers_split(groups, splits, covers_fractions, covers_seed);
+  };
   const auto fractions = fractions_of(c, "eval.label_fractions", false);
   const auto ft_fractions = fractions_of(c, "eval.finetune_fractions", true);
   FinetuneOptions fo;
@@ -647,17 +655,14 @@ int run(app::StageContext& ctx) {
     // without one are only distractors); query blocks spread over ranks. With a split by work
     // (the data's, or eval.covers_split's draw), only the test side is ranked.
     if (std::find(tasks.begin(), tasks.end(), "covers") != tasks.end()) {
-      std::vector<int64_t> all_groups;
-      std::vector<std::string> all_splits;
-      for (const auto& t : e.tracks) all_groups.push_back(t.cover_group), all_splits.push_back(t.split);
-      const CoversSplit cs = covers_split(all_groups, all_splits, covers_fractions, covers_seed);
+      const CoversSplit cs = covers_split_of(e.tracks);
       std::vector<size_t> keep;  // the tracks ranked
       for (size_t i = 0; i < e.tracks.size(); ++i)
         if (cs.source == CoversSplitSource::none || cs.split[i] == "test") keep.push_back(i);
       std::vector<int64_t> cover_groups;
       std::vector<float> kept(keep.size() * static_cast<size_t>(e.dim));
       for (size_t j = 0; j < keep.size(); ++j) {
-        cover_groups.push_back(all_groups[keep[j]]);
+        cover_groups.push_back(e.tracks[keep[j]].cover_group);
         std::copy_n(e.track_level[0].data() + keep[j] * static_cast<size_t>(e.dim), e.dim,
                     kept.data() + j * static_cast<size_t>(e.dim));
       }
@@ -708,17 +713,14 @@ int run(app::StageContext& ctx) {
       te.crops.clear(), te.track_level.clear();
       transfer_meta = std::move(te);
     }
-    std::vector<int64_t> all_groups;
-    std::vector<std::string> all_splits;
-    for (const auto& t : covers_meta->tracks) all_groups.push_back(t.cover_group), all_splits.push_back(t.split);
-    const CoversSplit cs = covers_split(all_groups, all_splits, covers_fractions, covers_seed);
+    const CoversSplit cs = covers_split_of(covers_meta->tracks);
     if (cs.source == CoversSplitSource::none)
       MART_CONFIG_ERROR("eval.covers_models needs a split by work: a covers list with a split column, or eval.covers_split "
                         "(e.g. 0.8/0.1/0.1)");
     std::vector<size_t> tr, va, te;
-    for (size_t i = 0; i < all_groups.size(); ++i) {
+    for (size_t i = 0; i < covers_meta->tracks.size(); ++i) {
       if (cs.split[i] == "test") te.push_back(i);  // with the distractors (no work) of the test side
-      else if (all_groups[i] < 0) continue;
+      else if (covers_meta->tracks[i].cover_group < 0) continue;
       else (cs.split[i] == "train" ? tr : va).push_back(i);
     }
     const CoversSet main_set{data, &*covers_meta};
