@@ -184,9 +184,10 @@ CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, con
                                      const model::ModelOptions& m, const CoversFinetuneOptions& o, MPI_Comm group) {
   MART_CHECK(set.tracks != nullptr && !train.empty() && !valid.empty() && !test.empty(),
              "covers fine-tuning needs train, valid and test works");
-  MART_CHECK(o.batch_size >= 1 && o.bn_batch >= 1 && o.train_crops >= 1 && !o.segments.empty() && o.max_epochs >= 1 && o.patience >= 1 && o.lr > 0 &&
-                 o.pretrained_lr > 0,
-             "covers fine-tuning: batch, bn_batch, train_crops, segments, epochs, patience and both learning rates must be positive");
+  MART_CHECK(o.batch_size >= 1 && o.bn_batch >= 1 && o.train_crops >= 1 && !o.segments.empty() && o.max_epochs >= 1 &&
+                 o.patience >= 1 && o.lr > 0 && o.pretrained_lr > 0,
+             "covers fine-tuning: batch, bn_batch, train_crops, segments, epochs, patience and both learning rates must "
+             "be positive");
   const EmbeddingSet& e = *set.tracks;
   const bool use_cqt = kind != CoversModel::mart, use_mart = kind != CoversModel::cqtnet;
   dist::MpiCommunicator comm(group);

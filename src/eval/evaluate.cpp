@@ -87,7 +87,8 @@ void declare_options(Config& c) {
   c.add<double>("eval.covers_lr", 1e-3, "Adam learning rate of what starts untrained: CQTNet, the embedding layer, "
                 "the classifier (weight decay 1e-5, as CQTNet)", "Covers fine-tuning");
   c.add<double>("eval.covers_pretrained_lr", 1e-3, "Adam learning rate of the pretrained MART encoder and part-whole "
-                "transformer (models mart, mart+cqtnet; 1e-4 hardly moves it in 30 epochs: docs/metrics.md)", "Covers fine-tuning");
+                "transformer (models mart, mart+cqtnet; 1e-4 hardly moved it on the demo: docs/metrics.md)",
+                "Covers fine-tuning");
   c.add<int>("eval.covers_batch", 16, "global batch (tracks), split over the group's ranks", "Covers fine-tuning");
   c.add<int>("eval.covers_train_crops", 1, "MART crop hierarchies per training track, their s^0 averaged (ranking "
              "averages all of a track's crops; models mart, mart+cqtnet)", "Covers fine-tuning");
@@ -473,10 +474,10 @@ int run(app::StageContext& ctx) {
   co.train_crops = c.get<int>("eval.covers_train_crops");
   co.segments = parse_int_list(c.get<std::string>("eval.covers_segments"), "eval.covers_segments");
   co.cqtnet_width = c.get<double>("eval.covers_cqtnet_width");
-  if (covers_seeds < 1 || co.max_epochs < 1 || co.patience < 1 || co.batch_size < 1 || co.bn_batch < 1 || co.train_crops < 1 || !(co.lr > 0) ||
-      !(co.pretrained_lr > 0) || !(co.cqtnet_width > 0) || co.segments.empty())
-    MART_CONFIG_ERROR("eval.covers_seeds, _epochs, _patience, _batch, _bn_batch, _train_crops must be at least 1, eval.covers_lr, "
-                      "_pretrained_lr and _cqtnet_width positive, eval.covers_segments not empty");
+  if (covers_seeds < 1 || co.max_epochs < 1 || co.patience < 1 || co.batch_size < 1 || co.bn_batch < 1 ||
+      co.train_crops < 1 || !(co.lr > 0) || !(co.pretrained_lr > 0) || !(co.cqtnet_width > 0) || co.segments.empty())
+    MART_CONFIG_ERROR("eval.covers_seeds, _epochs, _patience, _batch, _bn_batch, _train_crops must be at least 1, "
+                      "eval.covers_lr, _pretrained_lr and _cqtnet_width positive, eval.covers_segments not empty");
   for (int64_t len : co.segments)
     if (len < 1) MART_CONFIG_ERROR("eval.covers_segments: lengths must be positive, got ", len);
   const bool covers_need_cqt = std::any_of(covers_models.begin(), covers_models.end(), [](CoversModel k) { return k != CoversModel::mart; });

@@ -12,8 +12,8 @@
 //   mart+cqtnet  both, fused before the embedding layer: [CQTNet's pooled features, s^0] -> 300.
 // A training item is one track: a random CQT segment (the lengths in `segments`, one per batch,
 // cycled, as CQTNet trains on 200/300/400 frames; shorter tracks zero-padded) and `train_crops`
-// random log-mel crop hierarchies of the same track (s^0 averaged over them). Evaluation embeds a whole track: its whole CQT, the
-// mean of s^0 over its non-overlapping crops.
+// random log-mel crop hierarchies of the same track (s^0 averaged over them). Evaluation embeds a
+// whole track: its whole CQT, the mean of s^0 over its non-overlapping crops.
 //
 // The ranks of `group` share every batch. BatchNorm uses the statistics of fixed micro-batches
 // (bn_batch items; a rank takes whole micro-batches) while training, and before every evaluation
