@@ -18,15 +18,21 @@ t0=$(date +%s)
 stage() { echo; echo "== mart demo [$(( $(date +%s) - t0 )) s]: $*"; }
 stage "1/5 mart-synth writes the demo corpus on $NP ranks"
 mpirun -np "$NP" "$BIN/synth/mart-synth" --config "$MART_ROOT/configs/demo-synth.ini" --output "$DEMO/corpus"
+# A second covers set for the zero-shot transfer column (Covers80-style: 40 works x 2 versions),
+# other compositions (another seed); never trained on.
+mpirun -np "$NP" "$BIN/synth/mart-synth" --config "$MART_ROOT/configs/demo-synth.ini" --output "$DEMO/transfer-corpus" \
+  --synth.tracks 80 --synth.versions 2 --synth.seed 2
 stage "2/5 mart-preprocess: audio -> shards on $NP ranks"
 mpirun -np "$NP" "$BIN/preprocess/mart-preprocess" --config "$MART_ROOT/configs/preprocess-demo.ini" \
   --input "$DEMO/corpus" --output "$DEMO/shards"
+mpirun -np "$NP" "$BIN/preprocess/mart-preprocess" --config "$MART_ROOT/configs/preprocess-demo.ini" \
+  --input "$DEMO/transfer-corpus" --output "$DEMO/transfer-shards"
 stage "3/5 mart-train: pretraining a small MART on $NP ranks"
 mpirun -np "$NP" "$BIN/train/mart-train" --config "$MART_ROOT/configs/pretrain-demo.ini" \
   --data "$DEMO/shards" --run "$DEMO/run"
 stage "4/5 mart-eval: tagging, classification, covers for the model and two baselines on $NP ranks"
 mpirun -np "$NP" "$BIN/eval/mart-eval" --config "$MART_ROOT/configs/eval-demo.ini" \
-  --data "$DEMO/shards" --checkpoint "$DEMO/run" --run "$DEMO/eval"
+  --data "$DEMO/shards" --checkpoint "$DEMO/run" --run "$DEMO/eval" --eval.transfer_data "$DEMO/transfer-shards"
 stage "5/5 mart-embed: scene and timestamped embeddings straight from the audio files on $NP ranks"
 mpirun -np "$NP" "$BIN/eval/mart-embed" --config "$MART_ROOT/configs/embed-demo.ini" \
   --checkpoint "$DEMO/run" --input "$DEMO/corpus/audio" --output "$DEMO/embed"
