@@ -10,13 +10,12 @@
 
 #include "mart/core/error.h"
 #include "mart/core/rng.h"
-#include "mart/data/manifest.h"
-#include "mart/data/shard_set.h"
 #include "mart/dist/block.h"
 #include "mart/dist/gradient_reducer.h"
 #include "mart/dist/mpi_communicator.h"
 #include "mart/model/cqtnet.h"
 #include "mart/model/mart_model.h"
+#include "track_crops.h"
 
 namespace mart::eval {
 
@@ -54,22 +53,20 @@ namespace {
 // kept in memory: 84 floats per 0.46 s) and the log-mel crop hierarchies, read from the shards.
 class TrackReader {
  public:
-  TrackReader(const CoversSet& s, bool need_cqt) : dir_(s.data_dir), e_(*s.tracks), shards_(s.data_dir) {
-    for (const auto& t : e_.tracks) {
-      MART_CHECK(t.shard >= 0, "track '", t.id, "' has no shard position (embeddings written by an older mart-eval): rerun with --eval.force true");
-      if (need_cqt)
-        MART_CHECK(reader(t.shard).cqt_bins() > 0, "the shards in '", dir_, "' have no constant-Q: the covers models cqtnet and "
-                   "mart+cqtnet need mart-preprocess --features.cqt true");
-    }
+  TrackReader(const CoversSet& s, bool need_cqt) : dir_(s.data_dir), e_(*s.tracks), crops_(s.data_dir, *s.tracks) {
+    if (need_cqt)
+      for (const auto& t : e_.tracks)
+        MART_CHECK(crops_.reader(t.shard).cqt_bins() > 0, "the shards in '", dir_, "' have no constant-Q: the covers "
+                   "models cqtnet and mart+cqtnet need mart-preprocess --features.cqt true");
   }
-  int bins() { return e_.tracks.empty() ? 0 : reader(e_.tracks[0].shard).cqt_bins(); }
+  int bins() { return e_.tracks.empty() ? 0 : crops_.reader(e_.tracks[0].shard).cqt_bins(); }
 
   // [bins, T] divided by its largest value.
   const torch::Tensor& cqt(size_t i) {
     auto it = cqt_.find(i);
     if (it == cqt_.end()) {
       const auto& t = e_.tracks[i];
-      const auto& r = reader(t.shard);
+      const auto& r = crops_.reader(t.shard);
       auto v = r.track_cqt(t.shard_track);
       const int64_t bins = r.cqt_bins(), rows = static_cast<int64_t>(v.size()) / bins;
       MART_CHECK(rows > 0, "track '", t.id, "' has no constant-Q frames (shorter than 20 hops?)");
@@ -87,27 +84,18 @@ class TrackReader {
     return x.slice(1, off, off + len);
   }
   // The top-clip starts of the track's evaluation crops.
-  std::vector<int64_t> crop_starts(size_t i) {
-    const auto& t = e_.tracks[i];
-    return eval_crop_starts(reader(t.shard).valid_starts(t.shard_track), shards_.manifest().features.frames);
-  }
+  std::vector<int64_t> crop_starts(size_t i) { return crops_.starts(i); }
   // The hierarchies of `starts` of track i: [n, clips_total, n_mels, T].
   torch::Tensor crops(size_t i, const std::vector<int64_t>& starts) {
-    const auto& f = shards_.manifest().features;
-    const int64_t hier = f.clips_total() * f.n_mels * f.frames;
-    auto x = torch::empty({static_cast<int64_t>(starts.size()), f.clips_total(), f.n_mels, f.frames});
-    const auto& t = e_.tracks[i];
-    for (size_t k = 0; k < starts.size(); ++k)
-      reader(t.shard).crop_into(t.shard_track, starts[k], 0, x.data_ptr<float>() + static_cast<int64_t>(k) * hier);
-    return x;
+    std::vector<std::pair<size_t, int64_t>> pairs;
+    for (int64_t k : starts) pairs.emplace_back(i, k);
+    return crops_.hierarchies(pairs);
   }
 
  private:
-  const data::ShardReader& reader(int64_t shard) { return shards_.shard(shard); }
-
   std::string dir_;
   const EmbeddingSet& e_;
-  data::ShardSet shards_;
+  TrackCrops crops_;
   std::map<size_t, torch::Tensor> cqt_;
 };
 

@@ -9,14 +9,13 @@
 
 #include "mart/core/error.h"
 #include "mart/core/rng.h"
-#include "mart/data/manifest.h"
-#include "mart/data/shard_set.h"
 #include "mart/dist/block.h"
 #include "mart/dist/gradient_reducer.h"
 #include "mart/dist/mpi_communicator.h"
 #include "mart/eval/batch_norm_stats.h"
 #include "mart/model/mart_model.h"
 #include "mart/run/step.h"
+#include "track_crops.h"
 
 namespace mart::eval {
 
@@ -30,15 +29,13 @@ struct Row {
 // The evaluation crops of `tracks`, in track order, and the shards they are read from.
 class CropTable {
  public:
-  CropTable(const std::string& dir, const EmbeddingSet& e) : e_(e), shards_(dir) {}
+  CropTable(const std::string& dir, const EmbeddingSet& e) : e_(e), crops_(dir, e) {}
 
   std::vector<Row> rows(const std::vector<size_t>& tracks) {
     std::vector<Row> out;
     for (size_t i : tracks) {
       const auto& t = e_.tracks[i];
-      MART_CHECK(t.shard >= 0, "track '", t.id, "' has no shard position (embeddings written by an older mart-eval): "
-                 "rerun with --eval.force true");
-      const auto starts = eval_crop_starts(reader(t.shard).valid_starts(t.shard_track), shards_.manifest().features.frames);
+      const auto starts = crops_.starts(i);
       MART_CHECK(static_cast<int64_t>(starts.size()) == t.crop_end - t.crop_begin, "track '", t.id,
                  "': the shards give another crop count than the embeddings; were they made from other data?");
       for (int64_t k : starts) out.push_back({i, k});
@@ -48,21 +45,14 @@ class CropTable {
 
   // [rows, clips_total, n_mels, T] of rows [begin, end).
   torch::Tensor batch(const std::vector<Row>& rows, size_t begin, size_t end) {
-    const auto& f = shards_.manifest().features;
-    const int64_t hier = f.clips_total() * f.n_mels * f.frames;
-    auto x = torch::empty({static_cast<int64_t>(end - begin), f.clips_total(), f.n_mels, f.frames});
-    for (size_t r = begin; r < end; ++r) {
-      const auto& t = e_.tracks[rows[r].track];
-      reader(t.shard).crop_into(t.shard_track, rows[r].start, 0, x.data_ptr<float>() + static_cast<int64_t>(r - begin) * hier);
-    }
-    return x;
+    std::vector<std::pair<size_t, int64_t>> pairs;
+    for (size_t r = begin; r < end; ++r) pairs.emplace_back(rows[r].track, rows[r].start);
+    return crops_.hierarchies(pairs);
   }
 
  private:
-  const data::ShardReader& reader(int64_t shard) { return shards_.shard(shard); }
-
   const EmbeddingSet& e_;
-  data::ShardSet shards_;
+  TrackCrops crops_;
 };
 
 // Targets of rows [begin, end): [n, k] 0/1 floats (multilabel) or [n] class indices.
