@@ -8,8 +8,9 @@
 #   bench/study/study.sh baselines [NAME SEED] # random-init (NAME's shape) and log-mel statistics rows
 #   bench/study/study.sh report [OUT.md]       # mean +- std per row and metric, curves (bench/study/summarize.py)
 #
-# Everything goes under $MART_STUDY (default ./study, ignored by git); MART_STUDY_FEATURES adds
-# feature flags to every preprocess (a study of the features themselves, in its own MART_STUDY). Each run writes the exact
+# Everything goes under $MART_STUDY (default ./study, ignored by git). MART_STUDY_FEATURES adds
+# feature flags to every preprocess of `prepare` (a study of the features themselves); a folder
+# keeps the flags it was prepared with (features.txt) and refuses others. Each run writes the exact
 # command that made it to its folder (command.txt); the report prints it next to the row.
 # The covers works are split in two halves by a hash of the work id: "dev" (used to choose
 # settings) and "test" (reported, never used to choose).
@@ -41,6 +42,13 @@ case "$cmd" in
     music=${1:?usage: study.sh prepare MUSIC_DIR}
     music=$(cd "$music" && pwd)
     [ -d "$music/train" ] || { echo "study: $music/train is missing (run scripts/study/fetch-music.sh $music)" >&2; exit 2; }
+    features=${MART_STUDY_FEATURES:-}
+    if [ -f "$STUDY/features.txt" ] && [ "$(cat "$STUDY/features.txt")" != "$features" ]; then
+      echo "study: $STUDY was prepared with MART_STUDY_FEATURES='$(cat "$STUDY/features.txt")', not '$features':" \
+        "use another MART_STUDY folder" >&2
+      exit 2
+    fi
+    echo "$features" > "$STUDY/features.txt"
     covers_list=$music/covers/list.tsv
     [ -f "$covers_list" ] || { echo "study: $covers_list is missing (run scripts/study/fetch-music.sh $music)" >&2; exit 2; }
     # Pretraining music: every track gets a split by a hash of its path (70/15/15), so the

@@ -209,7 +209,7 @@ CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, con
   const double G = comm.size();
   std::set<size_t> trained;
 
-  // Inputs of training items: a segment of `len` CQT frames and one random crop hierarchy each,
+  // Inputs of training items: a segment of `len` CQT frames and train_crops crop hierarchies each,
   // drawn from (seed, epoch, position): the same on any rank that builds them.
   auto train_inputs = [&](const std::vector<size_t>& items, int64_t len, uint64_t epoch, size_t first_pos) {
     std::vector<torch::Tensor> cqts, hiers;

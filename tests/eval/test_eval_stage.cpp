@@ -273,4 +273,10 @@ TEST_F(EvalStage, CoversProtocolOnTwoRanksMatchesOneAndTrainsOnTrainingWorksOnly
                  120);
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.output.find("--features.cqt true"), std::string::npos) << bad.output;
+  // eval.covers_train_crops is read and checked before any work.
+  auto zero = run(mpirun(1) + MART_EVAL + " --data " + cqt + " --run " + mart::test::fresh_dir("mart_cov_zero") +
+                      " --checkpoint " + kRun + " --eval.covers_models mart --eval.covers_train_crops 0",
+                  120);
+  EXPECT_NE(zero.code, 0);
+  EXPECT_NE(zero.output.find("_train_crops must be at least 1"), std::string::npos) << zero.output;
 }
