@@ -27,7 +27,6 @@ class TrackCrops {
   torch::Tensor hierarchies(const std::vector<std::pair<size_t, int64_t>>& crops);
 
   const data::ShardReader& reader(int64_t shard) { return shards_.shard(shard); }
-  const data::ShardSet& shards() const { return shards_; }
 
  private:
   const EmbeddingSet& e_;
