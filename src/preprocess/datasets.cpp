@@ -115,14 +115,23 @@ class FolderDataset : public Dataset {
       for (size_t i = 1; i < rows.size(); ++i) labels[field(rows[i], c_path)] = rows[i];
     }
     std::vector<TrackEntry> out;
+    // The CSV's paths are relative to the input folder as the user sees it: lexically, so that a
+    // file that is a symlink (a tree made by `cp -rs`) keeps its label (fs::relative would resolve
+    // the link and name the file by its target's path).
+    fs::path base = fs::path(o_.input).lexically_normal();
+    if (!base.has_filename()) base = base.parent_path();  // "dir/" -> "dir"
+    size_t matched = 0;
+    std::string first_unlabelled;
     for (const auto& e : fs::recursive_directory_iterator(o_.input, fs::directory_options::follow_directory_symlink)) {
       if (!e.is_regular_file() || !is_audio(e.path())) continue;
-      const std::string rel = fs::relative(e.path(), o_.input).string();
+      const std::string rel = e.path().lexically_normal().lexically_relative(base).generic_string();
       TrackEntry t;
       t.id = id_from_path(rel);
       t.path = e.path().string();
       auto it = labels.find(rel);
+      if (it == labels.end() && first_unlabelled.empty()) first_unlabelled = rel;
       if (it != labels.end()) {
+        ++matched;
         if (!field(it->second, c_split).empty()) t.split = field(it->second, c_split);
         t.tags = split_list(field(it->second, c_tags), ';');
         t.class_name = field(it->second, c_class);
@@ -130,6 +139,12 @@ class FolderDataset : public Dataset {
       }
       out.push_back(std::move(t));
     }
+    // A CSV that names none of the files is the wrong CSV or the wrong folder: every track would
+    // silently go unlabelled (and into the train split).
+    if (!labels.empty() && !out.empty() && matched == 0)
+      MART_CONFIG_ERROR("labels CSV '", o_.labels_csv, "' names none of the ", out.size(), " audio files in '", o_.input,
+                        "': its 'path' column must be relative to that folder (it has '", labels.begin()->first,
+                        "'; the folder has '", first_unlabelled, "')");
     sort_by_path(out);
     return out;
   }

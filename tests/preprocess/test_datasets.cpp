@@ -57,6 +57,45 @@ TEST(Folder, RecursiveAudioOnlySortedWithOptionalLabels) {
   EXPECT_EQ(tag_vocabulary(t), (std::vector<std::string>{"piano", "slow"}));
 }
 
+TEST(Folder, SymlinkedFilesKeepTheirLabels) {
+  // A tree of links (`cp -rs music tree`, e.g. to leave some files out): the CSV's paths are
+  // relative to the tree, not to where the links point.
+  const auto real = fresh("mart_folder_real"), tree = fresh("mart_folder_tree");
+  touch(real / "g1/a.ogg");
+  touch(real / "g2/b.wav");
+  fs::create_directories(tree / "g1");
+  fs::create_symlink(real / "g1/a.ogg", tree / "g1/a.ogg");
+  fs::create_directory_symlink(real / "g2", tree / "g2");  // a linked folder too
+  touch(tree / "labels.csv", "path,class\ng1/a.ogg,one\ng2/b.wav,two\n");
+  DatasetOptions o;
+  o.input = tree.string() + "/";  // a trailing slash changes nothing
+  o.labels_csv = (tree / "labels.csv").string();
+  const auto t = list(o);
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t[0].id, "g1_a");
+  EXPECT_EQ(t[0].class_name, "one");
+  EXPECT_EQ(t[1].id, "g2_b");
+  EXPECT_EQ(t[1].class_name, "two");
+}
+
+TEST(Folder, ACsvThatNamesNoFileIsRefused) {
+  const auto d = fresh("mart_folder_nomatch");
+  touch(d / "a/one.wav");
+  touch(d / "labels.csv", "path,class\nmusic/a/one.wav,jazz\n");  // relative to the wrong folder
+  DatasetOptions o;
+  o.input = d.string();
+  o.labels_csv = (d / "labels.csv").string();
+  try {
+    list(o);
+    FAIL() << "a CSV naming none of the files was accepted";
+  } catch (const mart::ConfigError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("labels.csv"), std::string::npos) << m;
+    EXPECT_NE(m.find("music/a/one.wav"), std::string::npos) << m;  // what the CSV has
+    EXPECT_NE(m.find("'a/one.wav'"), std::string::npos) << m;      // what the folder has
+  }
+}
+
 TEST(Folder, MissingInputNamesIt) {
   DatasetOptions o;
   o.input = "/nonexistent/mart_music";
