@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <map>
 #include <set>
 
@@ -85,6 +86,38 @@ CoversSplit covers_split(const std::vector<int64_t>& groups, const std::vector<s
   }
   for (const auto& [work, s] : work_split)
     ++out.works[out.source == CoversSplitSource::seeded ? side(assigned[work]) : 2];
+  return out;
+}
+
+CoversSplit develop_covers_split(const CoversSplit& s, const std::vector<int64_t>& groups, uint64_t seed) {
+  MART_CHECK(groups.size() == s.split.size(), "develop_covers_split: ", groups.size(), " groups, ", s.split.size(), " splits");
+  if (s.source == CoversSplitSource::none)
+    MART_CONFIG_ERROR("eval.score_split valid scores the valid works, but the covers data has no split by work: give "
+                      "the list a split column or set eval.covers_split (e.g. 0.8/0.1/0.1)");
+  if (s.works[1] < 1)
+    MART_CONFIG_ERROR("eval.score_split valid scores the valid works, but the covers split has none (", s.works[0],
+                      " train / 0 valid / ", s.works[2], " test works): give eval.covers_split a valid fraction");
+  if (s.works[0] < 2)
+    MART_CONFIG_ERROR("eval.score_split valid takes a tenth of the training works to validate, but the covers split has ",
+                      s.works[0], " training work(s): at least 2 are needed");
+  std::set<int64_t> train_works;
+  for (size_t i = 0; i < groups.size(); ++i)
+    if (groups[i] >= 0 && s.split[i] == "train") train_works.insert(groups[i]);
+  std::vector<int64_t> order(train_works.begin(), train_works.end());
+  Rng rng(seed_of(seed, 0x646576656c6f70ull /*"develop"*/));
+  rng.shuffle(order);
+  const auto n_valid = std::max<size_t>(1, static_cast<size_t>(std::llround(static_cast<double>(order.size()) / 10.0)));
+  const std::set<int64_t> stand_in(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n_valid));
+  CoversSplit out = s;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    std::string& x = out.split[i];
+    if (x == "test") x = "held_out";
+    else if (x == "valid") x = "test";
+    else if (x == "train" && groups[i] >= 0 && stand_in.count(groups[i])) x = "valid";
+  }
+  out.works[0] = s.works[0] - static_cast<int64_t>(n_valid);
+  out.works[1] = static_cast<int64_t>(n_valid);
+  out.works[2] = s.works[1];
   return out;
 }
 

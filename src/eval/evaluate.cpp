@@ -53,6 +53,10 @@ void declare_options(Config& c) {
                      "split column); with a split, the frozen ranking uses the test works only; empty: all works",
                      "Tasks");
   c.add<int>("eval.covers_split_seed", 1, "seed of eval.covers_split's draw", "Tasks");
+  c.add<std::string>("eval.score_split", "test", "the split that is scored. test: the report. valid: a development "
+                     "run for choosing settings: the valid tracks (covers: valid works) are scored, a tenth of the "
+                     "training tracks (works) stands in for valid, and neither the test split nor eval.transfer_data "
+                     "is read", "Tasks");
   c.add<std::string>("eval.label_fractions", "1.0", "fractions of the training labels, e.g. 0.01,0.1,1.0", "Tasks");
   c.add<int>("eval.max_epochs", 200, "probe epochs at most", "Tasks");
   c.add<int>("eval.patience", 10, "early-stopping patience (epochs without a better validation loss)", "Tasks");
@@ -122,6 +126,10 @@ bool has_test_split(const EmbeddingSet& e, const std::string& task) {
   for (const auto& t : e.tracks)
     if (t.split == "test" && !(task == "classification" && t.class_index < 0)) return true;
   return false;
+}
+
+void develop_splits(std::vector<TrackInfo>* tracks) {
+  for (auto& t : *tracks) t.split = t.split == "valid" ? "test" : t.split == "test" ? "held_out" : t.split;
 }
 
 std::vector<int> stratified_folds(const EmbeddingSet& e, const std::vector<size_t>& tracks, bool by_class, int folds) {
@@ -436,13 +444,18 @@ int run(app::StageContext& ctx) {
   if (po.max_epochs < 1 || po.patience < 1) MART_CONFIG_ERROR("eval.max_epochs and eval.patience must be at least 1");
   const auto covers_fractions = parse_covers_split(c.get<std::string>("eval.covers_split"));
   const auto covers_seed = static_cast<uint64_t>(c.get<int>("eval.covers_split_seed"));
+  const std::string score_split = c.get<std::string>("eval.score_split");
+  if (score_split != "test" && score_split != "valid")
+    MART_CONFIG_ERROR("eval.score_split must be test or valid, got '", score_split, "'");
+  const bool develop = score_split == "valid";
   // The split by work of a covers set's tracks (the same for every model: the frozen ranking and
-  // the trained jobs read it from here).
+  // the trained jobs read it from here). `tracks` carry the data's own splits.
   auto covers_split_of = [&](const std::vector<TrackInfo>& tracks) {
     std::vector<int64_t> groups;
     std::vector<std::string> splits;
     for (const auto& t : tracks) groups.push_back(t.cover_group), splits.push_back(t.split);
-    return covers_split(groups, splits, covers_fractions, covers_seed);
+    const CoversSplit cs = covers_split(groups, splits, covers_fractions, covers_seed);
+    return develop ? develop_covers_split(cs, groups, covers_seed) : cs;
   };
   const auto fractions = fractions_of(c, "eval.label_fractions", false);
   const auto ft_fractions = fractions_of(c, "eval.finetune_fractions", true);
@@ -462,7 +475,15 @@ int run(app::StageContext& ctx) {
   const int threads = dist::threads_per_rank(w, c.get<int>("eval.threads"));
   std::vector<CoversModel> covers_models;
   for (const auto& name : split_list(c.get<std::string>("eval.covers_models"), ',')) covers_models.push_back(parse_covers_model(name));
-  const std::string transfer_data = c.get<std::string>("eval.transfer_data");
+  std::string transfer_data = c.get<std::string>("eval.transfer_data");
+  if (develop && !transfer_data.empty()) {
+    if (w.is_root())
+      spdlog::info("eval.score_split valid: the transfer set {} is a test set and is not read", transfer_data);
+    transfer_data.clear();
+  }
+  if (develop && w.is_root())
+    spdlog::info("eval.score_split valid: scoring the valid split; a tenth of the training tracks (works) validates; "
+                 "the test split is held out");
   const int covers_seeds = c.get<int>("eval.covers_seeds");
   CoversFinetuneOptions co;
   co.max_epochs = c.get<int>("eval.covers_epochs");
@@ -583,6 +604,9 @@ int run(app::StageContext& ctx) {
       if (w.is_root()) write_embeddings(path, e);
     }
     if (w.is_root()) spdlog::info("{}: {} tracks, {} crops, {}-d embeddings", e.source, e.tracks.size(), e.num_crops(), e.dim);
+    // The data's own splits: covers splits by work from these (covers_split_of develops them itself).
+    const std::vector<TrackInfo> data_tracks = e.tracks;
+    if (develop) develop_splits(&e.tracks);
     std::vector<std::string> tasks = available_tasks(e);
     if (asked != "auto") {
       const auto want = split_list(asked, ',');
@@ -656,7 +680,7 @@ int run(app::StageContext& ctx) {
     // without one are only distractors); query blocks spread over ranks. With a split by work
     // (the data's, or eval.covers_split's draw), only the test side is ranked.
     if (std::find(tasks.begin(), tasks.end(), "covers") != tasks.end()) {
-      const CoversSplit cs = covers_split_of(e.tracks);
+      const CoversSplit cs = covers_split_of(data_tracks);
       std::vector<size_t> keep;  // the tracks ranked
       for (size_t i = 0; i < e.tracks.size(); ++i)
         if (cs.source == CoversSplitSource::none || cs.split[i] == "test") keep.push_back(i);
@@ -702,7 +726,7 @@ int run(app::StageContext& ctx) {
     }
     if (!covers_meta) {
       covers_meta = EmbeddingSet{};
-      covers_meta->source = e.source, covers_meta->tracks = e.tracks;
+      covers_meta->source = e.source, covers_meta->tracks = data_tracks;
     }
   }
   // The paper's table 3: models trained on the training works (jobs = model x seed, round-robin
@@ -722,7 +746,8 @@ int run(app::StageContext& ctx) {
     for (size_t i = 0; i < covers_meta->tracks.size(); ++i) {
       if (cs.split[i] == "test") te.push_back(i);  // with the distractors (no work) of the test side
       else if (covers_meta->tracks[i].cover_group < 0) continue;
-      else (cs.split[i] == "train" ? tr : va).push_back(i);
+      else if (cs.split[i] == "train") tr.push_back(i);
+      else if (cs.split[i] == "valid") va.push_back(i);  // "held_out" (eval.score_split valid): never read
     }
     const CoversSet main_set{data, &*covers_meta};
     const CoversSet transfer_set{transfer_data, transfer_meta ? &*transfer_meta : nullptr};
@@ -775,12 +800,16 @@ int run(app::StageContext& ctx) {
     json results = json::array();
     for (const auto& s : scores) {
       json row = {{"model", s.source}, {"protocol", s.protocol}, {"task", s.task}, {"metric", s.metric},
-                  {"label_fraction", s.fraction}, {"seed", s.seed}, {"value", s.value}};
+                  {"label_fraction", s.fraction}, {"seed", s.seed}, {"value", s.value},
+                  {"split", score_split}};
       if (s.fold >= 0) row["fold"] = s.fold;  // mart-eval's own folds (the data had no test split)
       results.push_back(row);
     }
     write_file_atomic(out + "/results.json", results.dump(1));
-    const std::string md = markdown_report(scores);
+    const std::string md = (develop ? std::string("Scored on the **valid** split (eval.score_split valid: a development run "
+                                                  "for choosing settings; the test split was not read).\n\n")
+                                    : std::string()) +
+                           markdown_report(scores);
     write_file_atomic(out + "/report.md", "# mart-eval on " + data + "\n\n" + md);
     spdlog::info("report ({} probe{}, {} seed(s)); written to {}/report.md\n{}", probe,
                  ft_fractions.empty() ? "" : " and fine-tuning", seeds, out, md);

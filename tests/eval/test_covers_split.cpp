@@ -2,6 +2,7 @@
 // from the data or is drawn here; the fractions of the works; bad input named.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
 #include <random>
 #include <set>
@@ -123,4 +124,52 @@ TEST(CoversSplit, ParseNamesWhatIsWrong) {
   EXPECT_DOUBLE_EQ(f->test, 0.1);
   for (const char* bad : {"0.8/0.2", "0.9/0.2/0.1", "1/0/0", "0.8/x/0.1", "0.8/0.1/0.1/0", "-0.1/0.6/0.5", "0.8//0.2"})
     EXPECT_THROW(parse_covers_split(bad), mart::ConfigError) << bad;
+}
+
+// eval.score_split valid: the valid works are scored, the test works are held out of everything,
+// and a seeded tenth of the training works stands in for valid; bad splits are refused.
+TEST(CoversSplit, DevelopmentScoringScoresValidWorksAndHoldsOutTest) {
+  std::vector<int64_t> groups;
+  std::vector<std::string> splits;
+  corpus(3, &groups, &splits);
+  const auto cs = covers_split(groups, splits, parse_covers_split("0.7/0.1/0.2"), 9);
+  ASSERT_GE(cs.works[1], 1);
+  const auto dev = develop_covers_split(cs, groups, 9);
+  EXPECT_EQ(dev.source, cs.source);
+  int64_t stand_in = 0;
+  std::set<int64_t> stand_in_works;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    const std::string& was = cs.split[i];
+    const std::string& is = dev.split[i];
+    if (was == "test") {
+      EXPECT_EQ(is, "held_out") << i;
+    }
+    if (was == "valid") {
+      EXPECT_EQ(is, "test") << i;
+    }
+    if (was == "train") {
+      EXPECT_TRUE(is == "train" || is == "valid") << i << " " << is;
+      if (is == "valid") stand_in_works.insert(groups[i]);
+    }
+  }
+  stand_in = static_cast<int64_t>(stand_in_works.size());
+  EXPECT_EQ(stand_in, std::max<int64_t>(1, std::llround(cs.works[0] / 10.0)));
+  EXPECT_EQ(dev.works[0], cs.works[0] - stand_in);
+  EXPECT_EQ(dev.works[1], stand_in);
+  EXPECT_EQ(dev.works[2], cs.works[1]);
+  for (const auto& [work, s] : sides(groups, dev.split)) EXPECT_EQ(s.size(), 1u) << "work " << work;  // still by work
+  // Seeded: the same seed gives the same stand-in works, another seed (almost surely) others.
+  EXPECT_EQ(develop_covers_split(cs, groups, 9).split, dev.split);
+  EXPECT_NE(develop_covers_split(cs, groups, 10).split, dev.split);
+  // No split, no valid works, or fewer than two training works: refused, naming the fix.
+  const auto none = covers_split(groups, splits, std::nullopt, 1);
+  EXPECT_THROW(develop_covers_split(none, groups, 1), mart::ConfigError);
+  EXPECT_THROW(develop_covers_split(covers_split(groups, splits, parse_covers_split("0.9/0/0.1"), 1), groups, 1),
+               mart::ConfigError);
+  try {
+    develop_covers_split(covers_split(groups, splits, parse_covers_split("0/0.5/0.5"), 1), groups, 1);
+    FAIL() << "a split without training works was accepted";
+  } catch (const mart::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("at least 2"), std::string::npos) << e.what();
+  }
 }

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <sstream>
@@ -279,4 +280,53 @@ TEST_F(EvalStage, CoversProtocolOnTwoRanksMatchesOneAndTrainsOnTrainingWorksOnly
                   120);
   EXPECT_NE(zero.code, 0);
   EXPECT_NE(zero.output.find("_train_crops must be at least 1"), std::string::npos) << zero.output;
+}
+
+// eval.score_split valid, end to end: the report says it scored the valid split, the frozen
+// ranking ranks the valid works' tracks, MART fine-tuned for covers trains on training works only
+// (a tenth of them validate), and the transfer set, a test set, is not read.
+TEST_F(EvalStage, ScoringTheValidSplitNeverReadsTheTestSplit) {
+  const auto dev = mart::test::fresh_dir("mart_eval_dev");
+  auto r = run(mpirun(1) + MART_EVAL + " --data " + kData + " --run " + dev + " --checkpoint " + kRun +
+                   " --eval.threads 1 --eval.seeds 1 --eval.max_epochs 5 --eval.tasks tagging,covers --eval.baselines false"
+                   " --eval.covers_models mart --eval.covers_epochs 1 --eval.covers_batch 8 --eval.covers_bn_batch 4"
+                   " --eval.score_split valid --eval.transfer_data " + kData,
+               600);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto e = mart::eval::read_embeddings(dev + "/embeddings-mart.h5");
+  std::map<std::string, std::string> split_of;
+  size_t valid = 0;
+  for (const auto& t : e.tracks) split_of[t.id] = t.split, valid += t.split == "valid";
+  ASSERT_GT(valid, 0u);
+  EXPECT_NE(r.output.find("the " + std::to_string(valid) + " test-side tracks are ranked"), std::string::npos) << r.output;
+  std::ifstream md(dev + "/report.md");
+  const std::string report((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
+  EXPECT_NE(report.find("Scored on the **valid** split"), std::string::npos) << report;
+  std::set<std::string> tasks;
+  for (const auto& x : results(dev)) {
+    EXPECT_EQ(x["split"], "valid") << x.dump();
+    tasks.insert(x["task"].get<std::string>());
+  }
+  EXPECT_EQ(tasks, (std::set<std::string>{"tagging", "covers"}));  // no covers_transfer
+  std::ifstream in(dev + "/covers-mart-seed1-trained.tsv");
+  ASSERT_TRUE(in.good());
+  std::string line;
+  std::getline(in, line);
+  size_t trained = 0, train_tracks = 0;
+  for (const auto& [id, s] : split_of) train_tracks += s == "train";
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string dir, id;
+    std::getline(f, dir, '\t'), std::getline(f, id, '\t');
+    EXPECT_EQ(split_of.at(id), "train") << line;
+    ++trained;
+  }
+  EXPECT_GT(trained, 0u);
+  EXPECT_LT(trained, train_tracks);  // some training works validate
+  // Anything but test or valid is refused before any work.
+  auto bad = run(mpirun(1) + MART_EVAL + " --data " + kData + " --run " + mart::test::fresh_dir("mart_eval_dev_bad") +
+                     " --eval.score_split dev",
+                 120);
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.output.find("eval.score_split must be test or valid"), std::string::npos) << bad.output;
 }

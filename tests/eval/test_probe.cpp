@@ -2,6 +2,8 @@
 // labels it is at chance. Labels are those of the demo corpus (mart-synth's plan).
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <algorithm>
 
 #include "mart/core/error.h"
@@ -145,6 +147,45 @@ TEST(Probe, WithoutATestSplitTheEvaluationMakesStratifiedFolds) {
   EXPECT_THROW(eval::stratified_folds(e, three, true, 5), mart::ConfigError);
   EXPECT_THROW(eval::stratified_folds(e, three, true, 1), mart::ConfigError);
   EXPECT_THROW(eval::task_tracks(demo_set(true, false), "classification", 1.0, 1, 0, K), mart::Error);
+}
+
+// eval.score_split valid: the valid tracks are scored, every tenth training track validates, and
+// no test track is read by any side; the scores equal a data set whose valid tracks were its test
+// tracks (the same probe, the same crops).
+TEST(Probe, DevelopmentScoringScoresValidAndNeverReadsTest) {
+  const auto e = demo_set(true, false);
+  auto d = e;
+  eval::develop_splits(&d.tracks);
+  std::set<size_t> valid, test, train;
+  for (size_t i = 0; i < e.tracks.size(); ++i)
+    (e.tracks[i].split == "valid" ? valid : e.tracks[i].split == "test" ? test : train).insert(i);
+  ASSERT_FALSE(valid.empty());
+  ASSERT_FALSE(test.empty());
+  for (const char* task : {"tagging", "classification"}) {
+    SCOPED_TRACE(task);
+    const auto s = eval::task_tracks(d, task, 1.0, 1);
+    EXPECT_EQ(std::set<size_t>(s.test.begin(), s.test.end()), valid);
+    for (const auto* side : {&s.train, &s.valid})
+      for (size_t i : *side) EXPECT_TRUE(train.count(i)) << "track " << i << " is not a training track";
+    EXPECT_EQ(s.train.size() + s.valid.size(), train.size());
+    EXPECT_EQ(s.valid.size(), train.size() / 10);  // every tenth
+  }
+  // The same as data whose valid split is called test and whose test tracks are gone.
+  auto relabelled = e;
+  relabelled.tracks.clear();
+  relabelled.crops.clear();
+  for (size_t i = 0; i < e.tracks.size(); ++i) {
+    if (test.count(i)) continue;
+    auto t = e.tracks[i];
+    if (t.split == "valid") t.split = "test";
+    const int64_t b = relabelled.num_crops();
+    relabelled.crops.insert(relabelled.crops.end(), e.crops.begin() + t.crop_begin * e.dim, e.crops.begin() + t.crop_end * e.dim);
+    t.crop_end = b + (t.crop_end - t.crop_begin), t.crop_begin = b;
+    relabelled.tracks.push_back(t);
+  }
+  const auto a = eval::run_probe_task(d, "classification", 1.0, {}), b = eval::run_probe_task(relabelled, "classification", 1.0, {});
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t k = 0; k < a.size(); ++k) EXPECT_DOUBLE_EQ(a[k].value, b[k].value) << a[k].metric;
 }
 
 TEST(Report, MarkdownHasOneRowPerModelAndMeanStd) {

@@ -36,4 +36,12 @@ struct CoversSplit {
 CoversSplit covers_split(const std::vector<int64_t>& groups, const std::vector<std::string>& splits,
                          const std::optional<CoversSplitFractions>& fractions, uint64_t seed);
 
+// Development scoring (eval.score_split valid) of a split by work: the valid works become the
+// scored ("test") side, the test works "held_out" (never trained on, validated on or ranked, not
+// even as distractors), and a seeded tenth of the training works (at least one, round(n / 10))
+// stands in for the valid side. Needs a split (source != none), at least one valid work and at
+// least two training works; throws ConfigError naming the fix otherwise. Tracks without a work
+// follow their split the same way (a valid distractor is scored, a test one held out).
+CoversSplit develop_covers_split(const CoversSplit& s, const std::vector<int64_t>& groups, uint64_t seed);
+
 }  // namespace mart::eval

@@ -38,6 +38,10 @@ struct TaskTracks {
 };
 TaskTracks task_tracks(const EmbeddingSet& e, const std::string& task, double fraction, uint64_t seed,
                        int fold = -1, int folds = 10);
+// Development scoring (eval.score_split valid) of the probe and fine-tuning tasks, in place: valid
+// tracks become "test" and test tracks "held_out" (task_tracks never reads them), so every tenth
+// training track validates (task_tracks' rule when a data set has no valid split).
+void develop_splits(std::vector<TrackInfo>* tracks);
 // Whether the task's tracks include a test split (else mart-eval makes folds).
 bool has_test_split(const EmbeddingSet& e, const std::string& task);
 // The fold (0 .. folds-1) of each of `tracks` (indices into e.tracks), stratified by class when
