@@ -6,6 +6,7 @@
 #                                              # (scripts/study/fetch-music.sh makes MUSIC_DIR), synth the demo corpus
 #   bench/study/study.sh run NAME SEED [--key value ...]   # one row x seed: train, then evaluate
 #   bench/study/study.sh baselines [NAME SEED] # random-init (NAME's shape) and log-mel statistics rows
+#   bench/study/study.sh valid NAME SEED       # the same checkpoint's probes scored on the valid splits (for choosing)
 #   bench/study/study.sh report [OUT.md]       # mean +- std per row and metric, curves (bench/study/summarize.py)
 #
 # Everything goes under $MART_STUDY (default ./study, ignored by git). MART_STUDY_FEATURES adds
@@ -122,6 +123,28 @@ PY
         --checkpoint "$from" --run "$dir/eval-$target" --eval.tasks "$(tasks_of "$target")" --eval.baselines true > "$dir/eval-$target.log" 2>&1
     done
     touch "$dir/done"
+    ;;
+  valid)
+    # Development scores of a finished row/seed (or of the baselines): the music and demo probes
+    # scored on their valid splits (mart-eval --eval.score_split valid), so rows are compared
+    # without reading a test split. The covers' dev half is already scored by `run`.
+    name=${1:?usage: study.sh valid NAME SEED}; seed=${2:?seed}
+    dir=$STUDY/runs/$name/seed$seed
+    [ -f "$dir/done" ] || { echo "study: $dir is not finished: run it first" >&2; exit 2; }
+    if [ "$name" = baselines ]; then
+      from=$(sed -n 's/^bench\/study\/study.sh baselines \([^ ]*\) \([0-9]*\)$/\1 \2/p' "$dir/command.txt")
+      read -r from_row from_seed <<< "${from:-mart 1}"
+      ckpt=$STUDY/runs/$from_row/seed$from_seed/run; which=true
+    else
+      ckpt=$dir/run; which=false
+    fi
+    for target in music demo; do
+      [ -f "$dir/valid-$target/results.json" ] && continue
+      mpirun -np "$NP" "$BIN/eval/mart-eval" --config "$HERE/eval-study.ini" --data "$STUDY/shards-$target" \
+        --checkpoint "$ckpt" --run "$dir/valid-$target" --eval.tasks "$(tasks_of "$target")" --eval.baselines $which \
+        --eval.score_split valid > "$dir/valid-$target.log" 2>&1
+    done
+    echo "study: $name seed $seed: valid scores done"
     ;;
   report)
     /usr/bin/python3 "$HERE/summarize.py" "$STUDY" "${1:-$STUDY/results.md}"

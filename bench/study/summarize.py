@@ -20,6 +20,16 @@ COLUMNS = [  # (eval target, task, metric, header)
     ("covers-dev", "covers", "MAP", "real covers MAP (dev)"),
     ("covers-test", "covers", "MAP", "real covers MAP (test)"),
 ]
+# What a choice between rows reads: the probes scored on their valid splits (study.sh valid,
+# mart-eval --eval.score_split valid) and the covers' dev half. No test split.
+VALID_COLUMNS = [
+    ("valid:music", "classification", "accuracy", "real game cls acc (valid)"),
+    ("valid:music", "classification", "ROC-AUC", "real game cls ROC (valid)"),
+    ("valid:demo", "tagging", "ROC-AUC", "demo tag ROC (valid)"),
+    ("valid:demo", "tagging", "PR-AUC", "demo tag PR (valid)"),
+    ("valid:demo", "classification", "accuracy", "demo cls acc (valid)"),
+    ("covers-dev", "covers", "MAP", "real covers MAP (dev)"),
+]
 
 
 def load(study):
@@ -37,8 +47,10 @@ def load(study):
                 times.setdefault(row, []).append(json.load(f))
         except (json.JSONDecodeError, ValueError):
             pass
-        for res in glob.glob(os.path.join(run, "eval-*", "results.json")):
-            target = os.path.basename(os.path.dirname(res))[len("eval-"):]
+        for res in glob.glob(os.path.join(run, "eval-*", "results.json")) + \
+                glob.glob(os.path.join(run, "valid-*", "results.json")):
+            folder = os.path.basename(os.path.dirname(res))
+            target = folder[len("eval-"):] if folder.startswith("eval-") else "valid:" + folder[len("valid-"):]
             for r in json.load(open(res)):
                 if r.get("protocol") not in ("", "frozen", "linear", "mlp", None):  # frozen embeddings; not fine-tuning
                     continue
@@ -59,13 +71,13 @@ def fmt(values):
     return f"{m:.3f} ± {s:.3f}" + (f" (n={len(values)})" if len(values) != 3 else "")
 
 
-def margins(values, ref="mart"):
+def margins(values, columns, ref="mart"):
     """The reference row minus every other row, per column; '>' marks a margin larger than two
     standard deviations (the larger of the two rows' spreads over seeds), '<' the same the other way."""
     if ref not in values:
         return []
     out = ["", f"`{ref}` minus each row (mean difference; > / < : more than 2 std of the noisier row):", "",
-           "| row | " + " | ".join(c[3] for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+           "| row | " + " | ".join(c[3] for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for row, cols in sorted(values.items()):
         if row == ref:
             continue
@@ -82,14 +94,13 @@ def margins(values, ref="mart"):
     return out
 
 
-def main():
-    study, out = sys.argv[1], sys.argv[2]
-    table, commands, times = load(study)
-    lines = ["| row | " + " | ".join(c[3] for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+def rows_table(table, columns):
+    """The markdown table of `columns` and {row: [per-seed values per column]}."""
+    lines = ["| row | " + " | ".join(c[3] for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     values = {}  # row -> [per-seed values per column]
     for (row, model), seeds in sorted(table.items()):
         cells = []
-        for target, task, metric, _ in COLUMNS:
+        for target, task, metric, _ in columns:
             per_seed = [statistics.fmean(v[(target, task, metric)]) for v in seeds.values()
                         if (target, task, metric) in v]
             # Baselines have one training "seed": their spread is the probe seeds'.
@@ -98,7 +109,18 @@ def main():
             cells.append(fmt(per_seed))
             values.setdefault(row, []).append(per_seed)
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    lines += margins(values)
+    return lines, values
+
+
+def main():
+    study, out = sys.argv[1], sys.argv[2]
+    table, commands, times = load(study)
+    lines, values = rows_table(table, COLUMNS)
+    lines += margins(values, COLUMNS)
+    if any(k[0].startswith("valid:") for seeds in table.values() for v in seeds.values() for k in v):
+        valid_lines, valid_values = rows_table(table, VALID_COLUMNS)
+        lines += ["", "Scored on the valid splits and the covers' dev half (what a choice reads; "
+                  "`study.sh valid NAME SEED`):", ""] + valid_lines + margins(valid_values, VALID_COLUMNS)
     lines.append("")
     lines.append("Commands (each row's seeds differ only in SEED):")
     lines.append("")
