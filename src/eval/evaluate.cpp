@@ -314,6 +314,13 @@ std::string markdown_report(const std::vector<TaskScore>& scores) {
       covers.push_back(x);
       continue;
     }
+    if (s.protocol == "chance") {  // the expectation of a random ranking, in both covers tables
+      TaskScore x = s;
+      x.source = "chance (random ranking)";
+      frozen.push_back(x);
+      covers.push_back(x);
+      continue;
+    }
     (s.protocol == "finetune" ? tuned : frozen).push_back(s);
     if (s.protocol.empty() && (s.task == "covers" || s.task == "covers_transfer")) {
       TaskScore x = s;
@@ -591,6 +598,8 @@ int run(app::StageContext& ctx) {
     if (kind != CoversModel::cqtnet && trained_checkpoint.empty())
       MART_CONFIG_ERROR("eval.covers_models: ", covers_model_name(kind), " starts from the pretrained model: give --checkpoint");
   std::optional<EmbeddingSet> covers_meta, transfer_meta;
+  // The works of the ranked tracks and of the transfer set, for the chance row (the same for every model).
+  std::optional<std::vector<int64_t>> chance_groups, chance_transfer_groups;
   std::vector<TaskScore> scores;
   for (auto& src : sources) {
     const std::string path = out + "/embeddings-" + src.features->name() + ".h5";
@@ -708,6 +717,7 @@ int run(app::StageContext& ctx) {
                      "distractors", e.source, ungrouped, cover_groups.size());
       const auto sum = rank_covers(kept.data(), keep.size(), static_cast<size_t>(e.dim), cover_groups, w);
       if (w.is_root()) push_covers(&scores, e.source, "", "covers", 0, sum);
+      if (!chance_groups) chance_groups = cover_groups;
       // The transfer set, all its works, with the same frozen model.
       if (!transfer_data.empty()) {
         EmbeddingSet te = extract(transfer_data, *src.features, w);
@@ -718,6 +728,7 @@ int run(app::StageContext& ctx) {
           spdlog::info("{}: covers on the transfer set {}: {} tracks, MAP {:.4f}", e.source, transfer_data, te.tracks.size(), ts.map);
           push_covers(&scores, e.source, "", "covers_transfer", 0, ts);
         }
+        if (!chance_transfer_groups) chance_transfer_groups = tg;
         if (!transfer_meta) {
           te.crops.clear(), te.track_level.clear();  // the fine-tuned jobs need the tracks only
           transfer_meta = std::move(te);
@@ -728,6 +739,12 @@ int run(app::StageContext& ctx) {
       covers_meta = EmbeddingSet{};
       covers_meta->source = e.source, covers_meta->tracks = data_tracks;
     }
+  }
+  // What a random ranking scores (exact expectation): a row at this level finds no covers.
+  if (w.is_root() && chance_groups) {
+    push_covers(&scores, "chance", "chance", "covers", 0, chance_retrieval(*chance_groups));
+    if (chance_transfer_groups)
+      push_covers(&scores, "chance", "chance", "covers_transfer", 0, chance_retrieval(*chance_transfer_groups));
   }
   // The paper's table 3: models trained on the training works (jobs = model x seed, round-robin
   // over the rank groups, the ranks of a group sharing each batch).

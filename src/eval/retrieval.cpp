@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "mart/core/error.h"
 
@@ -155,6 +156,36 @@ RetrievalSummary summarize_retrieval(std::vector<QueryResult> results) {
   s.precision_at_k = p / n;
   s.mr1 = r1 / n;
   s.k = results[0].k;
+  return s;
+}
+
+RetrievalSummary chance_retrieval(const std::vector<std::int64_t>& groups, std::size_t k) {
+  MART_CHECK(k > 0, "retrieval: k must be positive");
+  std::map<std::int64_t, std::size_t> size;  // group -> items
+  for (auto g : groups)
+    if (g >= 0) ++size[g];
+  const std::size_t n = groups.size();
+  double harmonic = 0.0;  // H_N, N = n - 1
+  for (std::size_t i = 1; i < n; ++i) harmonic += 1.0 / static_cast<double>(i);
+  RetrievalSummary s;
+  s.k = k;
+  double ap = 0.0, p = 0.0, r1 = 0.0;
+  for (auto g : groups) {
+    if (g < 0) continue;  // a distractor queries nothing
+    const std::size_t r = size[g] - 1;
+    if (r == 0) {
+      ++s.n_skipped;
+      continue;
+    }
+    ++s.n_queries;
+    const double N = static_cast<double>(n - 1), R = static_cast<double>(r);
+    ap += n - 1 == 1 ? 1.0 : ((R - 1.0) / (N - 1.0) * (N - harmonic) + harmonic) / N;
+    p += R * std::min(static_cast<double>(k), N) / (N * static_cast<double>(k));
+    r1 += (N + 1.0) / (R + 1.0);
+  }
+  MART_CHECK(s.n_queries > 0, "retrieval: none of the ", groups.size(), " queries has another item of its group");
+  const double q = static_cast<double>(s.n_queries);
+  s.map = ap / q, s.precision_at_k = p / q, s.mr1 = r1 / q;
   return s;
 }
 

@@ -12,6 +12,7 @@
 
 #include "../util/proc.h"
 #include "mart/eval/embed.h"
+#include "mart/eval/retrieval.h"
 
 namespace fs = std::filesystem;
 using mart::test::mpirun;
@@ -238,7 +239,8 @@ TEST_F(EvalStage, CoversProtocolOnTwoRanksMatchesOneAndTrainsOnTrainingWorksOnly
   ASSERT_EQ(r2.code, 0) << r2.output;
   const auto table3 = r1.output.find("Cover songs as the paper's table 3");
   ASSERT_NE(table3, std::string::npos) << r1.output;
-  for (const char* row : {"| cqtnet (from scratch) |", "| mart+cqtnet (fine-tuned) |", "| mart (frozen) |", "covers_transfer MAP"})
+  for (const char* row : {"| cqtnet (from scratch) |", "| mart+cqtnet (fine-tuned) |", "| mart (frozen) |", "covers_transfer MAP",
+                          "| chance (random ranking) |"})
     EXPECT_NE(r1.output.find(row, table3), std::string::npos) << row << "\n" << r1.output;
   const auto a = covers_rows(results(one)), b = covers_rows(results(pair));
   EXPECT_EQ(a.size(), 12u);  // 2 models x (test, transfer) x (MAP, P@10, MR1)
@@ -251,6 +253,19 @@ TEST_F(EvalStage, CoversProtocolOnTwoRanksMatchesOneAndTrainsOnTrainingWorksOnly
   for (const auto& x : e.tracks)
     if (x.split == "train" && x.cover_group >= 0) expected.insert(x.id);
   ASSERT_FALSE(expected.empty());
+  // The chance row is the exact expectation of a random ranking of the ranked (test-side) tracks.
+  std::vector<int64_t> test_groups;
+  for (const auto& x : e.tracks)
+    if (x.split == "test") test_groups.push_back(x.cover_group);
+  const auto chance = mart::eval::chance_retrieval(test_groups);
+  int chance_rows = 0;
+  for (const auto& x : results(one))
+    if (x["model"] == "chance" && x["task"] == "covers") {
+      ++chance_rows;
+      const double want = x["metric"] == "MAP" ? chance.map : x["metric"] == "P@10" ? chance.precision_at_k : chance.mr1;
+      EXPECT_NEAR(x["value"].get<double>(), want, 1e-12) << x.dump();
+    }
+  EXPECT_EQ(chance_rows, 3);
   for (const std::string& run_dir : {one, pair})  // the same list whatever the group size
   for (const char* model : {"cqtnet", "mart+cqtnet"}) {
     std::ifstream in(run_dir + "/covers-" + model + "-seed1-trained.tsv");

@@ -303,3 +303,48 @@ TEST(Retrieval, EqualsScikitLearnAveragePrecision) {
 }
 
 }  // namespace
+
+// The chance row: the exact expectation over every order of a query's others, against the mean
+// of score_relevant_ranks over all 6! orders, and a hand value.
+TEST(Retrieval, ChanceIsTheMeanOverEveryRanking) {
+  const std::vector<std::int64_t> groups = {0, 0, 1, 1, 1, -1, 2};  // 2: a single version, skipped
+  for (std::size_t k : {std::size_t{2}, std::size_t{10}}) {
+    SCOPED_TRACE("k = " + std::to_string(k));
+    double ap = 0, p = 0, r1 = 0;
+    std::size_t queries = 0;
+    for (std::size_t q = 0; q < groups.size(); ++q) {
+      if (groups[q] < 0) continue;
+      std::vector<std::size_t> others;
+      for (std::size_t j = 0; j < groups.size(); ++j)
+        if (j != q) others.push_back(j);
+      if (std::none_of(others.begin(), others.end(), [&](std::size_t j) { return groups[j] == groups[q]; })) continue;
+      ++queries;
+      double sum_ap = 0, sum_p = 0, sum_r1 = 0;
+      std::size_t orders = 0;
+      std::sort(others.begin(), others.end());
+      do {
+        std::vector<std::size_t> ranks;
+        for (std::size_t r = 0; r < others.size(); ++r)
+          if (groups[others[r]] == groups[q]) ranks.push_back(r + 1);
+        const auto x = mart::eval::score_relevant_ranks(ranks, others.size(), k);
+        sum_ap += x.average_precision, sum_p += x.precision_at_k, sum_r1 += static_cast<double>(x.first_rank);
+        ++orders;
+      } while (std::next_permutation(others.begin(), others.end()));
+      ap += sum_ap / static_cast<double>(orders), p += sum_p / static_cast<double>(orders);
+      r1 += sum_r1 / static_cast<double>(orders);
+    }
+    const auto c = mart::eval::chance_retrieval(groups, k);
+    EXPECT_EQ(c.n_queries, queries);
+    EXPECT_EQ(c.n_skipped, 1u);
+    EXPECT_NEAR(c.map, ap / static_cast<double>(queries), 1e-12);
+    EXPECT_NEAR(c.precision_at_k, p / static_cast<double>(queries), 1e-12);
+    EXPECT_NEAR(c.mr1, r1 / static_cast<double>(queries), 1e-12);
+  }
+  // Two versions among 3 distractors: E[AP] = H_4 / 4 = 25/48, E[P@10] = 4/40, E[MR1] = 5/2.
+  const auto h = mart::eval::chance_retrieval({0, 0, -1, -1, -1});
+  EXPECT_NEAR(h.map, 25.0 / 48.0, 1e-15);
+  EXPECT_NEAR(h.precision_at_k, 0.1, 1e-15);
+  EXPECT_NEAR(h.mr1, 2.5, 1e-15);
+  EXPECT_DOUBLE_EQ(mart::eval::chance_retrieval({4, 4}).map, 1.0);  // the only other item is the answer
+  EXPECT_THROW(mart::eval::chance_retrieval({0, 1, -1}), mart::Error);
+}

@@ -74,4 +74,12 @@ RetrievalSummary retrieval_metrics(const Embeddings& emb, const std::vector<std:
 RetrievalSummary retrieval_metrics(const std::vector<float>& embeddings, std::size_t dim,
                                    const std::vector<std::int64_t>& groups, std::size_t k = 10);
 
+// What a random ranking scores in expectation (every order of a query's n - 1 others equally
+// likely), exactly, over the same queries as retrieval_metrics: a query with R relevant items among
+// N = n - 1 ranked has E[AP] = ((R - 1) / (N - 1) * (N - H_N) + H_N) / N (H_N the N-th harmonic
+// number; 1 when N = 1), E[P@k] = R * min(k, N) / (N * k) and E[first rank] = (N + 1) / (R + 1).
+// The report's "chance" row: a model at this level finds no covers. Throws as summarize_retrieval
+// when no query has another item of its group.
+RetrievalSummary chance_retrieval(const std::vector<std::int64_t>& groups, std::size_t k = 10);
+
 }  // namespace mart::eval
