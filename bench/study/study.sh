@@ -138,16 +138,23 @@ PY
     else
       ckpt=$dir/run; which=false
     fi
-    for target in music demo; do
+    # The row's own --eval.* options (command.txt), so its valid and test scores measure the same thing.
+    read -r -a words < "$dir/command.txt"
+    eval_args=()
+    for ((i = 4; i + 1 < ${#words[@]}; i += 2)); do
+      case "${words[i]}" in --eval.*) eval_args+=("${words[i]}" "${words[i + 1]}") ;; esac
+    done
+    for target in ${STUDY_TARGETS:-music demo}; do
+      case "$target" in music|demo) ;; *) continue ;; esac  # the covers' dev half is scored by `run`
       [ -f "$dir/valid-$target/results.json" ] && continue
       mpirun -np "$NP" "$BIN/eval/mart-eval" --config "$HERE/eval-study.ini" --data "$STUDY/shards-$target" \
         --checkpoint "$ckpt" --run "$dir/valid-$target" --eval.tasks "$(tasks_of "$target")" --eval.baselines $which \
-        --eval.score_split valid > "$dir/valid-$target.log" 2>&1
+        "${eval_args[@]}" --eval.score_split valid > "$dir/valid-$target.log" 2>&1
     done
     echo "study: $name seed $seed: valid scores done"
     ;;
   report)
     /usr/bin/python3 "$HERE/summarize.py" "$STUDY" "${1:-$STUDY/results.md}"
     ;;
-  *) sed -n '2,16p' "$0"; exit 2 ;;
+  *) sed -n '2,17p' "$0"; exit 2 ;;
 esac

@@ -51,7 +51,10 @@ def load(study):
                 glob.glob(os.path.join(run, "valid-*", "results.json")):
             folder = os.path.basename(os.path.dirname(res))
             target = folder[len("eval-"):] if folder.startswith("eval-") else "valid:" + folder[len("valid-"):]
+            want_split = "valid" if target.startswith("valid:") else "test"
             for r in json.load(open(res)):
+                if r.get("split", "test") != want_split:  # a folder scored on the other split
+                    continue
                 if r.get("protocol") not in ("", "frozen", "linear", "mlp", None):  # frozen embeddings; not fine-tuning
                     continue
                 model = r["model"]

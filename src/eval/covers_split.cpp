@@ -96,18 +96,27 @@ CoversSplit develop_covers_split(const CoversSplit& s, const std::vector<int64_t
                       "the list a split column or set eval.covers_split (e.g. 0.8/0.1/0.1)");
   if (s.works[1] < 1)
     MART_CONFIG_ERROR("eval.score_split valid scores the valid works, but the covers split has none (", s.works[0],
-                      " train / 0 valid / ", s.works[2], " test works): give eval.covers_split a valid fraction");
-  if (s.works[0] < 2)
-    MART_CONFIG_ERROR("eval.score_split valid takes a tenth of the training works to validate, but the covers split has ",
-                      s.works[0], " training work(s): at least 2 are needed");
-  std::set<int64_t> train_works;
+                      " train / 0 valid / ", s.works[2], " test works): ",
+                      s.source == CoversSplitSource::data ? "give some works the split 'valid' in the list's split column"
+                                                          : "give eval.covers_split a valid fraction (e.g. 0.8/0.1/0.1)");
+  // The stand-in valid works: works with at least two training versions (a work of one version
+  // queries nothing), at least two of them (one work alone always scores MAP 1), a tenth of the
+  // training works when that is more, and at least one training work left.
+  std::map<int64_t, int> versions;
   for (size_t i = 0; i < groups.size(); ++i)
-    if (groups[i] >= 0 && s.split[i] == "train") train_works.insert(groups[i]);
-  std::vector<int64_t> order(train_works.begin(), train_works.end());
+    if (groups[i] >= 0 && s.split[i] == "train") ++versions[groups[i]];
+  std::vector<int64_t> candidates;
+  for (const auto& [work, n] : versions)
+    if (n >= 2) candidates.push_back(work);
+  const auto n_valid = std::max<size_t>(2, static_cast<size_t>(std::llround(static_cast<double>(versions.size()) / 10.0)));
+  if (candidates.size() < 2 || versions.size() < 3)
+    MART_CONFIG_ERROR("eval.score_split valid validates on a tenth of the training works (at least 2 with two or more "
+                      "versions, and one left to train), but the covers split has ", versions.size(), " training works, ",
+                      candidates.size(), " of them with two or more versions");
   Rng rng(seed_of(seed, 0x646576656c6f70ull /*"develop"*/));
-  rng.shuffle(order);
-  const auto n_valid = std::max<size_t>(1, static_cast<size_t>(std::llround(static_cast<double>(order.size()) / 10.0)));
-  const std::set<int64_t> stand_in(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n_valid));
+  rng.shuffle(candidates);
+  const size_t take = std::min({n_valid, candidates.size(), versions.size() - 1});
+  const std::set<int64_t> stand_in(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(take));
   CoversSplit out = s;
   for (size_t i = 0; i < groups.size(); ++i) {
     std::string& x = out.split[i];
@@ -115,8 +124,8 @@ CoversSplit develop_covers_split(const CoversSplit& s, const std::vector<int64_t
     else if (x == "valid") x = "test";
     else if (x == "train" && groups[i] >= 0 && stand_in.count(groups[i])) x = "valid";
   }
-  out.works[0] = s.works[0] - static_cast<int64_t>(n_valid);
-  out.works[1] = static_cast<int64_t>(n_valid);
+  out.works[0] = s.works[0] - static_cast<int64_t>(take);
+  out.works[1] = static_cast<int64_t>(take);
   out.works[2] = s.works[1];
   return out;
 }

@@ -55,8 +55,8 @@ void declare_options(Config& c) {
   c.add<int>("eval.covers_split_seed", 1, "seed of eval.covers_split's draw", "Tasks");
   c.add<std::string>("eval.score_split", "test", "the split that is scored. test: the report. valid: a development "
                      "run for choosing settings: the valid tracks (covers: valid works) are scored, a tenth of the "
-                     "training tracks (works) stands in for valid, and neither the test split nor eval.transfer_data "
-                     "is read", "Tasks");
+                     "training tracks (works) stands in for valid, and no test label or score and nothing of "
+                     "eval.transfer_data is used", "Tasks");
   c.add<std::string>("eval.label_fractions", "1.0", "fractions of the training labels, e.g. 0.01,0.1,1.0", "Tasks");
   c.add<int>("eval.max_epochs", 200, "probe epochs at most", "Tasks");
   c.add<int>("eval.patience", 10, "early-stopping patience (epochs without a better validation loss)", "Tasks");
@@ -303,7 +303,7 @@ std::string table(const std::vector<TaskScore>& scores) {
 
 }  // namespace
 
-std::string markdown_report(const std::vector<TaskScore>& scores) {
+std::string markdown_report(const std::vector<TaskScore>& scores, const std::string& scored) {
   // As the paper: one table for frozen embeddings (probes, covers), one for fine-tuning, and
   // with eval.covers_models a third shaped like its table 3 (covers rows only).
   std::vector<TaskScore> frozen, tuned, covers;
@@ -335,7 +335,7 @@ std::string markdown_report(const std::vector<TaskScore>& scores) {
   if (!covers.empty()) {
     // Fine-tuned rows first, as the paper lists them.
     std::stable_partition(covers.begin(), covers.end(), [](const TaskScore& x) { return x.protocol == "covers_finetune"; });
-    md += "Cover songs as the paper's table 3 (test works; covers_transfer: the transfer set, never trained on):\n\n" +
+    md += "Cover songs as the paper's table 3 (" + scored + " works; covers_transfer: the transfer set, never trained on):\n\n" +
           table(covers) + "\n";
   }
   return md;
@@ -628,6 +628,10 @@ int run(app::StageContext& ctx) {
     // The folds of each task: [-1] with a test split in the data, else 0 .. folds-1 (and [-1] when
     // folds are off: task_tracks then refuses the data).
     auto folds_of = [&](const std::string& task) {
+      if (develop && !has_test_split(e, task))  // (after develop_splits, "test" holds the valid tracks)
+        MART_CONFIG_ERROR("eval.score_split valid scores the valid split, but the ", task, " tracks of '", data,
+                          "' have no valid split: give the data one (labels CSV or split lists), or score the test "
+                          "split");
       if (has_test_split(e, task) || folds == 0) return std::vector<int>{-1};
       std::vector<int> v(static_cast<size_t>(folds));
       for (int i = 0; i < folds; ++i) v[static_cast<size_t>(i)] = i;
@@ -740,12 +744,6 @@ int run(app::StageContext& ctx) {
       covers_meta->source = e.source, covers_meta->tracks = data_tracks;
     }
   }
-  // What a random ranking scores (exact expectation): a row at this level finds no covers.
-  if (w.is_root() && chance_groups) {
-    push_covers(&scores, "chance", "chance", "covers", 0, chance_retrieval(*chance_groups));
-    if (chance_transfer_groups)
-      push_covers(&scores, "chance", "chance", "covers_transfer", 0, chance_retrieval(*chance_transfer_groups));
-  }
   // The paper's table 3: models trained on the training works (jobs = model x seed, round-robin
   // over the rank groups, the ranks of a group sharing each batch).
   if (!covers_models.empty()) {
@@ -760,6 +758,15 @@ int run(app::StageContext& ctx) {
       MART_CONFIG_ERROR("eval.covers_models needs a split by work: a covers list with a split column, or eval.covers_split "
                         "(e.g. 0.8/0.1/0.1)");
     std::vector<size_t> tr, va, te;
+    if (!chance_groups) {  // the frozen covers task did not run: the chance row of the ranked (test-side) tracks
+      chance_groups.emplace();
+      for (size_t i = 0; i < covers_meta->tracks.size(); ++i)
+        if (cs.split[i] == "test") chance_groups->push_back(covers_meta->tracks[i].cover_group);
+    }
+    if (transfer_meta && !chance_transfer_groups) {
+      chance_transfer_groups.emplace();
+      for (const auto& t : transfer_meta->tracks) chance_transfer_groups->push_back(t.cover_group);
+    }
     for (size_t i = 0; i < covers_meta->tracks.size(); ++i) {
       if (cs.split[i] == "test") te.push_back(i);  // with the distractors (no work) of the test side
       else if (covers_meta->tracks[i].cover_group < 0) continue;
@@ -813,6 +820,12 @@ int run(app::StageContext& ctx) {
     }
     collect(done, w, &scores);
   }
+  // What a random ranking scores (exact expectation): a row at this level finds no covers.
+  if (w.is_root() && chance_groups) {
+    push_covers(&scores, "chance", "chance", "covers", 0, chance_retrieval(*chance_groups));
+    if (chance_transfer_groups)
+      push_covers(&scores, "chance", "chance", "covers_transfer", 0, chance_retrieval(*chance_transfer_groups));
+  }
   if (w.is_root()) {
     json results = json::array();
     for (const auto& s : scores) {
@@ -824,9 +837,9 @@ int run(app::StageContext& ctx) {
     }
     write_file_atomic(out + "/results.json", results.dump(1));
     const std::string md = (develop ? std::string("Scored on the **valid** split (eval.score_split valid: a development run "
-                                                  "for choosing settings; the test split was not read).\n\n")
+                                                  "for choosing settings; no test label or score was used).\n\n")
                                     : std::string()) +
-                           markdown_report(scores);
+                           markdown_report(scores, score_split);
     write_file_atomic(out + "/report.md", "# mart-eval on " + data + "\n\n" + md);
     spdlog::info("report ({} probe{}, {} seed(s)); written to {}/report.md\n{}", probe,
                  ft_fractions.empty() ? "" : " and fine-tuning", seeds, out, md);

@@ -2,6 +2,7 @@
 // from the data or is drawn here; the fractions of the works; bad input named.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
@@ -153,7 +154,9 @@ TEST(CoversSplit, DevelopmentScoringScoresValidWorksAndHoldsOutTest) {
     }
   }
   stand_in = static_cast<int64_t>(stand_in_works.size());
-  EXPECT_EQ(stand_in, std::max<int64_t>(1, std::llround(cs.works[0] / 10.0)));
+  EXPECT_EQ(stand_in, std::max<int64_t>(2, std::llround(cs.works[0] / 10.0)));
+  for (int64_t w : stand_in_works)  // each can query: two or more versions
+    EXPECT_GE(std::count(groups.begin(), groups.end(), w), 2) << "work " << w;
   EXPECT_EQ(dev.works[0], cs.works[0] - stand_in);
   EXPECT_EQ(dev.works[1], stand_in);
   EXPECT_EQ(dev.works[2], cs.works[1]);
@@ -172,4 +175,10 @@ TEST(CoversSplit, DevelopmentScoringScoresValidWorksAndHoldsOutTest) {
   } catch (const mart::ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("at least 2"), std::string::npos) << e.what();
   }
+  // Training works of one version each cannot validate (their queries have no answer).
+  std::vector<int64_t> g1;
+  std::vector<std::string> s1;
+  for (int64_t w = 0; w < 10; ++w) g1.push_back(w), s1.push_back("train");
+  for (int v = 0; v < 2; ++v) g1.push_back(10), s1.push_back("valid"), g1.push_back(11), s1.push_back("test");
+  EXPECT_THROW(develop_covers_split(covers_split(g1, s1, std::nullopt, 1), g1, 1), mart::ConfigError);
 }

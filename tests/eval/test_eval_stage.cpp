@@ -168,6 +168,10 @@ TEST_F(EvalStage, GtzanWithoutSplitListsIsEvaluatedOnFolds) {
   auto refused = run(mpirun(1) + MART_EVAL + args + " --eval.folds 0", 300);  // reuses the embeddings
   EXPECT_EQ(refused.code, 2) << refused.output;
   EXPECT_NE(refused.output.find("eval.folds"), std::string::npos) << refused.output;
+  // A development run needs a valid split: refused, never silently folded.
+  auto dev = run(mpirun(1) + MART_EVAL + args + " --eval.score_split valid", 300);
+  EXPECT_EQ(dev.code, 2) << dev.output;
+  EXPECT_NE(dev.output.find("have no valid split"), std::string::npos) << dev.output;
 }
 
 TEST_F(EvalStage, BadInputIsRefusedWithAClearError) {

@@ -38,10 +38,13 @@ CoversSplit covers_split(const std::vector<int64_t>& groups, const std::vector<s
 
 // Development scoring (eval.score_split valid) of a split by work: the valid works become the
 // scored ("test") side, the test works "held_out" (never trained on, validated on or ranked, not
-// even as distractors), and a seeded tenth of the training works (at least one, round(n / 10))
-// stands in for the valid side. Needs a split (source != none), at least one valid work and at
-// least two training works; throws ConfigError naming the fix otherwise. Tracks without a work
-// follow their split the same way (a valid distractor is scored, a test one held out).
+// even as distractors), and a seeded draw of the training works stands in for the valid side:
+// round(n / 10) of the n training works but at least 2, drawn among the works with two or more
+// training versions (a one-version work queries nothing; one work alone scores MAP 1), leaving at
+// least one to train. Needs a split (source != none), a valid work, 3 training works and 2 of them
+// with two versions; throws ConfigError naming the fix otherwise. Tracks without a work follow
+// their split the same way (a valid distractor is scored, a test one held out; with a seeded split
+// every distractor is "test", so a development ranking has none).
 CoversSplit develop_covers_split(const CoversSplit& s, const std::vector<int64_t>& groups, uint64_t seed);
 
 }  // namespace mart::eval

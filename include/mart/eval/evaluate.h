@@ -63,7 +63,8 @@ std::vector<TaskScore> run_probe_task(const EmbeddingSet& e, const std::string& 
 std::vector<std::string> available_tasks(const EmbeddingSet& e);
 
 // Markdown table: one row per source, one column per task metric, "mean ± std" over seeds.
-std::string markdown_report(const std::vector<TaskScore>& scores);
+// `scored`: the split the covers rows rank (test, or valid with eval.score_split valid).
+std::string markdown_report(const std::vector<TaskScore>& scores, const std::string& scored = "test");
 
 int run(app::StageContext& ctx);
 
