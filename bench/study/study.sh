@@ -6,6 +6,7 @@
 #                                              # (scripts/study/fetch-music.sh makes MUSIC_DIR), synth the demo corpus
 #   bench/study/study.sh run NAME SEED [--key value ...]   # one row x seed: train, then evaluate
 #   bench/study/study.sh baselines [NAME SEED] # random-init (NAME's shape) and log-mel statistics rows
+#   bench/study/study.sh reeval NAME FROM SEED [--eval.key value ...]   # FROM's checkpoint, another readout, as row NAME
 #   bench/study/study.sh valid NAME SEED       # the same checkpoint's probes scored on the valid splits (for choosing)
 #   bench/study/study.sh report [OUT.md]       # mean +- std per row and metric, curves (bench/study/summarize.py)
 #
@@ -110,6 +111,26 @@ PY
     echo "{\"train_s\": $((t1 - t0)), \"eval_s\": $(( $(date +%s) - t1 ))}" > "$dir/done"
     echo "study: $name seed $seed: train $((t1 - t0)) s, eval $(( $(date +%s) - t1 )) s"
     ;;
+  reeval)
+    # Another readout of a trained row, no training of its own: FROM's checkpoints evaluated with
+    # other --eval.* options (e.g. --eval.embedding levels) as row NAME.
+    name=${1:?usage: study.sh reeval NAME FROM SEED --eval.key value ...}; from=${2:?from}; seed=${3:?seed}; shift 3
+    src=$STUDY/runs/$from/seed$seed
+    [ -f "$src/done" ] && [ "$from" != baselines ] || { echo "study: $src is not a finished training row" >&2; exit 2; }
+    dir=$STUDY/runs/$name/seed$seed
+    if [ -f "$dir/done" ]; then echo "study: $dir done"; exit 0; fi
+    rm -rf "$dir"; mkdir -p "$dir"
+    echo "bench/study/study.sh reeval $name $from $seed $*" > "$dir/command.txt"
+    ln -s "$src/run" "$dir/run"
+    t1=$(date +%s)
+    for target in ${STUDY_TARGETS:-music demo covers-dev covers-test}; do
+      mpirun -np "$NP" "$BIN/eval/mart-eval" --config "$HERE/eval-study.ini" --data "$STUDY/shards-$target" \
+        --checkpoint "$dir/run" --run "$dir/eval-$target" --eval.tasks "$(tasks_of "$target")" --eval.baselines false \
+        "$@" > "$dir/eval-$target.log" 2>&1
+    done
+    echo "{\"train_s\": 0, \"eval_s\": $(( $(date +%s) - t1 ))}" > "$dir/done"
+    echo "study: $name (from $from) seed $seed: eval $(( $(date +%s) - t1 )) s"
+    ;;
   baselines)
     # Random-init and log-mel statistics rows. The random encoder takes the shape of a trained
     # run's checkpoint (NAME SEED, default mart 1), so it is the study model, untrained.
@@ -141,8 +162,8 @@ PY
     # The row's own --eval.* options (command.txt), so its valid and test scores measure the same thing.
     read -r -a words < "$dir/command.txt"
     eval_args=()
-    for ((i = 4; i + 1 < ${#words[@]}; i += 2)); do
-      case "${words[i]}" in --eval.*) eval_args+=("${words[i]}" "${words[i + 1]}") ;; esac
+    for ((i = 0; i + 1 < ${#words[@]}; i++)); do
+      case "${words[i]}" in --eval.*) eval_args+=("${words[i]}" "${words[i + 1]}"); i=$((i + 1)) ;; esac
     done
     for target in ${STUDY_TARGETS:-music demo}; do
       case "$target" in music|demo) ;; *) continue ;; esac  # the covers' dev half is scored by `run`
@@ -156,5 +177,5 @@ PY
   report)
     /usr/bin/python3 "$HERE/summarize.py" "$STUDY" "${1:-$STUDY/results.md}"
     ;;
-  *) sed -n '2,17p' "$0"; exit 2 ;;
+  *) sed -n '2,18p' "$0"; exit 2 ;;
 esac

@@ -152,6 +152,8 @@ def plot_curves(study, png):
     fig, axes = plt.subplots(2, 4, figsize=(18, 8))
     for metrics in sorted(glob.glob(os.path.join(study, "runs", "*", "seed1", "run", "metrics.jsonl"))):
         row = metrics.split(os.sep)[-4]
+        if os.path.islink(os.path.dirname(metrics)):
+            continue  # a `reeval` row: another row's training, already drawn
         rows = [json.loads(l) for l in open(metrics) if l.strip()]
         if not rows:
             continue
