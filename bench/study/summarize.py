@@ -58,9 +58,10 @@ def load(study):
                 if r.get("protocol") not in ("", "frozen", "linear", "mlp", None):  # frozen embeddings; not fine-tuning
                     continue
                 model = r["model"]
-                if (row != "baselines") != (model == "mart"):
+                baselines = row.startswith("baselines")  # "baselines", or e.g. "baselines-levels" (another readout)
+                if baselines == (model == "mart"):
                     continue  # a training row's model, or the baselines row's two baselines
-                key = (row if model == "mart" else model, model)
+                key = (row if model == "mart" else model + row[len("baselines"):], model)
                 table.setdefault(key, {}).setdefault(seed, {}).setdefault(
                     (target, r["task"], r["metric"]), []).append(r["value"])
     return table, commands, times
