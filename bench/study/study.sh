@@ -152,8 +152,8 @@ PY
     name=${1:?usage: study.sh valid NAME SEED}; seed=${2:?seed}
     dir=$STUDY/runs/$name/seed$seed
     [ -f "$dir/done" ] || { echo "study: $dir is not finished: run it first" >&2; exit 2; }
-    if [ "$name" = baselines ]; then
-      from=$(sed -n 's/^bench\/study\/study.sh baselines \([^ ]*\) \([0-9]*\)$/\1 \2/p' "$dir/command.txt")
+    if [[ "$name" == baselines* ]]; then  # baselines, or baselines read another way (baselines-levels)
+      from=$(sed -n 's/^bench\/study\/study.sh baselines \([^ ]*\) \([0-9]*\).*$/\1 \2/p' "$dir/command.txt")
       read -r from_row from_seed <<< "${from:-mart 1}"
       ckpt=$STUDY/runs/$from_row/seed$from_seed/run; which=true
     else
