@@ -39,6 +39,15 @@ preprocess() {  # INPUT OUTPUT [flags]
     --input "$in" --output "$out" "$@" ${MART_STUDY_FEATURES:-}
 }
 
+evaluate_row() {  # DIR [--eval.* ...]: DIR/run's checkpoint on every evaluation set, frozen
+  local dir=$1; shift
+  for target in ${STUDY_TARGETS:-music demo covers-dev covers-test}; do
+    mpirun -np "$NP" "$BIN/eval/mart-eval" --config "$HERE/eval-study.ini" --data "$STUDY/shards-$target" \
+      --checkpoint "$dir/run" --run "$dir/eval-$target" --eval.tasks "$(tasks_of "$target")" --eval.baselines false \
+      "$@" > "$dir/eval-$target.log" 2>&1
+  done
+}
+
 case "$cmd" in
   prepare)
     music=${1:?usage: study.sh prepare MUSIC_DIR}
@@ -103,11 +112,7 @@ PY
     mpirun -np "$NP" "$BIN/train/mart-train" --config "$HERE/pretrain-study.ini" --data "$STUDY/shards-music" \
       --run "$dir/run" --train.seed "$seed" "${train_args[@]}" > "$dir/train.log" 2>&1
     t1=$(date +%s)
-    for target in ${STUDY_TARGETS:-music demo covers-dev covers-test}; do
-      mpirun -np "$NP" "$BIN/eval/mart-eval" --config "$HERE/eval-study.ini" --data "$STUDY/shards-$target" \
-        --checkpoint "$dir/run" --run "$dir/eval-$target" --eval.tasks "$(tasks_of "$target")" --eval.baselines false \
-        "${eval_args[@]}" > "$dir/eval-$target.log" 2>&1
-    done
+    evaluate_row "$dir" "${eval_args[@]}"
     echo "{\"train_s\": $((t1 - t0)), \"eval_s\": $(( $(date +%s) - t1 ))}" > "$dir/done"
     echo "study: $name seed $seed: train $((t1 - t0)) s, eval $(( $(date +%s) - t1 )) s"
     ;;
@@ -123,11 +128,7 @@ PY
     echo "bench/study/study.sh reeval $name $from $seed $*" > "$dir/command.txt"
     ln -s "$src/run" "$dir/run"
     t1=$(date +%s)
-    for target in ${STUDY_TARGETS:-music demo covers-dev covers-test}; do
-      mpirun -np "$NP" "$BIN/eval/mart-eval" --config "$HERE/eval-study.ini" --data "$STUDY/shards-$target" \
-        --checkpoint "$dir/run" --run "$dir/eval-$target" --eval.tasks "$(tasks_of "$target")" --eval.baselines false \
-        "$@" > "$dir/eval-$target.log" 2>&1
-    done
+    evaluate_row "$dir" "$@"
     echo "{\"train_s\": 0, \"eval_s\": $(( $(date +%s) - t1 ))}" > "$dir/done"
     echo "study: $name (from $from) seed $seed: eval $(( $(date +%s) - t1 )) s"
     ;;
