@@ -89,6 +89,10 @@ CoversSplit covers_split(const std::vector<int64_t>& groups, const std::vector<s
   return out;
 }
 
+std::string develop_split(const std::string& split) {
+  return split == "valid" ? "test" : split == "test" ? "held_out" : split;
+}
+
 CoversSplit develop_covers_split(const CoversSplit& s, const std::vector<int64_t>& groups, uint64_t seed) {
   MART_CHECK(groups.size() == s.split.size(), "develop_covers_split: ", groups.size(), " groups, ", s.split.size(), " splits");
   if (s.source == CoversSplitSource::none)
@@ -120,9 +124,7 @@ CoversSplit develop_covers_split(const CoversSplit& s, const std::vector<int64_t
   CoversSplit out = s;
   for (size_t i = 0; i < groups.size(); ++i) {
     std::string& x = out.split[i];
-    if (x == "test") x = "held_out";
-    else if (x == "valid") x = "test";
-    else if (x == "train" && groups[i] >= 0 && stand_in.count(groups[i])) x = "valid";
+    x = x == "train" && groups[i] >= 0 && stand_in.count(groups[i]) ? "valid" : develop_split(x);
   }
   out.works[0] = s.works[0] - static_cast<int64_t>(take);
   out.works[1] = static_cast<int64_t>(take);

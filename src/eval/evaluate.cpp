@@ -129,7 +129,7 @@ bool has_test_split(const EmbeddingSet& e, const std::string& task) {
 }
 
 void develop_splits(std::vector<TrackInfo>* tracks) {
-  for (auto& t : *tracks) t.split = t.split == "valid" ? "test" : t.split == "test" ? "held_out" : t.split;
+  for (auto& t : *tracks) t.split = develop_split(t.split);
 }
 
 std::vector<int> stratified_folds(const EmbeddingSet& e, const std::vector<size_t>& tracks, bool by_class, int folds) {
@@ -598,8 +598,9 @@ int run(app::StageContext& ctx) {
     if (kind != CoversModel::cqtnet && trained_checkpoint.empty())
       MART_CONFIG_ERROR("eval.covers_models: ", covers_model_name(kind), " starts from the pretrained model: give --checkpoint");
   std::optional<EmbeddingSet> covers_meta, transfer_meta;
-  // The works of the ranked tracks and of the transfer set, for the chance row (the same for every model).
-  std::optional<std::vector<int64_t>> chance_groups, chance_transfer_groups;
+  // The works of the ranked tracks, for the chance row (the same for every model; the transfer
+  // set's come from transfer_meta).
+  std::optional<std::vector<int64_t>> chance_groups;
   std::vector<TaskScore> scores;
   for (auto& src : sources) {
     const std::string path = out + "/embeddings-" + src.features->name() + ".h5";
@@ -732,7 +733,6 @@ int run(app::StageContext& ctx) {
           spdlog::info("{}: covers on the transfer set {}: {} tracks, MAP {:.4f}", e.source, transfer_data, te.tracks.size(), ts.map);
           push_covers(&scores, e.source, "", "covers_transfer", 0, ts);
         }
-        if (!chance_transfer_groups) chance_transfer_groups = tg;
         if (!transfer_meta) {
           te.crops.clear(), te.track_level.clear();  // the fine-tuned jobs need the tracks only
           transfer_meta = std::move(te);
@@ -758,20 +758,15 @@ int run(app::StageContext& ctx) {
       MART_CONFIG_ERROR("eval.covers_models needs a split by work: a covers list with a split column, or eval.covers_split "
                         "(e.g. 0.8/0.1/0.1)");
     std::vector<size_t> tr, va, te;
-    if (!chance_groups) {  // the frozen covers task did not run: the chance row of the ranked (test-side) tracks
-      chance_groups.emplace();
-      for (size_t i = 0; i < covers_meta->tracks.size(); ++i)
-        if (cs.split[i] == "test") chance_groups->push_back(covers_meta->tracks[i].cover_group);
-    }
-    if (transfer_meta && !chance_transfer_groups) {
-      chance_transfer_groups.emplace();
-      for (const auto& t : transfer_meta->tracks) chance_transfer_groups->push_back(t.cover_group);
-    }
     for (size_t i = 0; i < covers_meta->tracks.size(); ++i) {
       if (cs.split[i] == "test") te.push_back(i);  // with the distractors (no work) of the test side
       else if (covers_meta->tracks[i].cover_group < 0) continue;
       else if (cs.split[i] == "train") tr.push_back(i);
       else if (cs.split[i] == "valid") va.push_back(i);  // "held_out" (eval.score_split valid): never read
+    }
+    if (!chance_groups) {  // the frozen covers task did not run: the chance row of the tracks ranked here
+      chance_groups.emplace();
+      for (size_t i : te) chance_groups->push_back(covers_meta->tracks[i].cover_group);
     }
     const CoversSet main_set{data, &*covers_meta};
     const CoversSet transfer_set{transfer_data, transfer_meta ? &*transfer_meta : nullptr};
@@ -823,8 +818,11 @@ int run(app::StageContext& ctx) {
   // What a random ranking scores (exact expectation): a row at this level finds no covers.
   if (w.is_root() && chance_groups) {
     push_covers(&scores, "chance", "chance", "covers", 0, chance_retrieval(*chance_groups));
-    if (chance_transfer_groups)
-      push_covers(&scores, "chance", "chance", "covers_transfer", 0, chance_retrieval(*chance_transfer_groups));
+    if (transfer_meta) {  // read by the frozen ranking or the trained jobs
+      std::vector<int64_t> tg;
+      for (const auto& t : transfer_meta->tracks) tg.push_back(t.cover_group);
+      push_covers(&scores, "chance", "chance", "covers_transfer", 0, chance_retrieval(tg));
+    }
   }
   if (w.is_root()) {
     json results = json::array();

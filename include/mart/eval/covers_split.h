@@ -36,6 +36,10 @@ struct CoversSplit {
 CoversSplit covers_split(const std::vector<int64_t>& groups, const std::vector<std::string>& splits,
                          const std::optional<CoversSplitFractions>& fractions, uint64_t seed);
 
+// Development scoring (eval.score_split valid) of one split value: valid -> "test" (scored),
+// test -> "held_out" (never read), anything else unchanged. Probes and covers both map with it.
+std::string develop_split(const std::string& split);
+
 // Development scoring (eval.score_split valid) of a split by work: the valid works become the
 // scored ("test") side, the test works "held_out" (never trained on, validated on or ranked, not
 // even as distractors), and a seeded draw of the training works stands in for the valid side:
