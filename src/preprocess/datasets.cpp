@@ -92,6 +92,15 @@ SplitLists load_split_lists(const std::string& dir) {
   return s;
 }
 
+// `path` relative to `root` as the user sees it, with '/' separators: lexically, so that a file
+// that is a symlink (a tree made by `cp -rs`) keeps the name its label or split list gives it
+// (fs::relative would resolve the link and name the file by its target's path).
+std::string relative_as_given(const fs::path& path, const std::string& root) {
+  fs::path base = fs::path(root).lexically_normal();
+  if (!base.has_filename()) base = base.parent_path();  // "dir/" -> "dir"
+  return path.lexically_normal().lexically_relative(base).generic_string();
+}
+
 // Any folder of audio, recursively; labels from an optional CSV keyed by relative path.
 class FolderDataset : public Dataset {
  public:
@@ -115,16 +124,12 @@ class FolderDataset : public Dataset {
       for (size_t i = 1; i < rows.size(); ++i) labels[field(rows[i], c_path)] = rows[i];
     }
     std::vector<TrackEntry> out;
-    // The CSV's paths are relative to the input folder as the user sees it: lexically, so that a
-    // file that is a symlink (a tree made by `cp -rs`) keeps its label (fs::relative would resolve
-    // the link and name the file by its target's path).
-    fs::path base = fs::path(o_.input).lexically_normal();
-    if (!base.has_filename()) base = base.parent_path();  // "dir/" -> "dir"
+    // The CSV's paths are relative to the input folder as the user sees it (relative_as_given).
     size_t matched = 0;
     std::string first_unlabelled;
     for (const auto& e : fs::recursive_directory_iterator(o_.input, fs::directory_options::follow_directory_symlink)) {
       if (!e.is_regular_file() || !is_audio(e.path())) continue;
-      const std::string rel = e.path().lexically_normal().lexically_relative(base).generic_string();
+      const std::string rel = relative_as_given(e.path(), o_.input);
       TrackEntry t;
       t.id = id_from_path(rel);
       t.path = e.path().string();
@@ -255,7 +260,7 @@ class GtzanDataset : public Dataset {
       for (const auto& e : fs::directory_iterator(genre.path())) {
         if (!e.is_regular_file() || !is_audio(e.path())) continue;
         TrackEntry t;
-        const std::string rel = fs::relative(e.path(), o_.input).string();
+        const std::string rel = relative_as_given(e.path(), o_.input);
         t.id = e.path().stem().string();
         t.path = e.path().string();
         t.class_name = genre.path().filename().string();

@@ -172,6 +172,31 @@ TEST(Gtzan, GenreFoldersAreClasses) {
   EXPECT_EQ(t[1].id, "jazz.00001");
 }
 
+TEST(Gtzan, SplitListsNameSymlinkedFilesByTheirPathInTheTree) {
+  // Two genres hold a file of the same name, linked from elsewhere; the lists tell them apart by
+  // their path under the root as given (resolving the links would leave only the shared name).
+  const auto real = fresh("mart_gtzan_real"), tree = fresh("mart_gtzan_tree");
+  touch(real / "x/a.au");
+  touch(real / "y/a.au");
+  fs::create_directories(tree / "blues");
+  fs::create_directories(tree / "jazz");
+  fs::create_symlink(real / "x/a.au", tree / "blues/a.au");
+  fs::create_symlink(real / "y/a.au", tree / "jazz/a.au");
+  const auto lists = fresh("mart_gtzan_lists");
+  touch(lists / "train.txt", "blues/a.au\n");
+  touch(lists / "test.txt", "jazz/a.au\n");
+  DatasetOptions o;
+  o.kind = "gtzan";
+  o.input = tree.string();
+  o.split_dir = lists.string();
+  const auto t = list(o);
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t[0].class_name, "blues");
+  EXPECT_EQ(t[0].split, "train");
+  EXPECT_EQ(t[1].class_name, "jazz");
+  EXPECT_EQ(t[1].split, "test");
+}
+
 TEST(Covers, WorkIdAndPathPerLine) {
   const auto d = fresh("mart_covers");
   touch(d / "list.tsv", "work_id\tpath\nw1\ta/x.mp3\nw1\tb/y.mp3\nw2\tc/z.mp3\n");
