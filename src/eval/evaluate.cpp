@@ -335,8 +335,9 @@ std::string markdown_report(const std::vector<TaskScore>& scores, const std::str
   if (!covers.empty()) {
     // Fine-tuned rows first, as the paper lists them.
     std::stable_partition(covers.begin(), covers.end(), [](const TaskScore& x) { return x.protocol == "covers_finetune"; });
-    md += "Cover songs as the paper's table 3 (" + scored + " works; covers_transfer: the transfer set, never trained on):\n\n" +
-          table(covers) + "\n";
+    const bool transfer = std::any_of(covers.begin(), covers.end(), [](const TaskScore& x) { return x.task == "covers_transfer"; });
+    md += "Cover songs as the paper's table 3 (" + scored + " works" +
+          (transfer ? "; covers_transfer: the transfer set, never trained on" : "") + "):\n\n" + table(covers) + "\n";
   }
   return md;
 }
@@ -797,8 +798,8 @@ int run(app::StageContext& ctx) {
                      name, tr.size(), cs.works[0], va.size(), te.size(), o.seed, groups.index() + 1, groups.count());
       const auto r = covers_finetune(job.kind, main_set, tr, va, te, transfer_set, trained_checkpoint, mo, o, groups.comm());
       if (!groups.leader()) continue;
-      spdlog::info("covers: {} (seed {}): {} epochs, best valid MAP {:.4f} at epoch {}; test MAP {:.4f}{}; {:.1f} s", name,
-                   o.seed, r.epochs, r.best_valid_map, r.best_epoch, r.test.map,
+      spdlog::info("covers: {} (seed {}): {} epochs, best valid MAP {:.4f} at epoch {}; {} MAP {:.4f}{}; {:.1f} s", name,
+                   o.seed, r.epochs, r.best_valid_map, r.best_epoch, score_split, r.test.map,
                    r.has_transfer ? ", transfer MAP " + std::to_string(r.transfer.map) : std::string(),
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       // Which tracks trained it (an audit: the transfer set and the valid and test works never do).
