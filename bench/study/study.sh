@@ -169,6 +169,13 @@ PY
     for target in ${STUDY_TARGETS:-music demo}; do
       case "$target" in music|demo) ;; *) continue ;; esac  # the covers' dev half is scored by `run`
       [ -f "$dir/valid-$target/results.json" ] && continue
+      # The tracks' embeddings do not depend on the split scored: start from the test run's, which
+      # mart-eval reuses after checking they come from the same model, data and readout (it embeds
+      # anew where none are there; it stops if they differ).
+      if [ ! -d "$dir/valid-$target" ] && compgen -G "$dir/eval-$target/embeddings-*.h5" > /dev/null; then
+        mkdir -p "$dir/valid-$target"
+        cp "$dir"/eval-"$target"/embeddings-*.h5 "$dir/valid-$target/"
+      fi
       mpirun -np "$NP" "$BIN/eval/mart-eval" --config "$HERE/eval-study.ini" --data "$STUDY/shards-$target" \
         --checkpoint "$ckpt" --run "$dir/valid-$target" --eval.tasks "$(tasks_of "$target")" --eval.baselines $which \
         "${eval_args[@]}" --eval.score_split valid > "$dir/valid-$target.log" 2>&1
