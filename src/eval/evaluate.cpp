@@ -794,11 +794,11 @@ int run(app::StageContext& ctx) {
       const auto t0 = std::chrono::steady_clock::now();
       const std::string name = covers_model_name(job.kind);
       if (groups.leader())
-        spdlog::info("covers: training {} on {} tracks of {} works (valid {} tracks, test {}), seed {}, group {} of {}",
-                     name, tr.size(), cs.works[0], va.size(), te.size(), o.seed, groups.index() + 1, groups.count());
+        spdlog::info("covers: training {} on {} tracks of {} works (early stopping on {} tracks, {} {}), seed {}, group {} of {}",
+                     name, tr.size(), cs.works[0], va.size(), score_split, te.size(), o.seed, groups.index() + 1, groups.count());
       const auto r = covers_finetune(job.kind, main_set, tr, va, te, transfer_set, trained_checkpoint, mo, o, groups.comm());
       if (!groups.leader()) continue;
-      spdlog::info("covers: {} (seed {}): {} epochs, best valid MAP {:.4f} at epoch {}; {} MAP {:.4f}{}; {:.1f} s", name,
+      spdlog::info("covers: {} (seed {}): {} epochs, best early-stopping MAP {:.4f} at epoch {}; {} MAP {:.4f}{}; {:.1f} s", name,
                    o.seed, r.epochs, r.best_valid_map, r.best_epoch, score_split, r.test.map,
                    r.has_transfer ? ", transfer MAP " + std::to_string(r.transfer.map) : std::string(),
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

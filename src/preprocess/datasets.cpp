@@ -255,6 +255,8 @@ class GtzanDataset : public Dataset {
   std::string name() const override { return "gtzan"; }
   std::vector<TrackEntry> tracks() const override {
     std::vector<TrackEntry> out;
+    size_t found = 0;
+    std::string unlisted;
     for (const auto& genre : fs::directory_iterator(o_.input)) {
       if (!genre.is_directory()) continue;
       for (const auto& e : fs::directory_iterator(genre.path())) {
@@ -264,14 +266,22 @@ class GtzanDataset : public Dataset {
         t.id = e.path().stem().string();
         t.path = e.path().string();
         t.class_name = genre.path().filename().string();
+        ++found;
         if (!splits_.empty()) {
           t.split = splits_.find(rel, t.id);
-          if (t.split.empty()) continue;
+          if (t.split.empty()) {
+            if (unlisted.empty()) unlisted = rel;
+            continue;
+          }
         }
         out.push_back(std::move(t));
       }
     }
-    if (out.empty()) MART_CONFIG_ERROR("no audio found in genre folders under '", o_.input, "'");
+    if (found == 0) MART_CONFIG_ERROR("no audio found in genre folders under '", o_.input, "'");
+    if (out.empty())
+      MART_CONFIG_ERROR("none of the ", found, " audio files under '", o_.input, "' is named in the split lists of '",
+                        o_.split_dir, "' (e.g. '", unlisted, "'): a list line is a path under that folder, a file name "
+                        "or a stem");
     sort_by_path(out);
     return out;
   }

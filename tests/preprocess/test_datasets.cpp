@@ -195,6 +195,27 @@ TEST(Gtzan, SplitListsNameSymlinkedFilesByTheirPathInTheTree) {
   EXPECT_EQ(t[0].split, "train");
   EXPECT_EQ(t[1].class_name, "jazz");
   EXPECT_EQ(t[1].split, "test");
+  o.input = tree.string() + "/./";  // the same root spelled another way
+  EXPECT_EQ(list(o).size(), 2u);
+}
+
+TEST(Gtzan, ListsThatNameNoFileAreRefusedWithAnExample) {
+  const auto d = fresh("mart_gtzan_nolist");
+  touch(d / "blues/blues.00000.au");
+  const auto lists = fresh("mart_gtzan_nolist_lists");
+  touch(lists / "train.txt", "genres/blues/blues.00000.au\n");  // relative to the wrong folder
+  DatasetOptions o;
+  o.kind = "gtzan";
+  o.input = d.string();
+  o.split_dir = lists.string();
+  try {
+    list(o);
+    FAIL() << "split lists naming none of the files were accepted";
+  } catch (const mart::ConfigError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("none of the 1 audio files"), std::string::npos) << m;
+    EXPECT_NE(m.find("'blues/blues.00000.au'"), std::string::npos) << m;
+  }
 }
 
 TEST(Covers, WorkIdAndPathPerLine) {
