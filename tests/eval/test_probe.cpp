@@ -207,4 +207,16 @@ TEST(Report, MarkdownHasOneRowPerModelAndMeanStd) {
   EXPECT_EQ(eval::markdown_report(s).rfind("| model |", 0), 0u) << eval::markdown_report(s);
 }
 
+TEST(Report, TheCoversTableNamesTheScoredWorksAndTheTransferSetOnlyWhenRanked) {
+  std::vector<eval::TaskScore> s = {{"mart", "", "covers", "MAP", 1.0, 0, 0.2},
+                                    {"mart", "covers_finetune", "covers", "MAP", 1.0, 1, 0.3}};
+  const auto valid = eval::markdown_report(s, "valid");
+  EXPECT_NE(valid.find("table 3 (valid works):"), std::string::npos) << valid;
+  EXPECT_EQ(valid.find("transfer"), std::string::npos) << valid;
+  s.push_back({"mart", "covers_finetune", "covers_transfer", "MAP", 1.0, 1, 0.1});
+  const auto test = eval::markdown_report(s);
+  EXPECT_NE(test.find("table 3 (test works; covers_transfer: the transfer set, never trained on):"), std::string::npos)
+      << test;
+}
+
 }  // namespace
