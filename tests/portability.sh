@@ -11,7 +11,7 @@
 #   tests/portability.sh -R test_learns  # one test (any ctest selection flag: -R, -L, -E)
 #   tests/portability.sh --seeds 1,2,3,4,5 --settings "native haswell"
 #   tests/portability.sh --mutant        # builds build-mutant with the loss's sign flipped; test_learns must fail
-#   tests/portability.sh --demo DIR      # the demo's train + eval per setting, and the range of every number
+#   tests/portability.sh --demo DIR      # scripts/demo.sh under each setting (no suite), and the range of every number
 #
 # MART_BUILD (default ./build) is the build to test; scripts/test.sh builds it.
 set -euo pipefail
@@ -72,9 +72,11 @@ if [ $mutant = 1 ]; then
 fi
 
 results=()  # "setting|test|status"
-for s in "${runnable[@]}"; do
+[ -n "$demo" ] && runnable_suite=() || runnable_suite=("${runnable[@]}")  # --demo: the demo alone
+for s in "${runnable_suite[@]}"; do
   log="$OUT/$s.log"
-  echo "portability: $s: $(setting_env "$s" | sed 's/^$/(the machine'"'"'s own kernels)/')"
+  env_text=$(setting_env "$s")
+  echo "portability: $s: ${env_text:-no cap, the kernels this CPU picks}"
   start=$(date +%s)
   # shellcheck disable=SC2046
   env $(setting_env "$s") ${seeds:+MART_LEARNS_SEEDS=$seeds} \
@@ -86,19 +88,22 @@ for s in "${runnable[@]}"; do
     sed -nE 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: ([^ ]+) \.*[ *]*([A-Za-z]+).*/\1 \2/p' "$log")
 done
 
+if [ ${#runnable_suite[@]} -gt 0 ]; then
 echo
 echo "## Suite per setting"
 echo
 echo "| setting | environment | passed | failed |"
 echo "|---|---|---|---|"
-for s in "${runnable[@]}"; do
+fi
+for s in "${runnable_suite[@]}"; do
   p=0; f=0; failed=""
   for r in "${results[@]}"; do
     IFS='|' read -r rs name status <<<"$r"
     [ "$rs" = "$s" ] || continue
     if [ "$status" = Passed ]; then p=$((p + 1)); else f=$((f + 1)); failed+=" $name"; fi
   done
-  echo "| $s | \`$(setting_env "$s")\` | $p | $f${failed:+ ($failed )} |"
+  env_text=$(setting_env "$s")
+  echo "| $s | ${env_text:+\`$env_text\`}${env_text:-none: the kernels this CPU picks} | $p | $f${failed:+ ($failed )} |"
 done
 
 if grep -q '^[0-9]*: learns: ' "$OUT"/*.log 2>/dev/null; then
