@@ -18,20 +18,26 @@ void declare_model_options(Config& c) {
   c.add<int>("model.ff_dim", static_cast<int>(m.ff_dim), "feed-forward width of the transformer layers", "Model");
   c.add<std::string>("model.lambdas", "", "lambda_n of eqs. 1-2, one per level, comma-separated; empty: all 1", "Model");
   c.add<int>("model.projection_dim", static_cast<int>(m.projection_dim), "output of the projection head", "Model");
-  c.add<double>("model.tau", m.tau, "temperature of the contrastive loss", "Model");
-  c.add<bool>("model.use_pwt", true, "false: the 'without PWT' ablation (s^ = s~)", "Model");
-  c.add<bool>("model.use_hcl", true, "false: the 'without HCL' ablation (L_pw = 0)", "Model");
+  c.add<double>("model.tau", m.loss.tau, "temperature of the contrastive loss", "Model");
+  c.add<bool>("model.use_pwt", m.use_pwt, "false: the 'without PWT' ablation (s^ = s~)", "Model");
+  c.add<bool>("model.use_hcl", m.loss.use_hcl, "false: the 'without HCL' ablation (L_pw = 0)", "Model");
   c.add<std::string>("model.pwt_residual", m.pwt_residual,
                      "double: eq. 1 as printed (w~ + lambda * Transformer, which has its own residual); single: "
                      "the Transformer's residual is the only one", "Model");
   c.add<std::string>("model.pwt_order", m.pwt_order,
                      "parallel: every update of a PWT block reads the block's input; sequential: bottom-up, then "
                      "top-down, each reading the levels already updated", "Model");
-  c.add<std::string>("model.pw_term", m.pw_term,
+  c.add<std::string>("model.pw_term", m.loss.pw_term,
                      "inside: L_pw in eq. 5's numerator and denominator (literal); separate: InfoNCE plus "
                      "model.pw_weight x the part-whole term", "Model");
-  c.add<double>("model.pw_weight", m.pw_weight, "weight of the separate part-whole term (model.pw_term = separate)",
+  c.add<double>("model.pw_weight", m.loss.pw_weight, "weight of the separate part-whole term (model.pw_term = separate)",
                 "Model");
+  c.add<std::string>("model.anchors", m.loss.anchors,
+                     "one: s^0 of view B anchors eq. 5 (as printed); both: s~0 of view A anchors it too, the loss "
+                     "is the mean of the two directions (CLMR's symmetric NT-Xent)", "Model");
+  c.add<std::string>("model.same_track", m.loss.same_track,
+                     "negative: other crops of an instance's track in the batch are its negatives (eq. 6 as "
+                     "printed); masked: they are neither positives nor negatives", "Model");
 }
 
 ModelOptions model_options_from(const Config& c) {
@@ -44,13 +50,15 @@ ModelOptions model_options_from(const Config& c) {
   m.ff_dim = c.get<int>("model.ff_dim");
   m.lambdas = parse_double_list(c.get<std::string>("model.lambdas"), "model.lambdas");
   m.projection_dim = c.get<int>("model.projection_dim");
-  m.tau = c.get<double>("model.tau");
+  m.loss.tau = c.get<double>("model.tau");
   m.use_pwt = c.get<bool>("model.use_pwt");
-  m.use_hcl = c.get<bool>("model.use_hcl");
+  m.loss.use_hcl = c.get<bool>("model.use_hcl");
   m.pwt_residual = c.get<std::string>("model.pwt_residual");
   m.pwt_order = c.get<std::string>("model.pwt_order");
-  m.pw_term = c.get<std::string>("model.pw_term");
-  m.pw_weight = c.get<double>("model.pw_weight");
+  m.loss.pw_term = c.get<std::string>("model.pw_term");
+  m.loss.pw_weight = c.get<double>("model.pw_weight");
+  m.loss.anchors = c.get<std::string>("model.anchors");
+  m.loss.same_track = c.get<std::string>("model.same_track");
   return m;
 }
 
@@ -69,10 +77,14 @@ std::string model_ini(const ModelOptions& m) {
   os << "\ndim = " << m.dim << "\npwt_blocks = " << m.pwt_blocks << "\nheads = " << m.heads
      << "\nhead_dim = " << m.head_dim << "\nff_dim = " << m.ff_dim << "\nlambdas = ";
   for (size_t i = 0; i < m.lambdas.size(); ++i) os << (i ? "," : "") << format_value(m.lambdas[i]);
-  os << "\nprojection_dim = " << m.projection_dim << "\ntau = " << format_value(m.tau)
-     << "\nuse_pwt = " << format_value(m.use_pwt) << "\nuse_hcl = " << format_value(m.use_hcl)
-     << "\npwt_residual = " << m.pwt_residual << "\npwt_order = " << m.pwt_order << "\npw_term = " << m.pw_term
-     << "\npw_weight = " << format_value(m.pw_weight) << "\n";
+  os << "\nprojection_dim = " << m.projection_dim << "\ntau = " << format_value(m.loss.tau)
+     << "\nuse_pwt = " << format_value(m.use_pwt) << "\nuse_hcl = " << format_value(m.loss.use_hcl)
+     << "\npwt_residual = " << m.pwt_residual << "\npwt_order = " << m.pwt_order << "\npw_term = " << m.loss.pw_term
+     << "\npw_weight = " << format_value(m.loss.pw_weight) << "\n";
+  // Pairing options added later are written only when they differ from the reading that older
+  // checkpoints (which lack them) trained with.
+  if (m.loss.anchors != "one") os << "anchors = " << m.loss.anchors << "\n";
+  if (m.loss.same_track != "negative") os << "same_track = " << m.loss.same_track << "\n";
   return os.str();
 }
 

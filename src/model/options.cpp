@@ -42,8 +42,13 @@ void ModelOptions::validate() const {
   if (pwt_order != "parallel" && pwt_order != "sequential")
     MART_CONFIG_ERROR("model option pwt_order must be parallel or sequential, got '", pwt_order, "'");
   loss_options().validate();
-  if (!(tau > 0) || !std::isfinite(tau))
-    MART_CONFIG_ERROR("model option tau must be a positive number, got ", tau);
+}
+
+loss::LossOptions ModelOptions::loss_options() const {
+  loss::LossOptions l = loss;
+  l.levels = levels;
+  l.parts = parts;
+  return l;
 }
 
 int64_t ModelOptions::clips_at(int level) const {
@@ -66,13 +71,15 @@ std::string ModelOptions::canonical() const {
   os << ";dim=" << dim << ";pwt_blocks=" << pwt_blocks << ";heads=" << heads
      << ";head_dim=" << head_dim << ";ff_dim=" << ff_dim << ";lambdas=";
   for (int n = 0; n < levels; ++n) os << (n ? "," : "") << lambda(n);
-  os << ";projection_dim=" << projection_dim << ";tau=" << tau << ";use_pwt=" << use_pwt
-     << ";use_hcl=" << use_hcl;
+  os << ";projection_dim=" << projection_dim << ";tau=" << loss.tau << ";use_pwt=" << use_pwt
+     << ";use_hcl=" << loss.use_hcl;
   // Options added later appear only when they differ from the reading older checkpoints used,
   // so those checkpoints keep their identity.
   if (pwt_residual != "double") os << ";pwt_residual=" << pwt_residual;
   if (pwt_order != "parallel") os << ";pwt_order=" << pwt_order;
-  if (pw_term != "inside") os << ";pw_term=" << pw_term << ";pw_weight=" << pw_weight;
+  if (loss.pw_term != "inside") os << ";pw_term=" << loss.pw_term << ";pw_weight=" << loss.pw_weight;
+  if (loss.anchors != "one") os << ";anchors=" << loss.anchors;
+  if (loss.same_track != "negative") os << ";same_track=" << loss.same_track;
   return os.str();
 }
 

@@ -32,7 +32,7 @@ CheckpointInfo open_checkpoint(const std::string& path) {
   // whatever today's default is.
   if (ini.find("pwt_residual") == std::string::npos) c.model.pwt_residual = "double";
   if (ini.find("pwt_order") == std::string::npos) c.model.pwt_order = "parallel";
-  if (ini.find("pw_term") == std::string::npos) c.model.pw_term = "inside";
+  if (ini.find("pw_term") == std::string::npos) c.model.loss.pw_term = "inside";
   const auto state = read_train_state(c.dir);
   c.features = state.features;
   if (c.features) c.model = model::with_input_of(c.model, *c.features);

@@ -237,31 +237,135 @@ TEST(HierarchicalContrastiveLoss, GradientsMatchFiniteDifferences) {
 
 TEST(HierarchicalContrastiveLoss, RanksWithGlobalNegativesSumToTheConcatenatedBatch) {
   // Three "ranks" of batches 2, 3, 1: the sum of their losses and of their gradients equals one
-  // rank with the batch of 6, when each sees the concatenated (gathered) level-0 embeddings.
-  torch::manual_seed(13);
-  const Case c{4, 2, 6, 0.2};
-  auto z_hat = random_hierarchy(c, 8, torch::kDouble);
-  auto z_tilde0 = torch::randn({c.batch, 8}, torch::kDouble);
-  for (auto& z : z_hat) z.set_requires_grad(true);
-  z_tilde0.set_requires_grad(true);
-  const HierarchicalContrastiveLoss loss(opts(c.levels, c.parts, c.tau, true));
+  // rank with the batch of 6, when each sees the concatenated (gathered) level-0 embeddings. The
+  // same for both anchors and for masked same-track pairs (tracks repeat across the "ranks").
+  const auto track = torch::tensor({5, 2, 5, 9, 2, 5}, torch::kLong);
+  for (const char* anchors : {"one", "both"})
+    for (const char* same_track : {"negative", "masked"}) {
+      SCOPED_TRACE(std::string(anchors) + " " + same_track);
+      torch::manual_seed(13);
+      const Case c{4, 2, 6, 0.2};
+      auto z_hat = random_hierarchy(c, 8, torch::kDouble);
+      auto z_tilde0 = torch::randn({c.batch, 8}, torch::kDouble);
+      for (auto& z : z_hat) z.set_requires_grad(true);
+      z_tilde0.set_requires_grad(true);
+      auto o = opts(c.levels, c.parts, c.tau, true);
+      o.anchors = anchors, o.same_track = same_track;
+      const HierarchicalContrastiveLoss loss(o);
 
-  const auto single = loss(z_hat, z_tilde0).loss;
-  const auto single_grads = torch::autograd::grad({single}, {z_hat[0], z_hat[2], z_tilde0});
+      const auto single = loss(z_hat, z_tilde0, track).loss;
+      const auto single_grads = torch::autograd::grad({single}, {z_hat[0], z_hat[2], z_tilde0});
 
-  torch::Tensor total = torch::zeros({}, torch::kDouble);
-  const auto global_hat0 = z_hat[0].reshape({c.batch, 8});  // what an all-gather would return
-  int64_t offset = 0;
-  for (int64_t local : {2, 3, 1}) {
-    std::vector<torch::Tensor> mine;
-    for (auto& z : z_hat) mine.push_back(z.narrow(0, offset, local));
-    total = total + loss(mine, z_tilde0.narrow(0, offset, local), z_tilde0, global_hat0, offset).loss;
-    offset += local;
+      torch::Tensor total = torch::zeros({}, torch::kDouble);
+      const auto global_hat0 = z_hat[0].reshape({c.batch, 8});  // what an all-gather would return
+      int64_t offset = 0;
+      for (int64_t local : {2, 3, 1}) {
+        std::vector<torch::Tensor> mine;
+        for (auto& z : z_hat) mine.push_back(z.narrow(0, offset, local));
+        total = total + loss(mine, z_tilde0.narrow(0, offset, local), z_tilde0, global_hat0, offset, track).loss;
+        offset += local;
+      }
+      EXPECT_NEAR(total.item<double>(), single.item<double>(), 1e-12);
+      const auto split_grads = torch::autograd::grad({total}, {z_hat[0], z_hat[2], z_tilde0});
+      for (size_t i = 0; i < split_grads.size(); ++i)
+        EXPECT_TRUE(torch::allclose(split_grads[i], single_grads[i], 1e-10, 1e-12)) << "input " << i;
+    }
+}
+
+// The pairing switches (issue 26). With same_track = masked, an instance's loss in a batch that
+// holds another crop of its track equals its loss in the same batch without that crop: the
+// repeat is neither a positive nor a negative.
+TEST(HierarchicalContrastiveLoss, MaskedSameTrackIsTheBatchWithoutTheRepeat) {
+  torch::manual_seed(17);
+  const Case c{3, 2, 5, 0.3};
+  const auto z_hat = random_hierarchy(c, 6, torch::kDouble);
+  const auto z_tilde0 = torch::randn({c.batch, 6}, torch::kDouble);
+  const auto track = torch::tensor({7, 3, 7, 1, 4}, torch::kLong);  // instances 0 and 2: one track
+  const std::vector<int64_t> without2 = {0, 1, 3, 4};
+  const auto keep = torch::tensor(without2, torch::kLong);
+  std::vector<torch::Tensor> z_hat_without;
+  for (const auto& z : z_hat) z_hat_without.push_back(z.index_select(0, keep));
+  for (const char* anchors : {"one", "both"})
+    for (const char* pw_term : {"separate", "inside"}) {
+      SCOPED_TRACE(std::string(anchors) + " " + pw_term);
+      auto o = opts(c.levels, c.parts, c.tau, true, pw_term, 0.2);
+      o.anchors = anchors;
+      const auto plain = HierarchicalContrastiveLoss(o);
+      o.same_track = "masked";
+      const auto masked = HierarchicalContrastiveLoss(o)(z_hat, z_tilde0, track);
+      const auto reference = plain(z_hat_without, z_tilde0.index_select(0, keep));
+      // Instance 0 without 2's crops, and instance 2 without 0's, are the reference batch's.
+      EXPECT_NEAR(masked.per_instance[0].item<double>(), reference.per_instance[0].item<double>(), 1e-12);
+      std::vector<torch::Tensor> z_hat_without0;
+      const auto keep0 = torch::tensor(std::vector<int64_t>{1, 2, 3, 4}, torch::kLong);
+      for (const auto& z : z_hat) z_hat_without0.push_back(z.index_select(0, keep0));
+      EXPECT_NEAR(masked.per_instance[2].item<double>(),
+                  plain(z_hat_without0, z_tilde0.index_select(0, keep0)).per_instance[1].item<double>(), 1e-12);
+      // The others see every instance as before.
+      const auto full = plain(z_hat, z_tilde0);
+      for (int b : {1, 3, 4}) EXPECT_NEAR(masked.per_instance[b].item<double>(), full.per_instance[b].item<double>(), 1e-12);
+      // The diagnostics count the pairs that are left: 2 x (5 x 4 - 2) negatives.
+      EXPECT_EQ(masked.stats[mart::loss::kNegatives].item<double>(), 36.0);
+    }
+  // Without the ids the masked loss cannot be computed, and says so.
+  auto o = opts(c.levels, c.parts, c.tau, true, "separate", 0.2);
+  o.same_track = "masked";
+  const HierarchicalContrastiveLoss without_ids(o);
+  EXPECT_THROW(without_ids(z_hat, z_tilde0), mart::Error);
+}
+
+// anchors = both without HCL is CLMR's NT-Xent: 2B anchors (every s^_b^0 and every s~_b^0), each
+// with its other view as the positive and the 2B - 2 other embeddings as negatives, averaged.
+TEST(HierarchicalContrastiveLoss, BothAnchorsWithoutHclIsNtXent) {
+  torch::manual_seed(19);
+  const Case c{3, 2, 4, 0.3};
+  const auto z_hat = random_hierarchy(c, 8, torch::kDouble);
+  const auto z_tilde0 = torch::randn({c.batch, 8}, torch::kDouble);
+  const auto n = [](const torch::Tensor& x) {
+    return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1));
+  };
+  const auto all = torch::cat({n(z_hat[0].reshape({c.batch, 8})), n(z_tilde0)}, 0);  // [2B, d]
+  auto logits = torch::matmul(all, all.t()) / c.tau;
+  logits = logits.masked_fill(torch::eye(2 * c.batch, torch::kBool), -INFINITY);
+  const auto target = torch::cat({torch::arange(c.batch) + c.batch, torch::arange(c.batch)});
+  const auto nt_xent = torch::nn::functional::cross_entropy(logits, target);
+  auto o = opts(c.levels, c.parts, c.tau, false);
+  o.anchors = "both";
+  EXPECT_NEAR(HierarchicalContrastiveLoss(o)(z_hat, z_tilde0).loss.item<double>(), nt_xent.item<double>(), 1e-12);
+  // With one anchor it is not (the two directions differ on random embeddings).
+  o.anchors = "one";
+  EXPECT_GT(std::abs(HierarchicalContrastiveLoss(o)(z_hat, z_tilde0).loss.item<double>() - nt_xent.item<double>()), 1e-4);
+}
+
+// anchors = both with the hierarchy: the mean of view B's eq. 5 and view A's (roles of s^0 and
+// s~0 swapped, L_pw_b the same instance's), plus the separate part-whole term once; float64 loops.
+TEST(HierarchicalContrastiveLoss, BothAnchorsMatchTheEquationsBothWays) {
+  torch::manual_seed(23);
+  const Case c{3, 2, 4, 0.4};
+  const auto z_hat = random_hierarchy(c, 6, torch::kDouble);
+  const auto z_tilde0 = torch::randn({c.batch, 6}, torch::kDouble);
+  auto o = opts(c.levels, c.parts, c.tau, true, "inside");
+  o.anchors = "both";
+  const auto got = HierarchicalContrastiveLoss(o)(z_hat, z_tilde0);
+  for (int64_t b = 0; b < c.batch; ++b) {
+    const Vec hb = row(z_hat[0][b][0]), tb = row(z_tilde0[b]);
+    double l_pw = 0;
+    for (int i = 0; i + 1 < c.levels; ++i)
+      for (int64_t j = 0; j < z_hat[i].size(1); ++j)
+        for (int k = 0; k < c.parts; ++k)
+          l_pw += std::exp(cosine(row(z_hat[i][b][j]), row(z_hat[i + 1][b][j * c.parts + k])) / c.tau) / c.parts;
+    const double pos = std::exp(cosine(hb, tb) / c.tau);
+    double neg_b = 0, neg_a = 0;
+    for (int64_t u = 0; u < c.batch; ++u) {
+      neg_b += std::exp(cosine(hb, row(z_tilde0[u])) / c.tau);
+      neg_a += std::exp(cosine(tb, row(z_hat[0][u][0])) / c.tau);
+      if (u == b) continue;
+      neg_b += std::exp(cosine(hb, row(z_hat[0][u][0])) / c.tau);
+      neg_a += std::exp(cosine(tb, row(z_tilde0[u])) / c.tau);
+    }
+    const double want = 0.5 * (-std::log((l_pw + pos) / (l_pw + neg_b)) - std::log((l_pw + pos) / (l_pw + neg_a)));
+    EXPECT_LT(relative(got.per_instance[b].item<double>(), want), 1e-9) << "b=" << b;
   }
-  EXPECT_NEAR(total.item<double>(), single.item<double>(), 1e-12);
-  const auto split_grads = torch::autograd::grad({total}, {z_hat[0], z_hat[2], z_tilde0});
-  for (size_t i = 0; i < split_grads.size(); ++i)
-    EXPECT_TRUE(torch::allclose(split_grads[i], single_grads[i], 1e-10, 1e-12)) << "input " << i;
 }
 
 TEST(HierarchicalContrastiveLoss, RejectsBadOptionsAndShapes) {
@@ -269,6 +373,12 @@ TEST(HierarchicalContrastiveLoss, RejectsBadOptionsAndShapes) {
   const HierarchicalContrastiveLoss loss(opts(3, 2, 0.5, true));
   const auto z = random_hierarchy({2, 2, 3, 0.5}, 4, torch::kDouble);  // 2 levels, not 3
   EXPECT_THROW(loss(z, torch::randn({3, 4}, torch::kDouble)), mart::Error);
+  auto o = opts(3, 2, 0.5, true);
+  o.anchors = "all";
+  EXPECT_THROW(HierarchicalContrastiveLoss{o}, mart::ConfigError);
+  o = opts(3, 2, 0.5, true);
+  o.same_track = "positive";
+  EXPECT_THROW(HierarchicalContrastiveLoss{o}, mart::ConfigError);
 }
 
 }  // namespace

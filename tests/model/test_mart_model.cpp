@@ -9,6 +9,7 @@
 
 #include "mart/core/error.h"
 #include "mart/loss/hierarchical_contrastive_loss.h"
+#include "mart/model/config.h"
 #include "mart/model/cqtnet.h"
 #include "mart/model/mart_model.h"
 
@@ -55,13 +56,13 @@ TEST(ModelOptions, PaperDefaults) {
   EXPECT_EQ(o.ff_dim, 2048);
   EXPECT_EQ(o.projection_dim, 256);
   EXPECT_DOUBLE_EQ(o.lambda(3), 1.0);
-  EXPECT_DOUBLE_EQ(o.tau, 0.5);
-  EXPECT_TRUE(o.use_pwt && o.use_hcl);
+  EXPECT_DOUBLE_EQ(o.loss.tau, 0.5);
+  EXPECT_TRUE(o.use_pwt && o.loss.use_hcl);
   // The open readings: eqs. 1-2 as printed, L_pw beside eq. 5 (the study's choice, docs/results.md).
   EXPECT_EQ(o.pwt_residual, "double");
   EXPECT_EQ(o.pwt_order, "parallel");
-  EXPECT_EQ(o.pw_term, "separate");
-  EXPECT_DOUBLE_EQ(o.pw_weight, 0.2);
+  EXPECT_EQ(o.loss.pw_term, "separate");
+  EXPECT_DOUBLE_EQ(o.loss.pw_weight, 0.2);
   EXPECT_NO_THROW(ModelOptions::small().validate());
 }
 
@@ -85,7 +86,7 @@ TEST(ModelOptions, ValidateNamesTheBadField) {
   o.heads = 0;
   expect_config_error_naming(o, "heads");
   o = ModelOptions::small();
-  o.tau = 0;
+  o.loss.tau = 0;
   expect_config_error_naming(o, "tau");
   o = ModelOptions::small();
   o.parts = 1;
@@ -279,7 +280,7 @@ TEST(PartWholeBlock, SequentialGoesBottomUpThenTopDownOnUpdatedLevels) {
 
 TEST(ModelOptions, OpenChoicesAreValidatedAndOnlyNonDefaultsChangeTheCanonicalForm) {
   ModelOptions o;
-  o.pw_term = "inside";
+  o.loss.pw_term = "inside";
   const std::string literal = o.canonical();
   EXPECT_EQ(literal.find("pwt_residual"), std::string::npos);  // older checkpoints keep their identity
   o.pwt_residual = "single";
@@ -290,13 +291,49 @@ TEST(ModelOptions, OpenChoicesAreValidatedAndOnlyNonDefaultsChangeTheCanonicalFo
   o.pwt_order = "random";
   EXPECT_THROW(o.validate(), mart::ConfigError);
   o = ModelOptions();
-  o.pw_term = "inside";  // the literal reading prints nothing, whatever the default
+  o.loss.pw_term = "inside";  // the literal reading prints nothing, whatever the default
   EXPECT_EQ(o.canonical().find("pw_term"), std::string::npos);
-  o.pw_term = "separate";
-  o.pw_weight = 0.25;
+  o.loss.pw_term = "separate";
+  o.loss.pw_weight = 0.25;
   EXPECT_NE(o.canonical().find("pw_term=separate;pw_weight=0.25"), std::string::npos);
   EXPECT_EQ(o.loss_options().pw_term, "separate");
   EXPECT_EQ(o.loss_options().pw_weight, 0.25);
+  // The pairing switches: validated, and named in the canonical form only when not the default.
+  o = ModelOptions();
+  EXPECT_EQ(o.canonical().find("anchors"), std::string::npos);
+  EXPECT_EQ(o.canonical().find("same_track"), std::string::npos);
+  o.loss.anchors = "both";
+  o.loss.same_track = "masked";
+  EXPECT_NE(o.canonical().find(";anchors=both;same_track=masked"), std::string::npos) << o.canonical();
+  EXPECT_NO_THROW(o.validate());
+  o.loss.anchors = "two";
+  expect_config_error_naming(o, "anchors");
+  o = ModelOptions();
+  o.loss.same_track = "ignored";
+  expect_config_error_naming(o, "same_track");
+}
+
+// One home per setting: the options a config with no [model] keys gives, the struct's defaults and
+// the loss's own defaults are the same values (the loss once defaulted to pw_term inside while the
+// model said separate, so code that built a LossOptions got the reading the study rejected).
+TEST(ModelOptions, AnEmptyConfigTheStructAndTheLossAgreeOnEveryDefault) {
+  mart::Config c("test", "defaults");
+  declare_model_options(c);
+  const char* argv[] = {"test"};
+  ASSERT_TRUE(c.parse(1, argv));
+  const ModelOptions from_config = model_options_from(c), defaults;
+  EXPECT_EQ(from_config.canonical(), defaults.canonical());
+  EXPECT_EQ(model_ini(from_config), model_ini(defaults));
+  const mart::loss::LossOptions loss;
+  const auto l = defaults.loss_options();
+  EXPECT_EQ(l.tau, loss.tau);
+  EXPECT_EQ(l.use_hcl, loss.use_hcl);
+  EXPECT_EQ(l.pw_term, loss.pw_term);
+  EXPECT_EQ(l.pw_weight, loss.pw_weight);
+  EXPECT_EQ(l.anchors, loss.anchors);
+  EXPECT_EQ(l.same_track, loss.same_track);
+  EXPECT_EQ(loss.levels, defaults.levels);
+  EXPECT_EQ(loss.parts, defaults.parts);
 }
 
 // ---- the whole model ----

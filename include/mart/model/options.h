@@ -41,17 +41,13 @@ struct ModelOptions {
   // Projection head Linear(dim) - ReLU - Linear(projection_dim).
   int64_t projection_dim = 256;
 
-  // Loss (eqs. 3-6).
-  double tau = 0.5;
-
-  // Ablations of the paper's table 4.
+  // Ablations of the paper's table 4: without PWT here, without HCL is loss.use_hcl.
   bool use_pwt = true;  // false: s^ = s~ (the transformer is skipped, its weights unused)
-  bool use_hcl = true;  // false: L_pw = 0
-  // Where L_pw enters the loss: inside eq. (5) (literal) or separate, weighted (loss/options.h).
-  // Default separate: with L_pw inside, training never learns to tell tracks apart (top-1
-  // contrastive accuracy stays at chance while log L_pw reaches its maximum; docs/results.md).
-  std::string pw_term = "separate";
-  double pw_weight = 0.2;
+
+  // The loss (eqs. 3-6) this model trains with: tau, use_hcl, pw_term, pw_weight, anchors,
+  // same_track. Its defaults are written once, in loss/options.h; levels and parts are this
+  // model's (loss_options() fills them in).
+  loss::LossOptions loss;
 
   // Throws ConfigError naming the bad field.
   void validate() const;
@@ -59,7 +55,7 @@ struct ModelOptions {
   int64_t clips_at(int level) const;  // M^n
   int64_t clips_total() const;        // sum over levels of M^n
   int64_t attention_dim() const { return heads * head_dim; }
-  loss::LossOptions loss_options() const { return {levels, parts, tau, use_hcl, pw_term, pw_weight}; }
+  loss::LossOptions loss_options() const;
   // Every option as "key=value;..." in a fixed order, for checkpoints and logs.
   std::string canonical() const;
 
