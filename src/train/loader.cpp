@@ -35,6 +35,11 @@ TrainingData::TrainingData(const std::string& dir, const std::vector<std::string
     }(), " in '", dir, "' is long enough for one top clip: check train.splits and the preprocess run");
 }
 
+int32_t TrainingData::class_index(uint32_t track) const {
+  const auto& [shard, t] = tracks_.at(track);
+  return shards_[shard].track(t).class_index;
+}
+
 void TrainingData::read(const dist::CropItem& it, int view, float* out) const {
   const auto& [shard, track] = tracks_.at(it.track);
   shards_[shard].crop_into(track, it.start, view, out);
@@ -66,14 +71,8 @@ std::pair<int, int> choose_views(uint64_t seed, uint64_t epoch, const dist::Crop
   return {a, b};
 }
 
-Prefetcher::Prefetcher(const TrainingData& data, dist::DistributedSampler sampler, uint64_t seed, int depth,
-                       int64_t batches, int64_t crop_offset, bool repeat_first)
-    : data_(data),
-      sampler_(std::move(sampler)),
-      seed_(seed),
-      crop_offset_(crop_offset),
-      repeat_first_(repeat_first),
-      depth_(static_cast<size_t>(depth)), remaining_(batches) {
+Prefetcher::Prefetcher(const TrainingData& data, dist::DistributedSampler sampler, const PrefetchOptions& options)
+    : data_(data), sampler_(std::move(sampler)), options_(options), remaining_(options.batches) {
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -95,7 +94,7 @@ void Prefetcher::loop() {
     while (remaining_ > 0) {
       {
         std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return stop_ || queue_.size() < depth_; });
+        cv_.wait(lk, [&] { return stop_ || queue_.size() < static_cast<size_t>(options_.depth); });
         if (stop_) return;
       }
       const auto t0 = std::chrono::steady_clock::now();
@@ -105,7 +104,11 @@ void Prefetcher::loop() {
       b.index = sampler_.state().batch;
       const auto items = sampler_.next_batch();
       b.size = static_cast<int64_t>(items.size());
-      const bool copy = repeat_first_ && first.size == b.size;  // a last, smaller batch is read
+      for (const auto& it : items) {
+        b.track.push_back(it.track);
+        b.label.push_back(data_.class_index(it.track));
+      }
+      const bool copy = options_.repeat_first && first.size == b.size;  // a last, smaller batch is read
       if (copy) {
         b.view_a = first.view_a;
         b.view_b = first.view_b;
@@ -114,9 +117,9 @@ void Prefetcher::loop() {
         b.view_b.resize(items.size() * hier);
       }
       for (size_t i = 0; i < items.size() && !copy; ++i) {
-        const auto [va, vb] = choose_views(seed_, b.epoch, items[i], f.views);
-        const uint32_t start_a =
-            choose_start_a(seed_, b.epoch, items[i], data_.crop_starts().at(items[i].track), crop_offset_);
+        const auto [va, vb] = choose_views(options_.seed, b.epoch, items[i], options_.stored_views ? f.views : 0);
+        const uint32_t start_a = choose_start_a(options_.seed, b.epoch, items[i], data_.crop_starts().at(items[i].track),
+                                                options_.crop_offset);
         data_.read(items[i], vb, b.view_b.data() + i * hier);
         if (va == vb && start_a == items[i].start) {  // level 0 comes first in the hierarchy
           std::memcpy(b.view_a.data() + i * clip, b.view_b.data() + i * hier, clip * sizeof(float));
@@ -125,7 +128,7 @@ void Prefetcher::loop() {
         }
       }
       b.read_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (repeat_first_ && b.size > first.size) first = b;  // a full batch (a resume may start on a short one)
+      if (options_.repeat_first && b.size > first.size) first = b;  // a full batch (a resume may start on a short one)
       --remaining_;
       {
         std::lock_guard<std::mutex> lk(mu_);

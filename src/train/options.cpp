@@ -87,6 +87,15 @@ void declare_options(Config& c) {
                 "largest offset in seconds between the top-clip starts of views A and B (drawn per item; 0: the "
                 "same start, as the paper)",
                 "Training");
+  c.add<bool>("train.stored_views", d.stored_views,
+              "true: views A and B are two of the augmented views mart-preprocess stored (the clean audio among "
+              "them); false: both are the clean audio and the fresh log-mel augmentation is their only difference",
+              "Training");
+  c.add<std::string>("train.objective", d.objective,
+                     "mart: the hierarchical contrastive loss; supervised: a positive control that trains the same "
+                     "model on the data's classes (cross-entropy from the projection head on s^0 of both views, "
+                     "model.projection_dim set to the class count; tracks without a class are refused)",
+                     "Training");
   declare_augment_options(c);
   c.add<std::string>("train.device", d.device, "cpu or cuda (one GPU per rank, chosen by the local rank)", "Execution");
   c.add<bool>("train.bf16", false, "bf16 autocast on CUDA", "Execution");
@@ -129,6 +138,8 @@ TrainOptions options_from(const Config& c) {
   o.seed = static_cast<uint64_t>(c.get<int>("train.seed"));
   o.crops_per_track = c.get<int>("train.crops_per_track");
   o.crop_offset_s = c.get<double>("train.crop_offset_s");
+  o.stored_views = c.get<bool>("train.stored_views");
+  o.objective = c.get<std::string>("train.objective");
   o.augment = augment_options_from(c);
   o.device = c.get<std::string>("train.device");
   o.bf16 = c.get<bool>("train.bf16");
@@ -156,6 +167,8 @@ TrainOptions options_from(const Config& c) {
   if (o.splits.empty()) MART_CONFIG_ERROR("train.splits names no split");
   if (o.crops_per_track < 1) MART_CONFIG_ERROR("train.crops_per_track must be at least 1");
   if (!(o.crop_offset_s >= 0)) MART_CONFIG_ERROR("train.crop_offset_s must be >= 0 seconds");
+  if (o.objective != "mart" && o.objective != "supervised")
+    MART_CONFIG_ERROR("train.objective must be mart or supervised, got '", o.objective, "'");
   o.augment.validate();
   return o;
 }

@@ -53,8 +53,8 @@ using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // The model's input sizes come from the data, the rest from the config.
-model::ModelOptions model_for(const TrainOptions& o, const audio::FeatureConfig& f) {
-  model::ModelOptions m = with_input_of(o.model, f);
+model::ModelOptions model_for(const model::ModelOptions& options, const audio::FeatureConfig& f) {
+  model::ModelOptions m = with_input_of(options, f);
   m.validate();
   return m;
 }
@@ -97,8 +97,21 @@ int run(app::StageContext& ctx) {
   const int64_t total_steps =
       o.max_steps > 0 ? o.max_steps : static_cast<int64_t>(sampler.batches_per_epoch()) * o.epochs;
 
+  model::ModelOptions model_options = o.model;
+  if (o.objective == "supervised") {  // the positive control: the projection head gives class logits
+    const auto& classes = data.manifest().labels.class_names;
+    for (uint32_t t = 0; t < data.num_tracks(); ++t)
+      if (data.class_index(t) < 0)
+        MART_CONFIG_ERROR("train.objective = supervised needs a class for every training track, and track ", t,
+                          " of '", o.data, "' has none: give the data labels (e.g. --dataset.labels_csv with a "
+                          "class column) or train with train.objective = mart");
+    model_options.projection_dim = static_cast<int64_t>(classes.size());
+    if (world.is_root())
+      spdlog::info("train.objective = supervised: {} classes; model.projection_dim set to {}", classes.size(),
+                   classes.size());
+  }
   torch::manual_seed(o.seed);
-  const model::ModelOptions mo = model_for(o, f);
+  const model::ModelOptions mo = model_for(model_options, f);
   model::MartModel model(mo);
   model->to(device);
   auto comm = dist::make_communicator(world, device);
@@ -145,23 +158,83 @@ int run(app::StageContext& ctx) {
 
   std::ofstream metrics;
   if (world.is_root()) metrics.open(o.run + "/metrics.jsonl", std::ios::app);
-  Prefetcher loader(data, sampler, o.seed, o.prefetch, total_steps - state.step, offset_hops(o.crop_offset_s, f),
-                    o.repeat_first_batch);
+  PrefetchOptions po;
+  po.seed = o.seed;
+  po.depth = o.prefetch;
+  po.batches = total_steps - state.step;
+  po.crop_offset = offset_hops(o.crop_offset_s, f);
+  po.stored_views = o.stored_views;
+  po.repeat_first = o.repeat_first_batch;
+  Prefetcher loader(data, sampler, po);
   const LogMelAugmenter augment(o.augment, f, o.seed);
   const int64_t clips = f.clips_total();
   auto checkpoint = [&] {
     if (world.is_root()) save_checkpoint(o.run, state, model, optimizer, o.keep_checkpoints);
     world.barrier();  // no rank leaves before the checkpoint is on disk
   };
-  double window_loss = 0, window_wait = 0, window_comm = 0, window_time = 0;
-  int64_t window_n = 0;
-  std::map<std::string, double> window_diag;
+  // The steps since the last log line. Their losses stay on the device until a log step (or a
+  // checkpoint), when one collective sums the ranks' shares and one copy brings them to the host:
+  // a step that does not log reads nothing back (issue 27; on a GPU a read waits for the queue).
+  struct Pending {
+    int64_t step;
+    uint64_t epoch;
+    double lr, step_s, wait_s, comm_s;
+  };
+  std::vector<Pending> pending;
+  std::vector<torch::Tensor> pending_loss;
+  // Device-to-host reads (run::read_back) made by the steps that did not log, reported on the
+  // next log line as "host_reads"; tests/train/test_train_stage.cpp requires 0.
+  int64_t quiet_reads = 0;
+  // Writes the pending steps' metrics lines (diagnostics on the last, when it logged) and, on a log
+  // step, the log line. Every rank calls it at the same steps (it all-reduces).
+  auto flush = [&](const std::vector<std::pair<std::string, double>>& diagnostics, bool log_line) {
+    if (pending.empty()) return;
+    auto losses = torch::stack(pending_loss).contiguous();
+    if (comm->size() > 1) comm->all_reduce(losses);
+    const auto host = run::read_back_tensor(losses);
+    const double* loss = host.data_ptr<double>();
+    if (world.is_root()) {
+      double sum_loss = 0, sum_wait = 0, sum_comm = 0, sum_time = 0;
+      for (size_t i = 0; i < pending.size(); ++i) {
+        const Pending& p = pending[i];
+        nlohmann::json line{{"step", p.step}, {"epoch", p.epoch}, {"loss", loss[i]}, {"lr", p.lr},
+                            {"samples_per_s", o.batch_size / p.step_s}, {"step_s", p.step_s},
+                            {"data_wait_s", p.wait_s}, {"comm_s", p.comm_s}};
+        if (i + 1 == pending.size()) {
+          for (const auto& [k, v] : diagnostics) line[k] = v;
+          if (log_line) line["host_reads"] = quiet_reads;
+        }
+        metrics << line.dump() << "\n";
+        sum_loss += loss[i], sum_wait += p.wait_s, sum_comm += p.comm_s, sum_time += p.step_s;
+      }
+      metrics.flush();
+      if (!metrics) MART_OUTPUT_ERROR("cannot write '", o.run, "/metrics.jsonl': ", std::strerror(errno), kOutputFix);
+      if (log_line) {
+        const double n = static_cast<double>(pending.size());
+        // x real time: seconds of audio (one top clip per sample) per second of training.
+        const double per_s = o.batch_size * n / sum_time;
+        std::map<std::string, double> d(diagnostics.begin(), diagnostics.end());
+        spdlog::info("step {}/{} epoch {} loss {:.4f} lr {:.2e} {:.1f} samples/s = {:.0f}x real time "
+                     "(data wait {:.0f} ms, comm {:.0f} ms per step); ETA {:.0f} s; top1 {:.3f} log_pw {:.2f} "
+                     "pos/neg logit {:.2f}/{:.2f} align {:.3f} uniform {:.3f} eff_rank {:.1f}",
+                     state.step, total_steps, pending.back().epoch, sum_loss / n, pending.back().lr, per_s,
+                     per_s * static_cast<double>(f.clip_samples) / f.sample_rate, 1e3 * sum_wait / n,
+                     1e3 * sum_comm / n, static_cast<double>(total_steps - state.step) * sum_time / n, d["top1"],
+                     d["log_pw"], d["pos_logit"], d["neg_logit"], d["align"], d["uniform"], d["eff_rank"]);
+      }
+    }
+    pending.clear();
+    pending_loss.clear();
+    if (log_line) quiet_reads = 0;
+  };
   while (state.step < total_steps) {
     const auto t0 = Clock::now();
+    const int64_t reads_before = run::read_backs();
     double wait_s = 0;
     CropBatch batch = loader.next(&wait_s);
     const double lr = learning_rate(o.lr, state.step, total_steps, o.warmup_steps, o.cosine);
     for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
+    const bool log_step = (state.step + 1) % o.log_every == 0 || state.step + 1 == total_steps;
     auto a = torch::from_blob(batch.view_a.data(), {batch.size, 1, f.n_mels, f.frames}).to(device);
     auto b = torch::from_blob(batch.view_b.data(), {batch.size, clips, f.n_mels, f.frames}).to(device);
     // Fresh draws per (seed, step, global sample index, view): any rank split and a resume agree.
@@ -171,7 +244,13 @@ int run(app::StageContext& ctx) {
     StepLoss l;
     {  // autocast covers the forward; backward follows the dtypes it chose
       const Bf16Autocast autocast(o.bf16, device.type());
-      l = forward_loss(model, loss_fn, a, b, comm.get());
+      if (o.objective == "supervised") {
+        l = run::forward_supervised(model, a, b, torch::tensor(batch.label, torch::kLong), comm.get(), log_step);
+      } else {
+        // Track ids only where the loss masks same-track pairs (model.same_track = masked).
+        const auto track = mo.loss.same_track == "masked" ? torch::tensor(batch.track, torch::kLong) : torch::Tensor();
+        l = forward_loss(model, loss_fn, a, b, comm.get(), track, log_step);
+      }
     }
     l.backward.backward();
     reducer.finalize();
@@ -183,42 +262,21 @@ int run(app::StageContext& ctx) {
     // On GPUs the host only sees launches: the communicator reports the collectives' device time.
     const double device_comm_s = comm->take_device_seconds();
     const double comm_s = device_comm_s >= 0 ? device_comm_s : l.gather_s + reducer.last_timing().finalize_s;
-    window_loss += l.global, window_wait += wait_s, window_comm += comm_s, window_time += step_s, ++window_n;
-    for (const auto& [k, v] : l.diagnostics) window_diag[k] += v;
-    if (world.is_root()) {
-      nlohmann::json line{{"step", state.step}, {"epoch", batch.epoch}, {"loss", l.global}, {"lr", lr},
-                          {"samples_per_s", o.batch_size / step_s}, {"step_s", step_s},
-                          {"data_wait_s", wait_s}, {"comm_s", comm_s}};
-      for (const auto& [k, v] : l.diagnostics) line[k] = v;
-      metrics << line.dump() << "\n";
-      metrics.flush();
-      if (!metrics) MART_OUTPUT_ERROR("cannot write '", o.run, "/metrics.jsonl': ", std::strerror(errno), kOutputFix);
-      if (state.step % o.log_every == 0 || state.step == total_steps) {
-        // x real time: seconds of audio (one top clip per sample) per second of training.
-        const double per_s = o.batch_size * window_n / window_time;
-        auto mean = [&](const char* k) { return window_diag[k] / window_n; };
-        spdlog::info("step {}/{} epoch {} loss {:.4f} lr {:.2e} {:.1f} samples/s = {:.0f}x real time "
-                     "(data wait {:.0f} ms, comm {:.0f} ms per step); ETA {:.0f} s; top1 {:.3f} log_pw {:.2f} "
-                     "pos/neg logit {:.2f}/{:.2f} align {:.3f} uniform {:.3f} eff_rank {:.1f}",
-                     state.step, total_steps, batch.epoch, window_loss / window_n, lr, per_s,
-                     per_s * static_cast<double>(f.clip_samples) / f.sample_rate, 1e3 * window_wait / window_n,
-                     1e3 * window_comm / window_n, static_cast<double>(total_steps - state.step) * window_time / window_n,
-                     mean("top1"), mean("log_pw"), mean("pos_logit"), mean("neg_logit"), mean("align"), mean("uniform"),
-                     mean("eff_rank"));
-      }
-    }
-    if (state.step % o.log_every == 0 || state.step == total_steps) {
-      window_loss = window_wait = window_comm = window_time = 0;
-      window_n = 0;
-      window_diag.clear();
-    }
+    pending.push_back({state.step, batch.epoch, lr, step_s, wait_s, comm_s});
+    pending_loss.push_back(l.local.reshape({1}));
+    if (!log_step) quiet_reads += run::read_backs() - reads_before;
+    if (log_step) flush(l.diagnostics, true);
     // Preemption: a signal on any rank stops every rank at this same step.
     if (world.any(preemption_requested())) {
       spdlog::warn("preemption signal: checkpointing at step {} and exiting with {}", state.step, app::kExitPreempted);
+      flush({}, false);
       checkpoint();
       return app::kExitPreempted;
     }
-    if (o.checkpoint_every > 0 && state.step % o.checkpoint_every == 0 && state.step < total_steps) checkpoint();
+    if (o.checkpoint_every > 0 && state.step % o.checkpoint_every == 0 && state.step < total_steps) {
+      flush({}, false);  // a resume continues after the checkpoint: its steps' lines are written first
+      checkpoint();
+    }
   }
   checkpoint();
   if (world.is_root()) {

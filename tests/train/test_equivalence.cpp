@@ -87,11 +87,15 @@ double max_rel_diff(const std::vector<torch::Tensor>& a, const std::vector<torch
 }
 
 // With `augment`, the one rank augments the global batch (samples 0..B-1) and each rank its slice
-// (samples rank * b ...), as the trainer does.
-void check_equivalence(torch::ScalarType dtype, int steps, bool augment = false) {
+// (samples rank * b ...), as the trainer does. With `pairing`, both views anchor the loss and
+// same-track pairs are masked, the batch holding repeated tracks on both ranks (issue 26).
+void check_equivalence(torch::ScalarType dtype, int steps, bool augment = false, bool pairing = false) {
   Fixture fx(dtype);
   ASSERT_EQ(fx.world.size(), 2);
+  if (pairing) fx.mo.loss.anchors = "both", fx.mo.loss.same_track = "masked";
   const loss::HierarchicalContrastiveLoss loss_fn(fx.mo.loss_options());
+  // Tracks of the global batch of 8: 0 and 1 repeat within and across the ranks' halves.
+  const auto track = pairing ? torch::tensor({0, 1, 0, 2, 1, 3, 0, 4}, torch::kLong) : torch::Tensor();
   auto ref = fx.make_model();
   auto dis = fx.make_model();
   torch::optim::Adam opt_ref(ref->parameters(), torch::optim::AdamOptions(1e-3).weight_decay(1e-6));
@@ -108,10 +112,10 @@ void check_equivalence(torch::ScalarType dtype, int steps, bool augment = false)
       a = fx.augment(a, s, 0, 0), v = fx.augment(v, s, 0, 1);
     }
     opt_ref.zero_grad();
-    auto lr = run::forward_loss(ref, loss_fn, a, v, nullptr);  // one rank, the whole batch
+    auto lr = run::forward_loss(ref, loss_fn, a, v, nullptr, track);  // one rank, the whole batch
     lr.backward.backward();
     opt_dis.zero_grad();
-    auto ld = run::forward_loss(dis, loss_fn, la, lv, fx.comm.get());
+    auto ld = run::forward_loss(dis, loss_fn, la, lv, fx.comm.get(), pairing ? fx.local(track) : torch::Tensor());
     ld.backward.backward();
     reducer.finalize();
     if (s == 0) {
@@ -132,6 +136,39 @@ void check_equivalence(torch::ScalarType dtype, int steps, bool augment = false)
 TEST(Equivalence, Float32FirstStepLossAndGradients) { check_equivalence(torch::kFloat32, 1); }
 
 TEST(Equivalence, Float64LossGradientsAndParametersAfterFiveAdamSteps) { check_equivalence(torch::kFloat64, 5); }
+
+TEST(Equivalence, BothAnchorsAndMaskedTracksAfterFiveAdamSteps) { check_equivalence(torch::kFloat64, 5, false, true); }
+
+// The supervised positive control: its loss is the cross-entropy of the classes averaged over
+// both views and the global batch (checked against torch's mean cross-entropy on one rank), and
+// two ranks give that loss and its gradients.
+TEST(Equivalence, SupervisedObjectiveIsTheMeanCrossEntropyOnAnyRankCount) {
+  Fixture fx(torch::kFloat64);
+  ASSERT_EQ(fx.world.size(), 2);
+  fx.mo.projection_dim = 5;  // five classes
+  const auto label = torch::tensor({0, 4, 2, 2, 1, 3, 0, 4}, torch::kLong);
+  auto ref = fx.make_model();
+  auto dis = fx.make_model();
+  dist::GradientReducer reducer(dis->parameters(), *fx.comm, dist::ReducerOptions{});
+  const auto [a, v] = fx.batch(0);
+  auto lr = run::forward_supervised(ref, a, v, label, nullptr);
+  lr.backward.backward();
+  {
+    torch::NoGradGuard no_grad;
+    const auto o = ref->forward(a, v);
+    const double want = 0.5 * (torch::nn::functional::cross_entropy(o.z_hat[0].reshape({fx.B, -1}), label).item<double>() +
+                               torch::nn::functional::cross_entropy(o.z_tilde0, label).item<double>());
+    EXPECT_NEAR(lr.global, want, 1e-12);
+  }
+  auto ld = run::forward_supervised(dis, fx.local(a), fx.local(v), fx.local(label), fx.comm.get());
+  ld.backward.backward();
+  reducer.finalize();
+  EXPECT_NEAR(ld.global, lr.global, 1e-12);
+  EXPECT_LT(max_rel_diff(grads_of(dis), grads_of(ref)), 1e-9);
+  ASSERT_EQ(ld.diagnostics.size(), 1u);
+  EXPECT_EQ(ld.diagnostics[0].first, "top1");
+  EXPECT_DOUBLE_EQ(ld.diagnostics[0].second, lr.diagnostics[0].second);
+}
 
 TEST(Equivalence, Float64WithFreshAugmentationAfterFiveAdamSteps) { check_equivalence(torch::kFloat64, 5, true); }
 

@@ -85,12 +85,14 @@ dist::DistributedSampler test_sampler(const train::TrainingData& data) {
 }
 
 // Reads `batches` batches and checks each item against the shard's own crops.
-Checked check_batches(const train::TrainingData& data, const data::ShardReader& shard, double offset_s, int batches) {
+// With stored_views false both views are the clean audio (view 0).
+Checked check_batches(const train::TrainingData& data, const data::ShardReader& shard, double offset_s, int batches,
+                      bool stored_views = true) {
   const auto& f = data.features();
   const int64_t hops = train::offset_hops(offset_s, f);
   dist::DistributedSampler sampler = test_sampler(data);
   dist::DistributedSampler order = sampler;  // the same items, read here to compare
-  train::Prefetcher loader(data, sampler, 5, 2, batches, hops);
+  train::Prefetcher loader(data, sampler, {5, 2, batches, hops, stored_views});
   const size_t clip = size_t(f.n_mels * f.frames), hier = clip * size_t(f.clips_total());
   Checked out;
   for (int n = 0; n < batches; ++n) {
@@ -101,7 +103,8 @@ Checked check_batches(const train::TrainingData& data, const data::ShardReader& 
     EXPECT_EQ(b.size, int64_t(items.size()));
     for (size_t i = 0; i < items.size(); ++i) {
       const auto& it = items[i];
-      const auto [va, vb] = train::choose_views(5, epoch, it, f.views);
+      const auto [va, vb] = train::choose_views(5, epoch, it, stored_views ? f.views : 0);
+      EXPECT_EQ(b.track[i], int64_t(it.track));
       const uint32_t starts = data.crop_starts()[it.track];
       const uint32_t sa = train::choose_start_a(5, epoch, it, starts, hops);
       EXPECT_LT(sa, starts);
@@ -136,6 +139,20 @@ TEST(Loader, OffsetZeroReadsTheOldPairAndAnOffsetCutsAAtItsDrawnStart) {
   EXPECT_GT(apart.moved, apart.items / 2) << "A's start almost never moved";
 }
 
+// Fresh-only augmentation (train.stored_views false): every pair is view 0 of both crops, where
+// the stored views would have given two different views.
+TEST(Loader, WithoutStoredViewsBothViewsAreTheCleanAudio) {
+  const auto c = config();
+  ASSERT_GT(c.views, 0);
+  const std::string dir = make_run(c);
+  const train::TrainingData data(dir, {"train"});
+  const data::ShardReader shard(dir + "/shard-000000.h5", c);
+  EXPECT_EQ(train::choose_views(5, 0, {1, 2}, 0), std::make_pair(0, 0));
+  EXPECT_NE(train::choose_views(5, 0, {1, 2}, c.views).first, train::choose_views(5, 0, {1, 2}, c.views).second);
+  const Checked clean = check_batches(data, shard, 0.1, 8, false);
+  EXPECT_GT(clean.items, 0);
+}
+
 TEST(Loader, ChooseStartAStaysInRangeAndIsReproducible) {
   for (uint32_t starts : {1u, 2u, 5u, 40u})
     for (uint32_t s = 0; s < starts; ++s)
@@ -162,8 +179,10 @@ TEST(Loader, RepeatFirstBatchCopiesBatchZeroAndAdvancesTheSampler) {
   const train::TrainingData data(dir, {"train"});
   const dist::DistributedSampler sampler = test_sampler(data);
   const int batches = 2 * static_cast<int>(sampler.batches_per_epoch()) + 1;  // crosses epochs
-  train::Prefetcher normal(data, sampler, 5, 2, batches);
-  train::Prefetcher repeat(data, sampler, 5, 2, batches, 0, true);
+  train::Prefetcher normal(data, sampler, {5, 2, batches});
+  train::PrefetchOptions repeat_first{5, 2, batches};
+  repeat_first.repeat_first = true;
+  train::Prefetcher repeat(data, sampler, repeat_first);
   const auto first = repeat.next();
   const auto first_normal = normal.next();
   EXPECT_EQ(first.view_a, first_normal.view_a);

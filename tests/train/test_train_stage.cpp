@@ -6,8 +6,10 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
@@ -24,9 +26,10 @@ namespace {
 std::string tmp(const std::string& n) { return (fs::temp_directory_path() / n).string(); }
 const std::string kData = tmp("mart_train_data");
 
-const std::string kModel =
+const std::string kModelOnly =
     " --model.fcn_channels 4,4,8,8,8,8,16 --model.dim 16 --model.heads 2 --model.head_dim 4 --model.ff_dim 16"
-    " --model.projection_dim 8 --train.threads 1 --train.log_every 1";
+    " --model.projection_dim 8 --train.threads 1";
+const std::string kModel = kModelOnly + " --train.log_every 1";
 
 class TrainStage : public ::testing::Test {
  protected:
@@ -186,6 +189,68 @@ TEST_F(TrainStage, BadInputStopsBeforeTheFirstStep) {
   const auto ok = mart::test::fresh_dir("mart_train_lambdas");
   r = run(train(1, ok, "--model.lambdas 1,0.5,2 --train.max_steps 1"), 120);
   EXPECT_EQ(r.code, 0) << r.output;
+}
+
+std::vector<nlohmann::json> metrics_lines(const std::string& run_dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// Issue 27: a step that does not log reads nothing back from its device. Every step still gets
+// its metrics line (the losses are copied once per log window), the diagnostics come with the
+// log steps, and those lines count the reads the quiet steps made: none.
+TEST_F(TrainStage, StepsThatDoNotLogReadNothingBack) {
+  const auto dir = mart::test::fresh_dir("mart_train_quiet");
+  auto r = run(mpirun(2) + MART_TRAIN + " --data " + kData + " --run " + dir + kModelOnly +
+                   " --train.splits train,valid,test --train.batch_size 4 --train.max_steps 12 --train.log_every 4"
+                   " --train.checkpoint_every 6",
+               300);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto lines = metrics_lines(dir);
+  ASSERT_EQ(lines.size(), 12u);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(lines[i]["step"].get<int64_t>(), static_cast<int64_t>(i + 1));
+    EXPECT_TRUE(std::isfinite(lines[i]["loss"].get<double>()));
+    const bool logs = (i + 1) % 4 == 0;
+    EXPECT_EQ(lines[i].contains("top1"), logs) << lines[i].dump();
+    if (logs) {
+      EXPECT_EQ(lines[i]["host_reads"].get<int64_t>(), 0) << lines[i].dump();
+    }
+  }
+}
+
+// The pairing switches (issue 26) and the supervised positive control run end to end; the
+// supervised model's head has one output per class, and data without classes is refused.
+TEST_F(TrainStage, PairingSwitchesAndTheSupervisedControlTrain) {
+  const auto pairing = mart::test::fresh_dir("mart_train_pairing");
+  auto r = run(train(2, pairing,
+                     "--train.max_steps 3 --model.same_track masked --model.anchors both --train.stored_views false"
+                     " --train.crop_offset_s 100 --train.crops_per_track 2"),
+               300);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto supervised = mart::test::fresh_dir("mart_train_supervised");
+  r = run(train(2, supervised, "--train.max_steps 3 --train.objective supervised"), 300);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto classes = nlohmann::json::parse(std::ifstream(kData + "/manifest.json"))["labels"]["class_names"].size();
+  std::ifstream ini(mart::run::checkpoint_dir(supervised, 3) + "/model.ini");
+  std::stringstream text;
+  text << ini.rdbuf();
+  EXPECT_NE(text.str().find("projection_dim = " + std::to_string(classes) + "\n"), std::string::npos) << text.str();
+  // The same audio without labels: no class to train on.
+  const auto unlabelled = mart::test::fresh_dir("mart_train_unlabelled");
+  auto p = run(mpirun(1) + MART_PREPROCESS + " --dataset.kind folder --input " + tmp("mart_train_corpus") +
+                   "/audio --output " + unlabelled +
+                   " --features.clip_samples 8192 --features.levels 3 --features.frames 16 --features.n_mels 16"
+                   " --features.views 1",
+               120);
+  ASSERT_EQ(p.code, 0) << p.output;
+  r = run(mpirun(1) + MART_TRAIN + " --data " + unlabelled + " --run " + mart::test::fresh_dir("mart_train_nolabels") +
+              kModel + " --train.batch_size 4 --train.max_steps 1 --train.objective supervised",
+          120);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("needs a class for every training track"), std::string::npos) << r.output;
 }
 
 }  // namespace

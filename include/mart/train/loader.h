@@ -26,6 +26,8 @@ class TrainingData {
   const data::Manifest& manifest() const { return manifest_; }
   size_t num_tracks() const { return tracks_.size(); }
   const std::vector<uint32_t>& crop_starts() const { return starts_; }
+  // The class index of track `track` (an index into this list; -1: none).
+  int32_t class_index(uint32_t track) const;
   // The hierarchy [clips_total, n_mels, T] of `view` for item `it` into `out`.
   void read(const dist::CropItem& it, int view, float* out) const;
   // Level 0's clip only, [n_mels, T], of `view` at top-clip start `start` of the item's track.
@@ -55,18 +57,30 @@ struct CropBatch {
   int64_t size = 0;               // local batch
   std::vector<float> view_a;      // [size, n_mels, T]: view A's top clips (its own start)
   std::vector<float> view_b;      // [size, clips_total, n_mels, T]: view B's hierarchies
+  std::vector<int64_t> track;     // [size]: each item's track (an index into TrainingData's tracks)
+  std::vector<int64_t> label;     // [size]: each item's track's class index (-1: none)
   double read_s = 0;              // loader thread time spent on this batch
 };
 
-// Reads batches in the sampler's order on a background thread, `depth` ahead.
+struct PrefetchOptions {
+  uint64_t seed = 0;
+  int depth = 2;            // batches read ahead
+  int64_t batches = 0;      // the loader stops after this many
+  int64_t crop_offset = 0;  // view A starts at most this many top-level hops from view B (choose_start_a)
+  // false: the stored augmented views are not read; A and B are both the clean audio (view 0), so
+  // the fresh log-mel augmentation of the step is their only difference.
+  bool stored_views = true;
+  // Only the first batch is read; the later ones are copies of its data (the sampler still
+  // advances, so epoch and index are those of a normal run): the loader's cost, taken out, for
+  // benchmarks.
+  bool repeat_first = false;
+};
+
+// Reads batches in the sampler's order on a background thread, options.depth ahead, starting at
+// the sampler's current state.
 class Prefetcher {
  public:
-  // Starts at the sampler's current state and stops after `batches` batches; view A starts at
-  // most `crop_offset` top-level hops away from view B (choose_start_a). `repeat_first`: only
-  // the first batch is read; the later ones are copies of its data (the sampler still advances,
-  // so epoch and index are those of a normal run): the loader's cost, taken out, for benchmarks.
-  Prefetcher(const TrainingData& data, dist::DistributedSampler sampler, uint64_t seed, int depth, int64_t batches,
-             int64_t crop_offset = 0, bool repeat_first = false);
+  Prefetcher(const TrainingData& data, dist::DistributedSampler sampler, const PrefetchOptions& options);
   ~Prefetcher();
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
@@ -77,10 +91,7 @@ class Prefetcher {
   void loop();
   const TrainingData& data_;
   dist::DistributedSampler sampler_;
-  uint64_t seed_;
-  int64_t crop_offset_;
-  bool repeat_first_;
-  size_t depth_;
+  const PrefetchOptions options_;
   int64_t remaining_;
   std::deque<CropBatch> queue_;
   std::string error_;  // an exception on the loader thread, rethrown by next()

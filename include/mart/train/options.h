@@ -26,6 +26,10 @@ struct TrainOptions {
   uint64_t seed = 1;
   int crops_per_track = 1;    // sampler items per track and epoch
   double crop_offset_s = 0;   // largest start offset between views A and B; 0: the same start
+  bool stored_views = true;   // false: A and B both from the clean audio; fresh augmentation only
+  // mart: the hierarchical contrastive loss (model.*); supervised: a positive control, the
+  // cross-entropy of each track's class from the projection head (docs/results.md section 8).
+  std::string objective = "mart";
   AugmentOptions augment;     // fresh log-mel augmentation every step
   // Execution.
   std::string device = "cpu";  // cpu | cuda
