@@ -20,15 +20,6 @@ void check_range(double lo, double hi, const char* lo_name, const char* hi_name)
   if (!(lo <= hi)) MART_CONFIG_ERROR("train.augment.", lo_name, " (", lo, ") must not exceed train.augment.", hi_name, " (", hi, ")");
 }
 
-// Per-sample values as a [b, 1, 1, 1] tensor on `like`'s device and dtype.
-torch::Tensor per_sample(const std::vector<double>& v, const torch::Tensor& like) {
-  return torch::tensor(v, torch::kFloat64).to(like.device(), like.scalar_type()).view({-1, 1, 1, 1});
-}
-torch::Tensor per_sample_mask(const std::vector<bool>& on, const torch::Tensor& like) {
-  std::vector<double> u(on.size());
-  for (size_t i = 0; i < u.size(); ++i) u[i] = on[i] ? 1.0 : 0.0;
-  return torch::tensor(u, torch::kFloat64).to(like.device()).gt(0.5).view({-1, 1, 1, 1});
-}
 bool any_of(const std::vector<bool>& v) { return std::any_of(v.begin(), v.end(), [](bool b) { return b; }); }
 }  // namespace
 
@@ -186,6 +177,39 @@ torch::Tensor LogMelAugmenter::operator()(const torch::Tensor& x, int64_t step, 
   return apply(x, draw(x.size(0), step, first_index, view, x.size(1)));
 }
 
+namespace {
+
+// Host values for the device, gathered into one float64 buffer and copied once (issue 27: a GPU
+// step made about ten small synchronous copies per view here). Integers and 0/1 flags are exact in
+// float64; each piece comes back as a view of the device copy.
+class DeviceParams {
+ public:
+  size_t add(const std::vector<double>& v) {
+    pieces_.emplace_back(static_cast<int64_t>(host_.size()), static_cast<int64_t>(v.size()));
+    host_.insert(host_.end(), v.begin(), v.end());
+    return pieces_.size() - 1;
+  }
+  size_t add(const std::vector<bool>& on) {
+    std::vector<double> v(on.size());
+    for (size_t i = 0; i < v.size(); ++i) v[i] = on[i] ? 1.0 : 0.0;
+    return add(v);
+  }
+  size_t add(const std::vector<int64_t>& n) { return add(std::vector<double>(n.begin(), n.end())); }
+  void upload(const torch::Device& device) {
+    auto t = torch::tensor(host_, torch::kFloat64);
+    if (device.is_cuda()) t = t.pin_memory();
+    device_ = t.to(device, /*non_blocking=*/true);
+  }
+  torch::Tensor operator[](size_t k) const { return device_.narrow(0, pieces_[k].first, pieces_[k].second); }
+
+ private:
+  std::vector<double> host_;
+  std::vector<std::pair<int64_t, int64_t>> pieces_;  // offset, length
+  torch::Tensor device_;
+};
+
+}  // namespace
+
 torch::Tensor LogMelAugmenter::apply(const torch::Tensor& x_in, const std::vector<SampleAugment>& d) const {
   const int64_t b = x_in.size(0), C = x_in.size(1), n_mels = x_in.size(2), T = x_in.size(3);
   MART_CHECK(static_cast<int64_t>(d.size()) == b && n_mels == f_.n_mels && T == f_.frames,
@@ -197,7 +221,6 @@ torch::Tensor LogMelAugmenter::apply(const torch::Tensor& x_in, const std::vecto
   for (int n = 0; n < levels; ++n) clips += f_.clips_at(n);
   MART_CHECK(clips == C, "augment: ", C, " clips is not the first levels of a hierarchy");
   const double eps = f_.log_eps;
-  const auto opts = torch::TensorOptions().dtype(torch::kFloat64);
   auto x = x_in;
   auto collect = [&](auto get) {
     std::vector<double> v(static_cast<size_t>(b));
@@ -216,76 +239,82 @@ torch::Tensor LogMelAugmenter::apply(const torch::Tensor& x_in, const std::vecto
     return torch::cat(out, 1);
   };
 
+  // Every draw of the batch, on the host, then on the device in one copy.
+  DeviceParams dev;
+  const auto noise = collect([](const ViewAugment& v) { return std::make_pair(v.noise_ratio > 0, v.noise_ratio); });
+  const auto gain = collect([](const ViewAugment& v) { return std::make_pair(v.gain_db != 0, v.gain_db); });
+  const auto delay = collect([](const ViewAugment& v) { return std::make_pair(v.delay_ms > 0, double(v.delay_ms)); });
+  std::vector<bool> filter_on(static_cast<size_t>(b)), pitch_on(static_cast<size_t>(b));
+  std::vector<double> filter_gain(static_cast<size_t>(b * n_mels), 1.0), pitch_pos(static_cast<size_t>(b * n_mels));
+  for (size_t i = 0; i < filter_on.size(); ++i) {
+    const auto at = static_cast<std::ptrdiff_t>(i * static_cast<size_t>(n_mels));
+    filter_on[i] = d[i].view.filter != Shelf::none;
+    const auto gi = shelf_power_gain(centres_, d[i].view.filter, d[i].view.cutoff_hz);
+    std::copy(gi.begin(), gi.end(), filter_gain.begin() + at);
+    pitch_on[i] = d[i].view.pitch_cents != 0;
+    const auto p = pitch_source_bands(centres_, d[i].view.pitch_cents, f_.f_min, f_.f_max_or_nyquist());
+    std::copy(p.begin(), p.end(), pitch_pos.begin() + at);
+  }
+  std::vector<int64_t> t0(static_cast<size_t>(b * C)), t1(t0.size()), f0(t0.size()), f1(t0.size());
+  bool any_mask = false;
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t c = 0; c < C; ++c) {
+      const ClipMask& m = d[static_cast<size_t>(i)].masks.at(static_cast<size_t>(c));
+      const size_t k = static_cast<size_t>(i * C + c);
+      t0[k] = m.t0, t1[k] = m.t0 + m.t_width, f0[k] = m.f0, f1[k] = m.f0 + m.f_width;
+      any_mask = any_mask || m.t_width > 0 || m.f_width > 0;
+    }
+  std::vector<size_t> noise_share, delay_frames;
+  for (int n = 0; n < levels; ++n) {
+    noise_share.push_back(dev.add(noise_share_[static_cast<size_t>(n)]));
+    std::vector<int64_t> frames(static_cast<size_t>(b));
+    for (size_t i = 0; i < frames.size(); ++i)
+      frames[i] = std::llround(delay.second[i] * 1e-3 * f_.sample_rate / static_cast<double>(f_.hop(n)));
+    delay_frames.push_back(dev.add(frames));
+  }
+  const size_t noise_ratio = dev.add(noise.second), noise_mask = dev.add(noise.first), gain_db = dev.add(gain.second),
+               filter_mask = dev.add(filter_on), filter_g = dev.add(filter_gain), delay_mask = dev.add(delay.first),
+               pitch_mask = dev.add(pitch_on), pitch_src = dev.add(pitch_pos), mask_t0 = dev.add(t0),
+               mask_t1 = dev.add(t1), mask_f0 = dev.add(f0), mask_f1 = dev.add(f1);
+  dev.upload(x.device());
+  auto per_sample = [&](size_t k) { return dev[k].to(x.scalar_type()).view({-1, 1, 1, 1}); };
+  auto per_sample_mask = [&](size_t k) { return dev[k].gt(0.5).view({-1, 1, 1, 1}); };
+
   // Noise (in the power domain), relative to each level's mean frame power, as CLMR's noise is
   // relative to the crop's standard deviation.
-  const auto noise = collect([](const ViewAugment& v) { return std::make_pair(v.noise_ratio > 0, v.noise_ratio); });
   if (any_of(noise.first)) {
-    const auto r2 = per_sample(noise.second, x).pow(2);
+    const auto r2 = per_sample(noise_ratio).pow(2);
     const auto noisy = level_slices([&](int n, const torch::Tensor& lv) {
       const auto frame_power = (torch::exp(lv) - eps).clamp_min(0).sum(2, true).mean({1, 3}, true);  // [b,1,1,1]
-      const auto share = torch::tensor(noise_share_[static_cast<size_t>(n)], opts).to(x.device(), x.scalar_type()).view({1, 1, -1, 1});
+      const auto share = dev[noise_share[static_cast<size_t>(n)]].to(x.scalar_type()).view({1, 1, -1, 1});
       return add_power(lv, r2 * frame_power * share);
     });
-    x = torch::where(per_sample_mask(noise.first, x), noisy, x);
+    x = torch::where(per_sample_mask(noise_mask), noisy, x);
   }
   // Gain: an offset (exact up to the eps floor, which it shifts too).
-  const auto gain = collect([](const ViewAugment& v) { return std::make_pair(v.gain_db != 0, v.gain_db); });
-  if (any_of(gain.first)) x = gain_offset(x, per_sample(gain.second, x));
+  if (any_of(gain.first)) x = gain_offset(x, per_sample(gain_db));
   // Filter: the Butterworth power response at each band's centre frequency.
-  {
-    std::vector<bool> on(static_cast<size_t>(b));
-    std::vector<double> g(static_cast<size_t>(b * n_mels), 1.0);
-    for (size_t i = 0; i < on.size(); ++i) {
-      on[i] = d[i].view.filter != Shelf::none;
-      const auto gi = shelf_power_gain(centres_, d[i].view.filter, d[i].view.cutoff_hz);
-      std::copy(gi.begin(), gi.end(), g.begin() + static_cast<std::ptrdiff_t>(i * static_cast<size_t>(n_mels)));
-    }
-    if (any_of(on)) {
-      const auto g_t = torch::tensor(g, opts).to(x.device(), x.scalar_type()).view({b, 1, n_mels, 1});
-      x = torch::where(per_sample_mask(on, x), scale_power(x, g_t, eps), x);
-    }
+  if (any_of(filter_on)) {
+    const auto g_t = dev[filter_g].to(x.scalar_type()).view({b, 1, n_mels, 1});
+    x = torch::where(per_sample_mask(filter_mask), scale_power(x, g_t, eps), x);
   }
   // Delay: the echo shifted by the delay's frames at each level's hop.
-  const auto delay = collect([](const ViewAugment& v) { return std::make_pair(v.delay_ms > 0, double(v.delay_ms)); });
   if (any_of(delay.first)) {
     const auto delayed = level_slices([&](int n, const torch::Tensor& lv) {
-      std::vector<int64_t> frames(static_cast<size_t>(b));
-      for (size_t i = 0; i < frames.size(); ++i)
-        frames[i] = std::llround(delay.second[i] * 1e-3 * f_.sample_rate / static_cast<double>(f_.hop(n)));
-      return delay_power(lv, torch::tensor(frames).to(x.device()), o_.delay_volume, eps);
+      return delay_power(lv, dev[delay_frames[static_cast<size_t>(n)]], o_.delay_volume, eps);
     });
-    x = torch::where(per_sample_mask(delay.first, x), delayed, x);
+    x = torch::where(per_sample_mask(delay_mask), delayed, x);
   }
   // Pitch: every band reads the band a shift of -cents away, linearly interpolated.
-  {
-    std::vector<bool> on(static_cast<size_t>(b));
-    std::vector<double> pos(static_cast<size_t>(b * n_mels));
-    for (size_t i = 0; i < on.size(); ++i) {
-      on[i] = d[i].view.pitch_cents != 0;
-      const auto p = pitch_source_bands(centres_, d[i].view.pitch_cents, f_.f_min, f_.f_max_or_nyquist());
-      std::copy(p.begin(), p.end(), pos.begin() + static_cast<std::ptrdiff_t>(i * static_cast<size_t>(n_mels)));
-    }
-    if (any_of(on))
-      x = torch::where(per_sample_mask(on, x), resample_mels(x, torch::tensor(pos, opts).view({b, n_mels}), std::log(eps)), x);
-  }
+  if (any_of(pitch_on))
+    x = torch::where(per_sample_mask(pitch_mask), resample_mels(x, dev[pitch_src].view({b, n_mels}), std::log(eps)), x);
   // Masks, per clip, filled with the clip's mean.
-  {
-    std::vector<int64_t> t0(static_cast<size_t>(b * C)), t1(t0.size()), f0(t0.size()), f1(t0.size());
-    bool any = false;
-    for (int64_t i = 0; i < b; ++i)
-      for (int64_t c = 0; c < C; ++c) {
-        const ClipMask& m = d[static_cast<size_t>(i)].masks.at(static_cast<size_t>(c));
-        const size_t k = static_cast<size_t>(i * C + c);
-        t0[k] = m.t0, t1[k] = m.t0 + m.t_width, f0[k] = m.f0, f1[k] = m.f0 + m.f_width;
-        any = any || m.t_width > 0 || m.f_width > 0;
-      }
-    if (any) {
-      auto col = [&](const std::vector<int64_t>& v) { return torch::tensor(v).to(x.device()).view({b, C, 1, 1}); };
-      const auto il = torch::TensorOptions().dtype(torch::kInt64).device(x.device());
-      const auto t = torch::arange(T, il).view({1, 1, 1, T}), m = torch::arange(n_mels, il).view({1, 1, n_mels, 1});
-      const auto mask = (t.ge(col(t0)) & t.lt(col(t1))) | (m.ge(col(f0)) & m.lt(col(f1)));
-      x = torch::where(mask, x.mean({2, 3}, true), x);
-    }
+  if (any_mask) {
+    auto col = [&](size_t k) { return dev[k].to(torch::kInt64).view({b, C, 1, 1}); };
+    const auto il = torch::TensorOptions().dtype(torch::kInt64).device(x.device());
+    const auto t = torch::arange(T, il).view({1, 1, 1, T}), m = torch::arange(n_mels, il).view({1, 1, n_mels, 1});
+    const auto mask = (t.ge(col(mask_t0)) & t.lt(col(mask_t1))) | (m.ge(col(mask_f0)) & m.lt(col(mask_f1)));
+    x = torch::where(mask, x.mean({2, 3}, true), x);
   }
   return x;
 }
