@@ -4,8 +4,10 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 
 #include "mart/core/error.h"
+#include "mart/core/folder_lock.h"
 #include "mart/core/fs.h"
 #include "mart/core/hash.h"
 #include "mart/core/log.h"
@@ -29,6 +31,14 @@ Prepared prepare(int argc, char** argv, const Stage& stage, Config& cfg, const d
     if (!slurm.empty()) throw ConfigError(slurm);
     stage.declare(cfg);
     cfg.add<std::string>("log_level", "info", "trace, debug, info, warn, error or off", "General");
+    cfg.add_flag("lock.force",
+                 "take the output folder although its lock (mart.lock) names a job that may still run: only when you "
+                 "know that job is gone",
+                 "General");
+    cfg.add<double>("lock.stale_s", 300,
+                    "a folder lock whose heartbeat (refreshed every 30 s by its job) is older than this many seconds "
+                    "is taken over: its job is taken for dead",
+                    "General");
     std::string help;
     if (!cfg.parse(argc, argv, &help)) {
       if (world.is_root()) std::cout << help;
@@ -61,8 +71,33 @@ int run_stage(int argc, char** argv, const Stage& stage) {
     if (!p.ok && (world.is_root() || ok[0])) spdlog::error("{}", p.error);
     return kExitConfig;
   }
+  // One writer per folder: rank 0 takes the folder's lock before anything is written there (logs
+  // included); every rank learns the outcome.
+  std::unique_ptr<FolderLock> lock;
+  std::string lock_error, taken_over;
+  bool lock_held_elsewhere = false;
+  if (world.is_root()) {
+    try {
+      LockOptions lo;
+      lo.stage = stage.name;
+      lo.force = cfg.get<bool>("lock.force");
+      lo.stale_s = cfg.get<double>("lock.stale_s");
+      lock = std::make_unique<FolderLock>(p.run_dir, lo, &taken_over);
+    } catch (const LockHeld& e) {
+      lock_error = e.what();
+      lock_held_elsewhere = true;
+    } catch (const std::exception& e) {
+      lock_error = e.what();
+    }
+  }
+  const auto locked = world.all_gather(lock_error.empty() ? 1 : lock_held_elsewhere ? 0 : 2);  // rank 0's counts
+  if (locked[0] != 1) {
+    if (world.is_root()) spdlog::error("{}", lock_error);
+    return locked[0] == 0 ? kExitConfig : kExitFailure;
+  }
   try {
     init_logging(world.rank(), p.run_dir, cfg.get<std::string>("log_level"));
+    if (!taken_over.empty()) spdlog::warn("took over the lock of '{}' from {}", p.run_dir, taken_over);
     dist::check_same_config(world, cfg.hash());
   } catch (const ConfigError& e) {
     // Raised identically on every rank (the hash check is collective): a clean, common exit.
@@ -70,6 +105,7 @@ int run_stage(int argc, char** argv, const Stage& stage) {
     return kExitConfig;
   } catch (const std::exception& e) {  // e.g. the log file can't be opened
     spdlog::critical("{} failed on rank {}: {}", stage.name, world.rank(), e.what());
+    lock.reset();  // world.abort ends this process without running destructors
     if (world.size() > 1) world.abort(kExitFailure);
     return kExitFailure;
   }
@@ -99,7 +135,10 @@ int run_stage(int argc, char** argv, const Stage& stage) {
   spdlog::critical("{} failed on rank {}: {}", stage.name, world.rank(), error);
   spdlog::default_logger()->flush();
   const int exit_code = config ? kExitConfig : kExitFailure;
-  // Other ranks may be waiting in a collective for this one: end the whole job now.
+  // Other ranks may be waiting in a collective for this one: end the whole job now. A failing rank
+  // other than 0 aborts rank 0 too, whose lock then stays: the next job on this host takes it over
+  // at once (its pid is gone), elsewhere after lock.stale_s.
+  lock.reset();
   if (world.size() > 1) world.abort(exit_code);
   return exit_code;
 }

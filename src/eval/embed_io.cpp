@@ -158,20 +158,13 @@ class Rows {
 class H5Out : public EmbeddingWriter {
  public:
   H5Out(std::string path, const RunInfo& info) : path_(std::move(path)), info_(info) {
-    h5::Lock lock;
-    file_ = h5::File(H5_CHECK(H5Fcreate(tmp().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)));
-    const auto& f = info.features;
-    const hsize_t D = static_cast<hsize_t>(info.dim);
-    h5::create_group(file_.get(), "files");
-    scene_ = Rows(file_.get(), "scene", H5T_NATIVE_FLOAT, D);
-    for (int l = 0; l < f.levels; ++l) {
-      const std::string g = "level_" + std::to_string(l);
-      h5::Group group = h5::create_group(file_.get(), g);
-      h5::write_attr(group.get(), "clip_ms", static_cast<double>(f.level_samples(l)) / f.sample_rate * 1000.0);
-      h5::write_attr(group.get(), "clips_per_crop", f.clips_at(l));
-      level_.emplace_back(file_.get(), g + "/embedding", H5T_NATIVE_FLOAT, D);
-      time_.emplace_back(file_.get(), g + "/timestamp_ms", H5T_NATIVE_DOUBLE, 0);
-      offsets_.push_back({0});
+    try {
+      create();
+    } catch (...) {  // a full disk can fail H5Fcreate after it made the file: leave no .tmp behind
+      level_.clear(), time_.clear(), scene_ = Rows();
+      file_.reset();
+      std::remove(tmp().c_str());
+      throw;
     }
   }
   ~H5Out() override {
@@ -234,6 +227,23 @@ class H5Out : public EmbeddingWriter {
   }
 
  private:
+  void create() {
+    h5::Lock lock;
+    file_ = h5::File(H5_CHECK(H5Fcreate(tmp().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)));
+    const auto& f = info_.features;
+    const hsize_t D = static_cast<hsize_t>(info_.dim);
+    h5::create_group(file_.get(), "files");
+    scene_ = Rows(file_.get(), "scene", H5T_NATIVE_FLOAT, D);
+    for (int l = 0; l < f.levels; ++l) {
+      const std::string g = "level_" + std::to_string(l);
+      h5::Group group = h5::create_group(file_.get(), g);
+      h5::write_attr(group.get(), "clip_ms", static_cast<double>(f.level_samples(l)) / f.sample_rate * 1000.0);
+      h5::write_attr(group.get(), "clips_per_crop", f.clips_at(l));
+      level_.emplace_back(file_.get(), g + "/embedding", H5T_NATIVE_FLOAT, D);
+      time_.emplace_back(file_.get(), g + "/timestamp_ms", H5T_NATIVE_DOUBLE, 0);
+      offsets_.push_back({0});
+    }
+  }
   std::string tmp() const { return path_ + ".tmp"; }
   std::string path_;
   RunInfo info_;

@@ -3,6 +3,7 @@
 // byte in a shard, a checkpoint and an embeddings file. Each case checks the exit code, the
 // message and the files left behind. Tiny corpus and model: the suite takes a few minutes.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <signal.h>
 #include <sys/statvfs.h>
@@ -267,6 +268,97 @@ class Faults : public ::testing::Test {
   }
 };
 
+// ---- one writer per folder (issue 28) ----
+
+// Two jobs on one folder: the first takes the folder's lock and is paused at once (SIGSTOP to its
+// ranks and mpirun, so it cannot finish first), the second is refused with exit 2 naming the holder and
+// what to do, and the first then ends as a lone run would (each caller compares its outputs). A
+// small job can end within the poll that looks for its lock: then the pair runs again.
+void expect_second_job_refused(const std::string& first, const std::string& second, const std::string& dir,
+                               const std::string& stage) {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    fs::remove_all(dir);
+    const pid_t pid = spawn(first);
+    bool locked = false;
+    for (int i = 0; i < 120000 && !locked; ++i) {  // every 1 ms, up to 2 minutes
+      locked = fs::exists(dir + "/mart.lock");
+      if (!locked) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    // mpirun starts its ranks in process groups of their own: stop each rank, then mpirun.
+    const auto ranks = locked ? mart::test::ranks_of(pid, stage) : std::vector<pid_t>{};
+    auto signal_all = [&](int sig) {
+      for (pid_t r : ranks) kill(r, sig);
+      kill(-pid, sig);
+    };
+    signal_all(SIGSTOP);
+    if (!locked || ranks.empty() || !fs::exists(dir + "/mart.lock")) {  // released before the pause
+      signal_all(SIGCONT);
+      wait_exit(pid, 300);
+      continue;
+    }
+    const auto r = run(second, 120);
+    signal_all(SIGCONT);
+    const int code = wait_exit(pid, 300);
+    EXPECT_EQ(r.code, 2) << r.output;
+    EXPECT_TRUE(has(r.output, "is in use by " + stage + " (pid ")) << r.output;
+    EXPECT_TRUE(has(r.output, "--lock.force")) << r.output;
+    EXPECT_EQ(code, 0) << "the first job failed after the second was refused";
+    EXPECT_FALSE(fs::exists(dir + "/mart.lock")) << "the first job left its lock";
+    return;
+  }
+  FAIL() << "the first job ended before it could be paused, five times: " << first;
+}
+
+// A lock as a job on another node would leave it; `age_s` back-dates its heartbeat.
+void foreign_lock(const std::string& dir, double age_s) {
+  fs::create_directories(dir);
+  std::ofstream(dir + "/mart.lock") << "stage=mart-eval\nhost=node-elsewhere\nboot_id=b\npid=4242\nslurm_job=99\n"
+                                       "slurm_step=0\nsince=2026-01-01T00:00:00Z\ncommand=mart-eval ...\n";
+  const time_t t = std::time(nullptr) - static_cast<time_t>(age_s);
+  const timespec times[2] = {{t, 0}, {t, 0}};
+  utimensat(AT_FDCWD, (dir + "/mart.lock").c_str(), times, 0);
+}
+
+TEST_F(Faults, AFreshForeignLockIsRefusedAndAStaleOneTakenOver) {
+  const auto dir = fresh_dir("mart_faults_lock_foreign");
+  foreign_lock(dir, 10);
+  auto r = run(eval(1, dir), 120);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(has(r.output, "node-elsewhere") && has(r.output, "scancel 99")) << r.output;
+  EXPECT_FALSE(fs::exists(dir + "/logs")) << "the refused job wrote its logs into the folder";
+  foreign_lock(dir, 600);  // no heartbeat for 10 minutes: that job is gone (lock.stale_s 300)
+  auto t = run(eval(1, dir), 300);
+  EXPECT_EQ(t.code, 0) << t.output;
+  EXPECT_TRUE(has(t.output, "took over the lock") && has(t.output, "node-elsewhere")) << t.output;
+  EXPECT_FALSE(fs::exists(dir + "/mart.lock"));
+}
+
+TEST_F(Faults, PreprocessSecondJobOnTheFolderIsRefused) {
+  const auto dir = fresh_dir("mart_faults_lock_pp");
+  expect_second_job_refused(preprocess(2, dir), preprocess(2, dir, "--preprocess.resume"), dir, "mart-preprocess");
+  for (const auto& [file, hash] : shard_hashes(kData)) EXPECT_EQ(slurp(dir + "/" + file), slurp(kData + "/" + file)) << file;
+}
+
+TEST_F(Faults, TrainSecondJobOnTheRunIsRefused) {
+  const auto dir = fresh_dir("mart_faults_lock_train");
+  expect_second_job_refused(train(2, dir), train(2, dir, "--train.resume"), dir, "mart-train");
+  expect_same_weights(kRun, dir);
+}
+
+TEST_F(Faults, EvalSecondJobOnTheFolderIsRefused) {
+  const auto dir = fresh_dir("mart_faults_lock_eval");
+  expect_second_job_refused(eval(2, dir), eval(2, dir), dir, "mart-eval");
+  EXPECT_EQ(nlohmann::json::parse(slurp(dir + "/results.json")), nlohmann::json::parse(slurp(kEval + "/results.json")));
+}
+
+TEST_F(Faults, EmbedSecondJobOnTheFolderIsRefused) {
+  const auto lone = fresh_dir("mart_faults_lock_embed_lone"), dir = fresh_dir("mart_faults_lock_embed");
+  auto a = run(embed(2, lone), 300);
+  ASSERT_EQ(a.code, 0) << a.output;
+  expect_second_job_refused(embed(2, dir), embed(2, dir), dir, "mart-embed");
+  EXPECT_EQ(slurp(dir + "/scene.csv"), slurp(lone + "/scene.csv"));
+}
+
 // ---- mart-preprocess ----
 
 TEST_F(Faults, PreprocessKilledThenResumedWritesTheSameBytes) {
@@ -280,6 +372,7 @@ TEST_F(Faults, PreprocessKilledThenResumedWritesTheSameBytes) {
   auto again = run(preprocess(2, dir), 60);
   EXPECT_EQ(again.code, 2) << again.output;
   EXPECT_TRUE(has(again.output, "--preprocess.resume")) << again.output;
+  EXPECT_TRUE(has(again.output, "took over the lock")) << "the killed job's lock: " << again.output;
   auto resumed = run(preprocess(2, dir, "--preprocess.resume"), 300);
   ASSERT_EQ(resumed.code, 0) << resumed.output;
   EXPECT_EQ(shard_hashes(dir), shard_hashes(kData));
@@ -371,6 +464,7 @@ TEST_F(Faults, TrainKilledThenResumedPastADamagedCheckpointGivesTheSameWeights) 
   // Resume falls back to the checkpoint before it and ends with the uninterrupted run's weights.
   auto r = run(train(2, dir, "--train.resume"), 300);
   ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "took over the lock")) << "the killed job's lock: " << r.output;
   EXPECT_TRUE(has(r.output, "falling back")) << r.output;
   EXPECT_TRUE(has(r.output, "resumed from")) << r.output;
   expect_same_weights(kRun, dir);

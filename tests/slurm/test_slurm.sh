@@ -76,10 +76,15 @@ for i in $(seq 1 300); do
   sleep 1
 done
 [ -f "$WORK/preempt/run/checkpoints/step-000000100/COMPLETE" ] || fail "pretrain never reached step 100"
+# One writer per folder: the running job holds the run's lock under its Slurm job id.
+grep -q "^slurm_job=$job\$" "$WORK/preempt/run/mart.lock" || fail "the run's lock does not name Slurm job $job"
 scancel --batch --signal=USR1 "$job"
 $LOCAL_SLURM wait "$CLUSTER" "$job" 900 || fail "the preempted job did not complete after its requeue"
 out=$(ls "$WORK"/preempt/slurm-*.out)
 grep -q "requeueing" $out || fail "the job was not requeued after USR1"
 grep -q "restart 1" $out || fail "the requeued job did not restart"
 grep -q '"step": 2000' "$WORK/preempt/run/checkpoints/step-000002000/state.json" || fail "the resumed run did not end at step 2000"
+# Exit 75 released the lock, so the requeued job started cleanly; and it released its own at the end.
+grep -q "is in use by" $out && fail "the requeued job found the folder locked"
+[ ! -e "$WORK/preempt/run/mart.lock" ] || fail "the finished job left its lock"
 echo "preemption: ok"
