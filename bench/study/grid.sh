@@ -4,10 +4,22 @@
 #   bench/study/grid.sh phase1        # MART, its ablations and the baselines, seed 1
 #   bench/study/grid.sh phase2 S..    # the same rows, seeds S..
 #   bench/study/grid.sh switches S..  # the other open choices against the defaults
+# Section 8 (issue 26), after `study.sh prepare-scaling` (STUDY_TARGETS="music-eval demo"):
+#   bench/study/grid.sh pairing S..   # MART with each pairing switch, and all of them (CLMR's pairing)
+#   bench/study/grid.sh controls S..  # plain contrastive with today's and CLMR's pairing, the supervised ceiling
+#   bench/study/grid.sh data S..      # MART and plain (CLMR's pairing) on the ~5 h and the whole pretraining pool
+#   bench/study/grid.sh steps S..     # the same at 4x the steps
 set -euo pipefail
 S=$(dirname "$0")/study.sh
 phase=${1:-phase1}; shift || true
 row() { bash "$S" run "$@"; }
+# Section 8's switches (docs/results.md section 8).
+# The pretraining pool's subsets (bench/study/scaling_splits.py): train ~5 h, +valid ~15 h, +test ~23 h.
+H5="--train.splits train" H15="--train.splits train,valid" HALL="--train.splits train,valid,test"
+MASK="--model.same_track masked" SYM="--model.anchors both" FRESH="--train.stored_views false"
+INDEP="--train.crop_offset_s 3600"
+CLMR="$MASK $SYM $FRESH $INDEP"
+PLAIN="--model.use_pwt false --model.use_hcl false"
 case "$phase" in
   phase1)
     # Seed 1 of MART and its three ablations, and the baselines. "mart" is today's defaults
@@ -40,5 +52,41 @@ case "$phase" in
     # The downstream vector (eval.embedding hat0|tilde0|levels) needs no training of its own:
     # evaluate runs/mart/seedS/run again with mart-eval --eval.embedding tilde0 (or levels).
     ;;
-  *) sed -n '2,6p' "$0"; exit 2 ;;
+  pairing)
+    # One switch at a time against MART's defaults, then all four: same-track crops masked, both
+    # views anchoring eq. 5, fresh log-mel augmentation only (no stored views), independent crops
+    # (view A anywhere in the track). Pretraining on the ~15 h subset.
+    for seed in "$@"; do
+      row mart "$seed" $H15
+      row mart-mask "$seed" $H15 $MASK
+      row mart-sym "$seed" $H15 $SYM
+      row mart-fresh "$seed" $H15 $FRESH
+      row mart-indep "$seed" $H15 $INDEP
+      row mart-clmr "$seed" $H15 $CLMR
+    done
+    ;;
+  controls)
+    # The positive controls: plain contrastive (no PWT, no HCL) with today's pairing and with
+    # CLMR's; the same model trained on the game labels of the pretraining tracks.
+    for seed in "$@"; do
+      row plain "$seed" $H15 $PLAIN
+      row plain-clmr "$seed" $H15 $PLAIN $CLMR
+      row supervised "$seed" $H15 --train.objective supervised
+    done
+    ;;
+  data)
+    for seed in "$@"; do
+      row mart-clmr-5h "$seed" $H5 $CLMR
+      row plain-clmr-5h "$seed" $H5 $PLAIN $CLMR
+      row mart-clmr-all "$seed" $HALL $CLMR
+      row plain-clmr-all "$seed" $HALL $PLAIN $CLMR
+    done
+    ;;
+  steps)
+    for seed in "$@"; do
+      row mart-clmr-x4 "$seed" $H15 $CLMR --train.max_steps 1600
+      row plain-clmr-x4 "$seed" $H15 $PLAIN $CLMR --train.max_steps 1600
+    done
+    ;;
+  *) sed -n '2,12p' "$0"; exit 2 ;;
 esac

@@ -4,6 +4,9 @@
 #
 #   bench/study/study.sh prepare MUSIC_DIR     # preprocess MUSIC_DIR/train (+ train.csv) and MUSIC_DIR/covers/list.tsv
 #                                              # (scripts/study/fetch-music.sh makes MUSIC_DIR), synth the demo corpus
+#   bench/study/study.sh prepare-scaling MUSIC_DIR   # section 8's layout: nested pretraining subsets of about
+#                                              # 5, 15, 23 h (--train.splits train | train,valid | train,valid,test)
+#                                              # and the held-out tracks as shards-music-eval (k-fold game ID)
 #   bench/study/study.sh run NAME SEED [--key value ...]   # one row x seed: train, then evaluate
 #   bench/study/study.sh baselines [NAME SEED] # random-init (NAME's shape) and log-mel statistics rows
 #   bench/study/study.sh reeval NAME FROM SEED [--eval.key value ...]   # FROM's checkpoint, another readout, as row NAME
@@ -26,7 +29,10 @@ mkdir -p "$STUDY"
 cmd=${1:-}; shift || true
 
 tasks_of() {  # what each evaluation set is for
-  case "$1" in music) echo classification ;; demo) echo tagging,classification ;; *) echo covers ;; esac
+  case "$1" in music|music-eval) echo classification ;; demo) echo tagging,classification ;; *) echo covers ;; esac
+}
+target_args() {  # per evaluation set: the held-out music has no test split, mart-eval makes 5 folds
+  case "$1" in music-eval) echo "--eval.folds 5" ;; *) echo "" ;; esac
 }
 
 preprocess() {  # INPUT OUTPUT [flags]
@@ -44,7 +50,7 @@ evaluate_row() {  # DIR [--eval.* ...]: DIR/run's checkpoint on every evaluation
   for target in ${STUDY_TARGETS:-music demo covers-dev covers-test}; do
     mpirun -np "$NP" "$BIN/eval/mart-eval" --config "$HERE/eval-study.ini" --data "$STUDY/shards-$target" \
       --checkpoint "$dir/run" --run "$dir/eval-$target" --eval.tasks "$(tasks_of "$target")" --eval.baselines false \
-      "$@" > "$dir/eval-$target.log" 2>&1
+      $(target_args "$target") "$@" > "$dir/eval-$target.log" 2>&1
   done
 }
 
@@ -97,6 +103,31 @@ PY
       preprocess "$STUDY/demo-corpus" "$STUDY/shards-demo" --dataset.kind synth
     fi
     ;;
+  prepare-scaling)
+    # Section 8 (issue 26): one corpus, every track assigned once by a hash of its path
+    # (bench/study/scaling_splits.py): held out (about 30% of each game): never pretrained on;
+    # shards-music-eval holds them, all in one split, so mart-eval and bench/study/yardstick.py
+    # score game ID by 5 folds. The pretraining pool (shards-music), in a second hash order, is cut
+    # by duration into nested subsets named train (~5 h), valid (up to ~15 h), test (the rest).
+    music=${1:?usage: study.sh prepare-scaling MUSIC_DIR}
+    music=$(cd "$music" && pwd)
+    [ -f "$music/train.csv" ] || { echo "study: $music/train.csv is missing (run scripts/study/fetch-music.sh $music)" >&2; exit 2; }
+    features=${MART_STUDY_FEATURES:-}
+    if [ -f "$STUDY/features.txt" ] && [ "$(cat "$STUDY/features.txt")" != "$features" ]; then
+      echo "study: $STUDY was prepared with MART_STUDY_FEATURES='$(cat "$STUDY/features.txt")', not '$features':" \
+        "use another MART_STUDY folder" >&2
+      exit 2
+    fi
+    echo "$features" > "$STUDY/features.txt"
+    /usr/bin/python3 "$HERE/scaling_splits.py" "$music" "$STUDY"
+    preprocess "$STUDY/music-pool" "$STUDY/shards-music" --dataset.kind folder --dataset.labels_csv "$STUDY/music-labels.csv"
+    preprocess "$STUDY/music-eval" "$STUDY/shards-music-eval" --dataset.kind folder \
+      --dataset.labels_csv "$STUDY/music-eval-labels.csv"
+    if [ ! -f "$STUDY/shards-demo/manifest.json" ]; then
+      mpirun -np "$NP" "$BIN/synth/mart-synth" --config "$MART_ROOT/configs/demo-synth.ini" --output "$STUDY/demo-corpus"
+      preprocess "$STUDY/demo-corpus" "$STUDY/shards-demo" --dataset.kind synth
+    fi
+    ;;
   run)
     name=${1:?usage: study.sh run NAME SEED [--key value ...]}; seed=${2:?seed}; shift 2
     dir=$STUDY/runs/$name/seed$seed
@@ -142,7 +173,8 @@ PY
     echo "bench/study/study.sh baselines ${1:-mart} ${2:-1}" > "$dir/command.txt"
     for target in ${STUDY_TARGETS:-music demo covers-dev covers-test}; do
       mpirun -np "$NP" "$BIN/eval/mart-eval" --config "$HERE/eval-study.ini" --data "$STUDY/shards-$target" \
-        --checkpoint "$from" --run "$dir/eval-$target" --eval.tasks "$(tasks_of "$target")" --eval.baselines true > "$dir/eval-$target.log" 2>&1
+        --checkpoint "$from" --run "$dir/eval-$target" --eval.tasks "$(tasks_of "$target")" --eval.baselines true \
+        $(target_args "$target") > "$dir/eval-$target.log" 2>&1
     done
     touch "$dir/done"
     ;;
@@ -185,5 +217,5 @@ PY
   report)
     /usr/bin/python3 "$HERE/summarize.py" "$STUDY" "${1:-$STUDY/results.md}"
     ;;
-  *) sed -n '2,18p' "$0"; exit 2 ;;
+  *) sed -n '2,21p' "$0"; exit 2 ;;
 esac

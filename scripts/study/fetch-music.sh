@@ -2,7 +2,8 @@
 # The study's real-music corpus (docs/study-data.md): freely licensed game soundtracks (recorded
 # audio only: ogg, opus, mp3; never MIDI or tracker modules) from Debian 12 packages.
 #
-#   bash scripts/study/fetch-music.sh DEST
+#   bash scripts/study/fetch-music.sh DEST            # the 9 games of docs/results.md sections 2-7 (15.2 h)
+#   bash scripts/study/fetch-music.sh DEST --more     # and 25 more games (about 35 h in all; section 8)
 #
 # writes
 #   DEST/train/<game>/...            audio for pretraining (mart-preprocess --dataset.kind folder)
@@ -17,11 +18,12 @@
 # but a writable cache), dpkg-deb and unzip (two packages ship their music inside a .pk3 zip).
 set -euo pipefail
 
-if [[ $# -ne 1 || "$1" == -* ]]; then
-  echo "usage: $0 DEST   (see docs/study-data.md)" >&2
+if [[ $# -lt 1 || $# -gt 2 || "$1" == -* || ( $# -eq 2 && "$2" != --more ) ]]; then
+  echo "usage: $0 DEST [--more]   (see docs/study-data.md)" >&2
   exit 2
 fi
 DEST=$1
+MORE=${2:-}
 CACHE=${MART_STUDY_CACHE:-$DEST/cache}
 for tool in apt-get apt-cache dpkg-deb unzip md5sum; do
   command -v "$tool" >/dev/null || { echo "error: $tool not found (this script needs a Debian system)" >&2; exit 1; }
@@ -41,6 +43,42 @@ PACKAGES=(
   "supertux-data|usr/share/games/supertux2/music"
   "supertuxkart-data|usr/share/games/supertuxkart/data"
 )
+# --more (docs/study-data.md, "The larger corpus"): 25 more games, each with at least 8 tracks of
+# 30 s or more.
+MORE_PACKAGES=(
+  "0ad-data|pk3:usr/share/games/0ad/mods/public/public.zip|audio/music"
+  "naev-data|usr/share/naev/dat/snd/music"
+  "widelands-data|usr/share/games/widelands/data/music"
+  "hedgewars-data|usr/share/games/hedgewars/Data/Music"
+  "blobwars-data|usr/share/games/blobwars/music"
+  "berusky2-data|usr/share/games/berusky2/music"
+  "colobot-common-sounds|usr/share/games/colobot/music"
+  "marsshooter-data|usr/share/games/marsshooter/audio/music"
+  "freedroidrpg-data|usr/share/freedroidrpg/data/sound/music"
+  "unknown-horizons|usr/share/unknown-horizons/content/audio/music"
+  "flare-game|usr/share/games/flare/mods/fantasycore/music"
+  "trackballs-data|usr/share/games/trackballs/music"
+  "pushover-data|usr/share/pushover/themes"
+  "megaglest-data|usr/share/games/megaglest"
+  "starfighter-data|usr/share/starfighter/music"
+  "warmux-data|usr/share/games/warmux/music"
+  "openclonk-data|usr/share/games/openclonk/Music.ocg"
+  "fillets-ng-data|usr/share/games/fillets-ng/music"
+  "wizznic-data|usr/share/games/wizznic/packs/000_wizznic/music"
+  "davegnukem-data|usr/share/games/davegnukem/music/eric_matyas"
+  "redeclipse-data|usr/share/games/redeclipse/data/sounds/music"
+  "enigma-data|usr/share/games/enigma/music"
+  "ardentryst|usr/share/games/ardentryst/Music"
+  "adonthell-data|usr/share/games/adonthell/games/wastesedge/audio"
+  "amoebax-data|usr/share/games/amoebax/music"
+)
+if [[ "$MORE" == --more ]]; then PACKAGES+=("${MORE_PACKAGES[@]}"); fi
+# The class (game) of a package's tracks: the package name up to its first '-', unless named here.
+declare -A CLASS_OF=([unknown-horizons]=unknownhorizons)
+# Only files whose path under the music folder matches (a folder that also holds other sounds).
+declare -A ONLY=([megaglest-data]='/music/[^/]+$')  # the menu's and each faction's music folder
+# Music files without an extension (Ogg Vorbis), placed with ".ogg" added.
+declare -A NO_EXTENSION=([blobwars-data]=ogg)
 # Packages whose every track stays out of train/ (they give the cover versions).
 HELD_OUT_PACKAGES="supertuxkart-data"
 # Files (relative to the package's music folder) never used: not music (tests, effects).
@@ -48,6 +86,10 @@ SKIP=(
   "ufoai-music|dynamictest-battle-41-74sec.ogg"
   "ufoai-music|dynamictest-normal-08-35sec.ogg"
   "nexuiz-music|thunder.ogg"
+  "widelands-data|menu.ogg"
+  "adonthell-data|select.wav"
+  "adonthell-data|switch.wav"
+  "unknown-horizons|Peer Gynt Suite No. 1, Op. 46 - I. Morning.ogg"
 )
 # Cover versions: work_id|package|file relative to the package's music folder. Evidence for each
 # (the game's own metadata or file names, and a chroma check) is in docs/study-data.md. The works
@@ -99,25 +141,28 @@ for entry in "${PACKAGES[@]}"; do
   fi
 done
 
-# The folder holding a package's music (unzipping .pk3 archives once).
-music_dir() {
-  local entry pkg where
-  for entry in "${PACKAGES[@]}"; do
-    pkg=$(field "$entry" 1)
-    [[ "$pkg" == "$1" ]] || continue
-    where=$(field "$entry" 2)
-    if [[ "$where" == pk3:* ]]; then
-      local zip="$CACHE/root/$pkg/${where#pk3:}" out="$CACHE/root/$pkg.pk3"
-      if [[ ! -f "$out/.unpacked" ]]; then
-        rm -rf "$out"
-        unzip -q "$zip" -d "$out"
-        touch "$out/.unpacked"
-      fi
-      echo "$out/$(field "$entry" 3)"
-    else
-      echo "$CACHE/root/$pkg/$where"
+# The folder of an entry's music (unzipping just that folder of a .pk3 archive, once).
+entry_dir() {
+  local entry=$1 pkg where inner
+  pkg=$(field "$entry" 1) where=$(field "$entry" 2)
+  if [[ "$where" == pk3:* ]]; then
+    inner=$(field "$entry" 3)
+    local zip="$CACHE/root/$pkg/${where#pk3:}" out="$CACHE/root/$pkg.pk3"
+    if [[ ! -f "$out/.unpacked" ]]; then
+      rm -rf "$out"
+      unzip -q "$zip" "$inner/*" -d "$out"  # the music only (0ad's archive is 3 GB unpacked)
+      touch "$out/.unpacked"
     fi
-    return
+    echo "$out/$inner"
+  else
+    echo "$CACHE/root/$pkg/$where"
+  fi
+}
+# The folder holding a package's music (its first entry).
+music_dir() {
+  local entry
+  for entry in "${PACKAGES[@]}"; do
+    [[ "$(field "$entry" 1)" == "$1" ]] && { entry_dir "$entry"; return; }
   done
   echo "error: no package $1 in PACKAGES" >&2
   exit 1
@@ -148,18 +193,25 @@ echo "path,class" >"$DEST/train.csv"
 printf 'package\tversion\tdeb_bytes\ttrain_files\tcovers_files\n' >"$DEST/SOURCES.tsv"
 for entry in "${PACKAGES[@]}"; do
   pkg=$(field "$entry" 1)
-  dir=$(music_dir "$pkg")
-  game=${pkg%%-*}
+  dir=$(entry_dir "$entry")
+  game=${CLASS_OF[$pkg]:-${pkg%%-*}}
+  ext=${NO_EXTENSION[$pkg]:-}
   n_train=0
   if [[ " $HELD_OUT_PACKAGES " != *" $pkg "* ]]; then
+    # Audio files by extension, or (NO_EXTENSION) every file without one.
+    if [[ -n "$ext" ]]; then find_args=(-type f ! -name '*.*'); else find_args=(-type f -regextype posix-extended -iregex ".*$AUDIO_RE"); fi
     while IFS= read -r -d '' f; do
       rel=${f#"$dir"/}
       [[ -z "${IN_COVERS["$pkg|$rel"]:-}" && -z "${SKIPPED["$pkg|$rel"]:-}" ]] || continue
-      place "$f" "$DEST/train/$game/$rel"
-      echo "$game/$rel,$game" >>"$DEST/train.csv"
+      [[ -z "${ONLY[$pkg]:-}" ]] || [[ "$rel" =~ ${ONLY[$pkg]} ]] || continue
+      # train.csv is comma-separated: no comma in a placed name.
+      out="$game/${rel//,/_}${ext:+.$ext}"
+      place "$f" "$DEST/train/$out"
+      echo "$out,$game" >>"$DEST/train.csv"
       n_train=$((n_train + 1))
-    done < <(find "$dir" -type f -regextype posix-extended -iregex ".*$AUDIO_RE" -print0 | sort -z)
+    done < <(find "$dir" "${find_args[@]}" -print0 | sort -z)
   fi
+
   n_covers=$(grep -c "|$pkg|" <(printf '%s\n' "${COVERS[@]}") || true)
   deb=$(compgen -G "$CACHE/debs/${pkg}_*.deb" | head -n1)
   printf '%s\t%s\t%s\t%s\t%s\n' "$pkg" "$(dpkg-deb -f "$deb" Version)" "$(stat -c %s "$deb")" "$n_train" "$n_covers" \
