@@ -47,12 +47,24 @@ void check_hierarchy(const torch::Tensor& h, const ModelOptions& o) {
 }
 }  // namespace
 
+void MartModelImpl::use_channels_last(bool on) {
+  torch::NoGradGuard no_grad;
+  const auto format = on ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+  for (auto& p : encoder->parameters())
+    if (p.dim() == 4) p.set_data(p.data().contiguous(format));
+  channels_last_ = on;
+}
+
+torch::Tensor MartModelImpl::encoder_input(const torch::Tensor& clips) const {
+  return channels_last_ ? clips.contiguous(torch::MemoryFormat::ChannelsLast) : clips;
+}
+
 Embeddings MartModelImpl::embed(const torch::Tensor& hierarchy) {
   check_hierarchy(hierarchy, options);
   const int64_t b = hierarchy.size(0), c = hierarchy.size(1);
   const auto clips = hierarchy.reshape({b * c, 1, hierarchy.size(2), hierarchy.size(3)});
   Embeddings e;
-  e.tilde = split_levels(encoder(clips).view({b, c, options.dim}));
+  e.tilde = split_levels(encoder(encoder_input(clips)).view({b, c, options.dim}));
   e.hat = part_whole(e.tilde);
   return e;
 }
@@ -63,7 +75,7 @@ MartOutputs MartModelImpl::forward(const torch::Tensor& view_a_top, const torch:
   const auto a = view_a_top.reshape({-1, 1, f, t});
   MART_CHECK(a.size(0) == b, "view A has ", a.size(0), " top clips, view B ", b, " hierarchies");
   // One encoder batch: view A's B top clips, then view B's B * clips_total clips.
-  const auto tilde = encoder(torch::cat({a, view_b.reshape({b * c, 1, f, t})}));
+  const auto tilde = encoder(encoder_input(torch::cat({a, view_b.reshape({b * c, 1, f, t})})));
   MartOutputs out;
   out.tilde0_a = tilde.narrow(0, 0, b);
   out.b.tilde = split_levels(tilde.narrow(0, b, b * c).view({b, c, options.dim}));

@@ -99,6 +99,10 @@ void declare_options(Config& c) {
   declare_augment_options(c);
   c.add<std::string>("train.device", d.device, "cpu or cuda (one GPU per rank, chosen by the local rank)", "Execution");
   c.add<bool>("train.bf16", false, "bf16 autocast on CUDA", "Execution");
+  c.add<bool>("train.channels_last", d.channels_last,
+              "channels-last (NHWC) convolutions: what tensor cores want; slower on the CPU (docs/model.md); "
+              "scripts/gpu-check.sh --bench measures both on a GPU",
+              "Execution");
   c.add<int>("train.threads", 0, "intra-op threads per rank (0: cores / ranks on the node)", "Execution");
   c.add<int>("train.prefetch", d.prefetch, "batches read ahead by the loader thread", "Execution");
   c.add<bool>("train.huge_pages", d.huge_pages,
@@ -143,6 +147,7 @@ TrainOptions options_from(const Config& c) {
   o.augment = augment_options_from(c);
   o.device = c.get<std::string>("train.device");
   o.bf16 = c.get<bool>("train.bf16");
+  o.channels_last = c.get<bool>("train.channels_last");
   o.threads = c.get<int>("train.threads");
   o.prefetch = c.get<int>("train.prefetch");
   o.repeat_first_batch = c.get<bool>("train.repeat_first_batch");

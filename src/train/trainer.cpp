@@ -20,6 +20,7 @@
 #include "mart/core/hash.h"
 #include "mart/dist/communicator.h"
 #include "mart/dist/gradient_reducer.h"
+#include "mart/run/adam.h"
 #include "mart/run/autocast.h"
 #include "mart/run/checkpoint.h"
 #include "mart/run/cpu_allocator.h"
@@ -114,8 +115,10 @@ int run(app::StageContext& ctx) {
   const model::ModelOptions mo = model_for(model_options, f);
   model::MartModel model(mo);
   model->to(device);
+  // cuDNN picks each convolution's fastest algorithm for the shapes it sees (fixed in training).
+  if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   auto comm = dist::make_communicator(world, device);
-  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
+  run::ForeachAdam optimizer(model->parameters(), torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
   const loss::HierarchicalContrastiveLoss loss_fn(mo.loss_options());
 
   TrainState state;
@@ -137,6 +140,7 @@ int run(app::StageContext& ctx) {
     sampler.set_epoch(0);
     dist::broadcast_parameters(*model, *comm);  // every rank starts from rank 0's initialisation
   }
+  model->use_channels_last(o.channels_last);  // after a resume, which loads the weights in their saved layout
   model->train();
   if (o.batch_norm == "frozen") freeze_batch_norm(*model);
 

@@ -550,3 +550,51 @@ TEST(CqtNet, NormalisesEachTrackByItsLargestValue) {
     EXPECT_TRUE(torch::allclose(y[i], x[i] / (m + 1e-6)));
   }
 }
+
+namespace {
+// Channels-last convolutions (train.channels_last) change the memory layout, not the numbers: the
+// same outputs and gradients as the default layout, and the encoder's weights are NHWC.
+TEST(MartModel, ChannelsLastGivesTheSameOutputsAndGradients) {
+  // float64: float32's rounding differs between the kernels of the two layouts, and the conv
+  // biases' gradients below are rounding noise around zero.
+  torch::set_default_dtype(caffe2::TypeMeta::Make<double>());
+  auto o = ModelOptions::small();
+  o.levels = 3;
+  o.n_mels = 16;
+  o.frames = 16;
+  torch::manual_seed(4);
+  MartModel plain(o);
+  torch::manual_seed(4);
+  MartModel nhwc(o);
+  nhwc->use_channels_last(true);
+  bool any4d = false;
+  for (const auto& p : nhwc->encoder->parameters())
+    if (p.dim() == 4) {
+      any4d = true;
+      EXPECT_TRUE(p.is_contiguous(torch::MemoryFormat::ChannelsLast));
+    }
+  EXPECT_TRUE(any4d);
+  torch::manual_seed(5);
+  const auto a = torch::randn({3, 1, o.n_mels, o.frames}), b = torch::randn({3, o.clips_total(), o.n_mels, o.frames});
+  const auto x = plain->forward(a, b), y = nhwc->forward(a, b);
+  auto rel = [](const torch::Tensor& p, const torch::Tensor& q) {
+    return ((p - q).abs().max() / p.abs().max().clamp_min(1e-12)).item<double>();
+  };
+  EXPECT_LT(rel(x.z_tilde0, y.z_tilde0), 1e-12);
+  EXPECT_LT(rel(x.z_hat.back(), y.z_hat.back()), 1e-12);
+  (x.z_tilde0.sum() + x.z_hat.back().sum()).backward();
+  (y.z_tilde0.sum() + y.z_hat.back().sum()).backward();
+  // A convolution's bias has a zero gradient under BatchNorm in training (it moves the mean BN
+  // removes): rounding noise, so each gradient's scale is floored at 1e-3 of the largest.
+  const auto pg = plain->parameters(), ng = nhwc->parameters();
+  double largest = 0;
+  for (const auto& p : pg)
+    if (p.grad().defined()) largest = std::max(largest, p.grad().abs().max().item<double>());
+  for (size_t i = 0; i < pg.size(); ++i) {
+    if (!pg[i].grad().defined()) continue;
+    const double scale = std::max(pg[i].grad().abs().max().item<double>(), 1e-3 * largest);
+    EXPECT_LT((pg[i].grad() - ng[i].grad()).abs().max().item<double>() / scale, 1e-9) << "parameter " << i;
+  }
+  torch::set_default_dtype(caffe2::TypeMeta::Make<float>());
+}
+}  // namespace

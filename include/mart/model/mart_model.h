@@ -50,11 +50,19 @@ struct MartModelImpl : torch::nn::Module {
   std::vector<torch::Tensor> part_whole(const std::vector<torch::Tensor>& tilde);
   // [B, clips_total, X] -> N tensors [B, M^n, X].
   std::vector<torch::Tensor> split_levels(const torch::Tensor& per_clip) const;
+  // Channels-last (NHWC) convolutions: the encoder's weights and every input batch in that memory
+  // layout (tensor-core convolutions want it; on the CPU it was slower). Same values either way.
+  // Call after moving the model to its device, before the optimizer takes its state.
+  void use_channels_last(bool on);
 
   ModelOptions options;
   FcnEncoder encoder{nullptr};
   PartWholeTransformer pwt{nullptr};  // null without PWT
   ProjectionHead head{nullptr};
+
+ private:
+  torch::Tensor encoder_input(const torch::Tensor& clips) const;  // [N, 1, n_mels, T] in the encoder's layout
+  bool channels_last_ = false;
 };
 TORCH_MODULE(MartModel);
 

@@ -34,6 +34,7 @@ struct TrainOptions {
   // Execution.
   std::string device = "cpu";  // cpu | cuda
   bool bf16 = false;           // CUDA autocast
+  bool channels_last = false;  // NHWC convolutions (slower on the CPU; measure on a GPU: gpu-check.sh --bench)
   int threads = 0;             // intra-op threads per rank; 0: cores / local ranks
   int prefetch = 4;            // batches read ahead
   bool repeat_first_batch = false;  // benchmark: read one batch, train on copies of it every step
