@@ -10,6 +10,10 @@
 #                                       no network): unpack .gpu-debs/ into a prefix, build, check
 #   bash scripts/gpu-check.sh --cpu     the same sequence on the CPU with tiny sizes, against an
 #                                       existing build ($MART_BUILD, default ./build)
+#   ... --bench                         instead of the checks: mart's training step side by side with
+#                                       the PyTorch twin (bench/model/mart_step.py) on the same device,
+#                                       fp32 and bf16, channels-last, torch.compile: samples/s, ms/step,
+#                                       peak memory, model FLOP utilisation (--cpu: tiny sizes)
 # Options: --out DIR (results, default out/gpu-check or out/gpu-check-cpu), --build DIR,
 #          --no-build (reuse --build as is).
 # Results: DIR/results.md (a table) and DIR/results.jsonl (one JSON object per check); every
@@ -20,6 +24,7 @@ MODE=gpu
 OUT=""
 BUILD=""
 DO_BUILD=1
+BENCH=0
 DEBS=$ROOT/.gpu-debs
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -28,7 +33,8 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --build) BUILD=$2; shift ;;
     --no-build) DO_BUILD=0 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --bench) BENCH=1 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "gpu-check: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -187,6 +193,102 @@ CHECK=$BUILD/bench/gpu/mart-gpu-check
 for x in "$BIN/synth/mart-synth" "$BIN/preprocess/mart-preprocess" "$BIN/train/mart-train" "$BIN/eval/mart-eval" "$CHECK"; do
   [ -x "$x" ] || { echo "gpu-check: $x is missing: build mart first (or drop --no-build)" >&2; exit 2; }
 done
+
+# ---- The side-by-side benchmark (--bench) -------------------------------------------------------
+# mart's step (mart-gpu-check throughput: the multi-tensor Adam, cuDNN benchmark mode, no host read
+# inside a step) and the twin (the same model, loss and Adam in PyTorch, as a user would write it)
+# on inputs of the same shape, the same warm-up and timed steps, the median of repeats. Peak memory:
+# the device's used memory sampled by nvidia-smi every 200 ms (the same measure for both; on the
+# CPU the process's peak RSS). MFU: samples/s x training FLOPs per sample (mart_step.py flops,
+# counted from the shapes) over the card's dense peak for the precision: fp32 runs use TF32 in
+# cuDNN's convolutions (both frameworks' default), so they are set against the TF32 peak.
+if [ "$BENCH" = 1 ]; then
+  TWIN=$ROOT/bench/model/mart_step.py
+  if [ "$MODE" = gpu ]; then
+    PY=${PYTHON:-python3}
+    SHAPES="paper:48 demo:48"; STEPS=(--warmup 3 --steps 10 --repeats 3); PRECISIONS="fp32 bf16"; COMPILE="0 1"
+    GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+    case "$GPU_NAME" in  # dense (no sparsity) TFLOP/s: TF32 and BF16 tensor cores
+      *H100*PCIe*) PEAK_fp32=378; PEAK_bf16=756 ;;
+      *H100*|*H200*|*GH200*) PEAK_fp32=494.7; PEAK_bf16=989.4 ;;
+      *A100*) PEAK_fp32=156; PEAK_bf16=312 ;;
+      *) PEAK_fp32=""; PEAK_bf16="" ;;
+    esac
+  else
+    PY=/usr/bin/python3
+    SHAPES="small:8"; STEPS=(--warmup 1 --steps 3 --repeats 1); PRECISIONS="fp32"; COMPILE="0 1"
+    GPU_NAME="CPU"; PEAK_fp32=""; PEAK_bf16=""
+  fi
+  rows=$OUT/bench.tsv
+  printf 'shape\timpl\tprecision\tlayout\tcompiled\tsamples_per_s\tms_per_step\tpeak_mib\tmfu\n' >"$rows"
+  sample_memory() {  # FILE: the device's used MiB every 200 ms until killed
+    if [ "$MODE" = gpu ]; then nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$1" 2>/dev/null; fi
+  }
+  measure() {  # SHAPE IMPL PRECISION LAYOUT COMPILED CMD...: one row
+    local shape=$1 impl=$2 prec=$3 layout=$4 compiled=$5; shift 5
+    local name="bench_${shape}_${impl}_${prec}_${layout}_c${compiled}" mem=$OUT/logs/mem-$RANDOM.txt
+    sample_memory "$mem" & local sampler=$!
+    run "$name" "$@"
+    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
+    local json sps ms peak mfu=""
+    json=$(grep -h '^result: \|^{"impl"' "$OUT/logs/$name.log" | tail -1 | sed 's/^result: //')
+    [ -n "$json" ] || return 0
+    if grep -q '"skipped"' <<<"$json"; then
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t\t\t\n' "$shape" "$impl" "$prec" "$layout" "$compiled" "skipped: $(sed -E 's/.*"skipped": "([^"]*)".*/\1/' <<<"$json")" >>"$rows"
+      return 0
+    fi
+    sps=$(sed -E 's/.*"samples_per_s": ?([0-9.e+-]+).*/\1/' <<<"$json")
+    ms=$(sed -E 's/.*"(step_ms|ms_per_step)": ?([0-9.e+-]+).*/\2/' <<<"$json")
+    if [ -s "$mem" ]; then peak=$(sort -n "$mem" | tail -1)
+    else peak=$(sed -nE 's/.*"peak_rss_mib": ?([0-9.e+-]+).*/\1/p' <<<"$json" | xargs printf '%.0f' 2>/dev/null); fi
+    local peak_tf=PEAK_$prec
+    [ -n "${!peak_tf:-}" ] && mfu=$(awk -v s="$sps" -v f="$FLOPS" -v p="${!peak_tf}" 'BEGIN{printf "%.3f", s*f/(p*1e12)}')
+    printf '%s\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%s\t%s\n' "$shape" "$impl" "$prec" "$layout" "$compiled" "$sps" "$ms" "${peak:-}" "$mfu" >>"$rows"
+  }
+  for sb in $SHAPES; do
+    shape=${sb%%:*} batch=${sb#*:}
+    FLOPS=$($PY "$TWIN" flops --preset "$shape")
+    for prec in $PRECISIONS; do
+      bf=$([ "$prec" = bf16 ] && echo 1 || echo 0)
+      for cl in 0 1; do
+        layout=$([ $cl = 1 ] && echo channels-last || echo default)
+        measure "$shape" mart "$prec" "$layout" no "$CHECK" throughput --device $DEV --preset "$shape" --batch "$batch" \
+          --bf16 $bf --channels-last $cl --overlap 1 --threads 1 "${STEPS[@]}"
+        for comp in $COMPILE; do
+          measure "$shape" pytorch "$prec" "$layout" "$([ $comp = 1 ] && echo yes || echo no)" \
+            "$PY" "$TWIN" throughput --device $DEV --preset "$shape" --batch "$batch" --precision "$prec" --threads 1 \
+            "${STEPS[@]}" $([ $cl = 1 ] && echo --channels-last) $([ $comp = 1 ] && echo --compile)
+        done
+      done
+    done
+  done
+  {
+    echo "# mart against PyTorch on one device: $GPU_NAME ($MODE mode), $(date -u '+%F %T UTC')"
+    [ -f "$OUT/logs/torch.txt" ] && echo "PyTorch: $(cat "$OUT/logs/torch.txt")"
+    echo
+    echo "| shape (batch) | impl | precision | layout | torch.compile | samples/s | ms/step | peak MiB | MFU |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    tail -n +2 "$rows" | while IFS=$'\t' read -r shape impl prec layout comp sps ms peak mfu; do
+      echo "| $shape | $impl | $prec | $layout | $comp | $sps | $ms | $peak | $mfu |"
+    done
+    echo
+    # The goals of issue 27, per shape: mart's best over the twin's best, and bf16 over fp32 for mart.
+    awk -F'\t' 'NR > 1 && $6 ~ /^[0-9.]+$/ {
+        k = $1; if ($2 == "mart") { if ($6 > m[k]) m[k] = $6; if ($3 == "bf16" && $6 > mb[k]) mb[k] = $6;
+                                    if ($3 == "fp32" && $6 > mf[k]) mf[k] = $6 }
+        else if ($6 > p[k]) p[k] = $6; s[k] = 1 }
+      END { for (k in s) {
+              extra = ""
+              if (mf[k] > 0 && mb[k] > 0) extra = sprintf("; mart bf16/fp32 %.2fx", mb[k] / mf[k])
+              ratio = 0
+              if (p[k] > 0) ratio = m[k] / p[k]
+              printf "%s: mart best %.1f samples/s, PyTorch best %.1f (mart/PyTorch %.2fx)%s\n", k, m[k], p[k], ratio, extra } }' "$rows"
+  } >"$OUT/bench.md"
+  cat "$OUT/bench.md"
+  note "done: $failures failed run(s); table in $OUT/bench.md"
+  [ "$failures" -eq 0 ]
+  exit
+fi
 
 # ---- 2. Sizes per mode -------------------------------------------------------------------------
 W=$OUT/work

@@ -6,12 +6,15 @@
 //              float64: loss, gradients and updated weights must agree within --tol
 //   comm       the communicator of --device on this job's ranks: every collective checked against
 //              its sum, then all-reduce time by message size
-//   throughput samples/s of training steps on synthetic input (--preset paper|small, --batch,
-//              --bf16, --overlap: all-reduce during backward or after it)
+//   throughput samples/s of training steps on synthetic input (--preset paper|demo|small, --batch,
+//              --bf16, --channels-last, --overlap: all-reduce during backward or after it,
+//              --warmup, --steps, --repeats: the median of the timed blocks)
 //   losses     two metrics.jsonl of mart-train (fp32 and bf16 runs): mean loss of the last --last
 //              steps of each, and their relative difference against --tol
+#include <sys/resource.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -28,6 +31,7 @@
 #include "mart/dist/world.h"
 #include "mart/loss/hierarchical_contrastive_loss.h"
 #include "mart/model/mart_model.h"
+#include "mart/run/adam.h"
 #include "mart/run/autocast.h"
 #include "mart/run/step.h"
 
@@ -81,7 +85,13 @@ model::ModelOptions preset(const std::string& name) {
     m.levels = 3;
     return m;
   }
-  MART_CONFIG_ERROR("--preset must be paper or small, got '", name, "'");
+  if (name == "demo") {  // configs/pretrain-demo.ini with configs/preprocess-demo.ini's features
+    auto m = model::ModelOptions{};
+    m.levels = 3, m.n_mels = 64, m.frames = 32, m.fcn_channels = {16, 16, 32, 32, 32, 32, 64}, m.dim = 64;
+    m.heads = 3, m.head_dim = 16, m.ff_dim = 128, m.projection_dim = 32;
+    return m;
+  }
+  MART_CONFIG_ERROR("--preset must be paper, demo or small, got '", name, "'");
 }
 
 void result(const std::string& check, bool ok, json fields) {
@@ -247,60 +257,77 @@ int check_comm(int argc, char** argv, const Args& a) {
 
 // ---- throughput: training steps on synthetic input ---------------------------------------------
 
+double peak_rss_mib() {  // this process's peak resident memory (the CPU's "peak memory")
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+// As mart-train steps: the multi-tensor Adam, cuDNN's benchmark mode, channels-last on request,
+// no host read inside a step. Timed in --repeats blocks of --steps steps, each block ended by one
+// read of a weight (the host waits for the queue); the median block gives ms/step.
 int check_throughput(int argc, char** argv, const Args& a) {
   dist::World world(&argc, &argv);
   const torch::Device dev = device_of(a);
   auto comm = dist::make_communicator(world, dev);
   const auto mo = preset(a.get("preset", "paper"));
   const int64_t batch = a.i("batch", 48);
-  const bool bf16 = a.i("bf16", 0) != 0, overlap = a.i("overlap", 1) != 0;
-  const int steps = a.i("steps", 10), warmup = a.i("warmup", 2);
+  const bool bf16 = a.i("bf16", 0) != 0, overlap = a.i("overlap", 1) != 0, channels_last = a.i("channels-last", 0) != 0;
+  const int steps = a.i("steps", 10), warmup = a.i("warmup", 2), repeats = a.i("repeats", 1);
   const int64_t local = batch / comm->size();
   MART_CHECK(local * comm->size() == batch, "--batch must split evenly over the ranks");
+  if (dev.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   torch::manual_seed(1);
   model::MartModel model(mo);
   model->to(comm->device());
+  model->use_channels_last(channels_last);
   model->train();
   dist::broadcast_parameters(*model, *comm);
   std::vector<torch::Tensor> params = model->parameters();
   dist::ReducerOptions ro;
   ro.overlap = overlap;
   dist::GradientReducer reducer(params, *comm, ro);
-  torch::optim::Adam opt(params, torch::optim::AdamOptions(3e-4));
+  run::ForeachAdam opt(params, torch::optim::AdamOptions(3e-4));
   const loss::HierarchicalContrastiveLoss loss_fn(mo.loss_options());
   const auto va = torch::randn({local, 1, mo.n_mels, mo.frames}).to(comm->device());
   const auto vb = torch::randn({local, mo.clips_total(), mo.n_mels, mo.frames}).to(comm->device());
-  double total = 0, comm_s = 0, loss = 0;
-  for (int s = 0; s < warmup + steps; ++s) {
-    const auto t0 = Clock::now();
+  run::StepLoss l;
+  double comm_s = 0;
+  auto step = [&](bool last) {
     opt.zero_grad();
-    run::StepLoss l;
     {
       const run::Bf16Autocast autocast(bf16, comm->device().type());
-      l = run::forward_loss(model, loss_fn, va, vb, comm.get());
+      l = run::forward_loss(model, loss_fn, va, vb, comm.get(), {}, last);
     }
     l.backward.backward();
     reducer.finalize();
     opt.step();
-    (void)params.front().sum().item<float>();  // the host waits for the step's last kernels
-    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
     const double c = comm->take_device_seconds();
-    if (s >= warmup) {
-      total += dt;
-      comm_s += c >= 0 ? c : l.gather_s + reducer.last_timing().finalize_s;
-      loss = l.global;
-    }
+    comm_s += c >= 0 ? c : l.gather_s + reducer.last_timing().finalize_s;
+  };
+  for (int s = 0; s < warmup; ++s) step(false);
+  (void)params.front().sum().item<float>();
+  std::vector<double> per_step;
+  comm_s = 0;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = Clock::now();
+    for (int s = 0; s < steps; ++s) step(r + 1 == repeats && s + 1 == steps);  // the loss of the last step
+    (void)params.front().sum().item<float>();  // the host waits for the block's last kernels
+    per_step.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / steps);
   }
-  const double sps = batch * steps / total;
+  std::sort(per_step.begin(), per_step.end());
+  const double step_s = per_step[per_step.size() / 2], sps = static_cast<double>(batch) / step_s;
+  const double loss = l.global, comm_ms = 1e3 * comm_s / (repeats * steps);
   if (comm->rank() == 0) {
-    std::printf("throughput %s %s batch %lld on %d rank(s), %s, overlap %s: %.1f samples/s (%.1f ms/step, comm %.1f "
+    std::printf("throughput %s %s batch %lld on %d rank(s), %s%s, overlap %s: %.1f samples/s (%.1f ms/step, comm %.1f "
                 "ms/step), loss %.4f\n",
                 dev.str().c_str(), a.get("preset", "paper").c_str(), static_cast<long long>(batch), comm->size(),
-                bf16 ? "bf16" : "fp32", overlap ? "on" : "off", sps, 1e3 * total / steps, 1e3 * comm_s / steps, loss);
+                bf16 ? "bf16" : "fp32", channels_last ? ", channels-last" : "", overlap ? "on" : "off", sps, 1e3 * step_s,
+                comm_ms, loss);
     result("throughput", std::isfinite(loss),
            {{"device", dev.str()}, {"preset", a.get("preset", "paper")}, {"batch", batch}, {"ranks", comm->size()},
-            {"bf16", bf16}, {"overlap", overlap}, {"samples_per_s", sps}, {"step_ms", 1e3 * total / steps},
-            {"comm_ms", 1e3 * comm_s / steps}, {"loss", loss}});
+            {"bf16", bf16}, {"channels_last", channels_last}, {"overlap", overlap}, {"samples_per_s", sps},
+            {"step_ms", 1e3 * step_s}, {"comm_ms", comm_ms}, {"loss", loss}, {"peak_rss_mib", peak_rss_mib()}});
   }
   return std::isfinite(loss) ? 0 : 1;
 }

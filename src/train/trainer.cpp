@@ -239,8 +239,10 @@ int run(app::StageContext& ctx) {
     const double lr = learning_rate(o.lr, state.step, total_steps, o.warmup_steps, o.cosine);
     for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
     const bool log_step = (state.step + 1) % o.log_every == 0 || state.step + 1 == total_steps;
-    auto a = torch::from_blob(batch.view_a.data(), {batch.size, 1, f.n_mels, f.frames}).to(device);
-    auto b = torch::from_blob(batch.view_b.data(), {batch.size, clips, f.n_mels, f.frames}).to(device);
+    // On a GPU the batch goes through pinned memory and copies without blocking the host.
+    auto to_device = [&](torch::Tensor host) { return device.is_cuda() ? host.pin_memory().to(device, true) : host; };
+    auto a = to_device(torch::from_blob(batch.view_a.data(), {batch.size, 1, f.n_mels, f.frames}));
+    auto b = to_device(torch::from_blob(batch.view_b.data(), {batch.size, clips, f.n_mels, f.frames}));
     // Fresh draws per (seed, step, global sample index, view): any rank split and a resume agree.
     a = augment(a, state.step, int64_t{world.rank()} * local_batch, 0);
     b = augment(b, state.step, int64_t{world.rank()} * local_batch, 1);
