@@ -18,6 +18,7 @@
 #include "mart/audio/decode.h"
 #include "mart/audio/logmel.h"
 #include "mart/core/error.h"
+#include "mart/core/failpoint.h"
 #include "mart/core/fs.h"
 #include "mart/core/hash.h"
 #include "mart/core/mpi_check.h"
@@ -502,6 +503,7 @@ int run(app::StageContext& ctx) {
     }
     rec = proc.process(unit, tracks, unit * o.unit_tracks);
     save_record(o.output, rec);
+    failpoint("preprocess.unit_done");
     my_audio += rec.audio_seconds;
     my_tracks += rec.tracks + static_cast<int64_t>(rec.failures.size());
     ++my_units;

@@ -2,7 +2,12 @@
 
 #include <filesystem>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "mart/core/error.h"
+#include "mart/core/failpoint.h"
 #include "mart/core/fs.h"
 #include "mart/core/hash.h"
 #include "mart/core/rng.h"
@@ -85,4 +90,31 @@ TEST(Text, ListsSplitDropEmptyItemsAndNameTheBadOne) {
     EXPECT_NE(std::string(e.what()).find("model.fcn_channels: '12x'"), std::string::npos) << e.what();
   }
   EXPECT_THROW(mart::parse_double_list("0.5,half", "k"), mart::ConfigError);
+}
+
+// A failpoint stops the process on its n-th pass and not before; other names pass through.
+TEST(Failpoint, StopsTheProcessOnTheNthPassOfItsName) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    setenv("MART_FAILPOINT", "stage.step@2", 1);
+    mart::failpoint("stage.other");
+    mart::failpoint("stage.step");
+    (void)!write(fds[1], "1", 1);  // passed once without stopping
+    mart::failpoint("stage.step");
+    (void)!write(fds[1], "2", 1);  // only after SIGCONT
+    _exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(read(fds[0], &c, 1), 1);
+  EXPECT_EQ(c, '1');
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, WUNTRACED), pid);
+  EXPECT_TRUE(WIFSTOPPED(status)) << "the second pass did not stop the process";
+  kill(pid, SIGCONT);
+  ASSERT_EQ(read(fds[0], &c, 1), 1);
+  EXPECT_EQ(c, '2');
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }

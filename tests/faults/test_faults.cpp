@@ -363,8 +363,10 @@ TEST_F(Faults, EmbedSecondJobOnTheFolderIsRefused) {
 
 TEST_F(Faults, PreprocessKilledThenResumedWritesTheSameBytes) {
   const auto dir = fresh_dir("mart_faults_pp_kill");
-  const int after = pick(1, 5);  // shards finished before the kill (of 18; one rank, so it is not done yet)
-  const pid_t pid = spawn(preprocess(1, dir));
+  const int after = pick(1, 5);  // shards finished before the kill (of 18)
+  // The rank stops itself once `after` units are on disk (mart/core/failpoint.h): the kill cannot
+  // come too late on a fast machine.
+  const pid_t pid = spawn("env MART_FAILPOINT=preprocess.unit_done@" + std::to_string(after) + " " + preprocess(1, dir));
   const bool reached = wait_until([&] { return count_files(dir, "shard-", ".json") >= after; }, 120);
   kill_job(pid);
   ASSERT_TRUE(reached);
