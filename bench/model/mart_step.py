@@ -150,7 +150,8 @@ def bench(args):
               "transformer": sum(p.numel() for p in model.pwt.parameters()) if o["use_pwt"] else 0,
               "head": sum(p.numel() for p in model.head.parameters())}
     print(json.dumps({"impl": "python", "batch": b, "median_s": {k: sorted(v)[len(v) // 2] for k, v in times.items()},
-                      "peak_rss_mib": peak_rss_mib(), "rss_after_init_mib": rss_after_init, "params": params}))
+                      "peak_rss_mib": peak_rss_mib(), "rss_after_init_mib": rss_after_init, "params": params,
+                      "minor_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt}))
     return 0
 
 
