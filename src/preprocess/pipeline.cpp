@@ -24,6 +24,7 @@
 #include "mart/core/mpi_check.h"
 #include "mart/data/manifest.h"
 #include "mart/data/shard.h"
+#include "mart/dist/work_counter.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -320,29 +321,6 @@ class UnitProcessor {
   std::unique_ptr<audio::ConstantQ> cqt_;  // features.cqt
 };
 
-// A shared counter on rank 0 that hands out units: MPI_Fetch_and_op under a shared lock.
-class UnitCounter {
- public:
-  explicit UnitCounter(MPI_Comm comm) {
-    MPI_CHECK(MPI_Win_allocate(sizeof(int64_t), sizeof(int64_t), MPI_INFO_NULL, comm, &base_, &win_));
-    *base_ = 0;
-    MPI_CHECK(MPI_Barrier(comm));
-  }
-  ~UnitCounter() { MPI_Win_free(&win_); }
-  int64_t next() {
-    const int64_t one = 1;
-    int64_t got = 0;
-    MPI_CHECK(MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, win_));
-    MPI_CHECK(MPI_Fetch_and_op(&one, &got, MPI_INT64_T, 0, 0, MPI_SUM, win_));
-    MPI_CHECK(MPI_Win_unlock(0, win_));
-    return got;
-  }
-
- private:
-  int64_t* base_ = nullptr;
-  MPI_Win win_;
-};
-
 // Longest first: the counter hands out units in order of decreasing input bytes, so a job's tail
 // is a small unit rather than the long tracks that happened to sort last. Bytes stand in for
 // decode and feature time. Rank 0 measures and broadcasts: every rank must walk the
@@ -490,7 +468,7 @@ int run(app::StageContext& ctx) {
   }
 
   const std::vector<int64_t> order = unit_order(tracks, o.unit_tracks, units, world.comm(), world.is_root());
-  UnitCounter counter(world.comm());
+  dist::WorkCounter counter(world.comm());  // hands out positions in `order`, one unit at a time
   const auto t0 = std::chrono::steady_clock::now();
   double my_audio = 0;
   int64_t my_units = 0, my_tracks = 0, skipped = 0;

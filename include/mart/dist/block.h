@@ -14,4 +14,13 @@ inline std::pair<size_t, size_t> contiguous_block(size_t n, int rank, int size) 
   return {begin, begin + per + (r < extra ? 1 : 0)};
 }
 
+// The same in whole chunks: n items cut into chunks of `chunk` items (the last one shorter when
+// chunk does not divide n), the chunks split over the ranks as contiguous_block splits items.
+// Rank `rank`'s share [begin, end) in items: begin is a multiple of `chunk`, so its chunks are
+// [begin, begin + chunk), ... up to `end`, and they are the same chunks on any rank count.
+inline std::pair<size_t, size_t> chunk_block(size_t n, size_t chunk, int rank, int size) {
+  const auto [first, last] = contiguous_block((n + chunk - 1) / chunk, rank, size);
+  return {std::min(n, first * chunk), std::min(n, last * chunk)};
+}
+
 }  // namespace mart::dist

@@ -4,8 +4,10 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace mart::dist {
@@ -41,6 +43,22 @@ class World {
   MPI_Comm node_comm_ = MPI_COMM_NULL;
   bool owns_mpi_ = false;  // finalize only what we initialized
 };
+
+// Every rank's `mine`, concatenated in rank order, on every rank. T is trivially copyable (plain
+// numbers and structs of them): its bytes travel.
+template <typename T>
+std::vector<T> all_gather_values(const World& world, const std::vector<T>& mine) {
+  static_assert(std::is_trivially_copyable_v<T>, "all_gather_values sends bytes: T must be trivially copyable");
+  std::string bytes(mine.size() * sizeof(T), '\0');
+  if (!mine.empty()) std::memcpy(bytes.data(), mine.data(), bytes.size());
+  std::vector<T> all;
+  for (const std::string& part : world.all_gather_bytes(bytes)) {
+    const size_t at = all.size();
+    all.resize(at + part.size() / sizeof(T));
+    if (!part.empty()) std::memcpy(static_cast<void*>(all.data() + at), part.data(), part.size());
+  }
+  return all;
+}
 
 // Intra-op threads for one rank: `configured` when positive, else the node's cores shared by its
 // ranks (at least 1). LibTorch starts with one thread whatever the machine, so stages set this.
