@@ -16,17 +16,21 @@ WindowPolicy parse_window_policy(const std::string& s) {
 
 const char* to_string(WindowPolicy p) { return p == WindowPolicy::fixed ? "fixed" : "scaled"; }
 
-int64_t FeatureConfig::clips_at(int level) const {
-  int64_t c = 1;
-  for (int i = 0; i < level; ++i) c *= parts;
-  return c;
+int64_t hierarchy_clips(int parts, int level) {
+  int64_t clips = 1;
+  for (int i = 0; i < level; ++i) clips *= parts;
+  return clips;
 }
 
-int64_t FeatureConfig::clips_total() const {
-  int64_t t = 0;
-  for (int n = 0; n < levels; ++n) t += clips_at(n);
-  return t;
+int64_t hierarchy_clips_total(int levels, int parts) {
+  int64_t total = 0;
+  for (int n = 0; n < levels; ++n) total += hierarchy_clips(parts, n);
+  return total;
 }
+
+int64_t FeatureConfig::clips_at(int level) const { return hierarchy_clips(parts, level); }
+
+int64_t FeatureConfig::clips_total() const { return hierarchy_clips_total(levels, parts); }
 
 int64_t FeatureConfig::level_samples(int level) const { return clip_samples / clips_at(level); }
 

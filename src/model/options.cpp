@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "mart/core/error.h"
+#include "mart/features/features.h"
 
 namespace mart::model {
 namespace {
@@ -51,17 +52,10 @@ loss::LossOptions ModelOptions::loss_options() const {
   return l;
 }
 
-int64_t ModelOptions::clips_at(int level) const {
-  int64_t n = 1;
-  for (int i = 0; i < level; ++i) n *= parts;
-  return n;
-}
+// The hierarchy's sizes are the features' (model::with_input_of copies levels and parts from them).
+int64_t ModelOptions::clips_at(int level) const { return audio::hierarchy_clips(parts, level); }
 
-int64_t ModelOptions::clips_total() const {
-  int64_t total = 0;
-  for (int n = 0; n < levels; ++n) total += clips_at(n);
-  return total;
-}
+int64_t ModelOptions::clips_total() const { return audio::hierarchy_clips_total(levels, parts); }
 
 std::string ModelOptions::canonical() const {
   std::ostringstream os;

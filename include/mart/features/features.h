@@ -13,6 +13,11 @@ enum class WindowPolicy { fixed, scaled };
 WindowPolicy parse_window_policy(const std::string& s);  // throws ConfigError naming the choices
 const char* to_string(WindowPolicy p);
 
+// Clip counts of a hierarchy of `levels` levels with `parts` parts per whole: the one
+// implementation behind FeatureConfig's sizes and the model's (model::ModelOptions).
+int64_t hierarchy_clips(int parts, int level);         // M^n: clips at level n
+int64_t hierarchy_clips_total(int levels, int parts);  // sum over the levels of M^n
+
 struct FeatureConfig {
   int sample_rate = 22050;
   int64_t clip_samples = 131072;  // L0: samples of a top clip S^0
