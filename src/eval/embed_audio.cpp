@@ -67,12 +67,8 @@ void cut_crop(const audio::FeatureConfig& f, const std::vector<std::vector<float
 
 struct AudioEmbedder::Impl {
   Impl(const std::string& ckpt, const model::ModelOptions& m, const audio::FeatureConfig& feat, int64_t st, int64_t b)
-      : f(feat), step(st), batch(b), model(nullptr), mels(feat) {
-    torch::manual_seed(1);  // every parameter is overwritten by the checkpoint; this only fixes the order of things
-    model = model::MartModel(m);
-    model::load_weights(*model, ckpt + "/model.pt", torch::kCPU);  // mart-embed runs on CPU
-    model->eval();  // BatchNorm on running statistics: a crop's embedding does not depend on its batch
-  }
+      // Seed 1: every parameter is overwritten by the checkpoint; the seed only fixes the order of things.
+      : f(feat), step(st), batch(b), model(model::inference_model(m, ckpt, 1)), mels(feat) {}
   audio::FeatureConfig f;
   int64_t step, batch;
   model::MartModel model;

@@ -24,14 +24,11 @@ torch::Tensor loss_of(const torch::Tensor& logits, const torch::Tensor& y, TaskK
 class MartSource : public FeatureSource {
  public:
   MartSource(const std::string& checkpoint, const model::ModelOptions& m, uint64_t seed, std::string vector)
-      : model_(nullptr), vector_(std::move(vector)) {
+      : model_(model::inference_model(m, checkpoint, seed)),
+        name_(checkpoint.empty() ? "random_init" : "mart"),
+        vector_(std::move(vector)) {
     if (vector_ != "hat0" && vector_ != "tilde0" && vector_ != "levels")
       MART_CONFIG_ERROR("eval.embedding must be hat0, tilde0 or levels, got '", vector_, "'");
-    torch::manual_seed(static_cast<int64_t>(seed));
-    model_ = model::MartModel(m);
-    if (!checkpoint.empty()) model::load_weights(*model_, checkpoint + "/model.pt", torch::kCPU);
-    model_->eval();  // BatchNorm on running statistics: a crop's embedding doesn't depend on its batch
-    name_ = checkpoint.empty() ? "random_init" : "mart";
   }
   std::string name() const override { return name_; }
   int64_t dim() const override { return model_->options.dim * (vector_ == "levels" ? model_->options.levels : 1); }

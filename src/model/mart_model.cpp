@@ -113,6 +113,14 @@ void load_weights(torch::nn::Module& module, const std::string& path, const torc
   module.to(device);  // anything the archive did not hold follows the weights
 }
 
+MartModel inference_model(const ModelOptions& options, const std::string& checkpoint_dir, uint64_t seed) {
+  torch::manual_seed(static_cast<int64_t>(seed));
+  MartModel model(options);
+  if (!checkpoint_dir.empty()) load_weights(*model, checkpoint_dir + "/model.pt", torch::kCPU);
+  model->eval();
+  return model;
+}
+
 void export_state_dict(const torch::nn::Module& module, const std::string& path) {
   c10::Dict<std::string, at::Tensor> dict;
   for (const auto& [name, tensor] : state_dict(module))

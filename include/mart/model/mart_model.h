@@ -76,6 +76,11 @@ void save_weights(const torch::nn::Module& module, const std::string& path);
 // checkpoint loads on a CPU node and rank r's copy lands on its own GPU; the module ends on `device`.
 void load_weights(torch::nn::Module& module, const std::string& path, const torch::Device& device);
 
+// A model that embeds on the CPU, as mart-eval and mart-embed both use it: initialised from `seed`,
+// then the weights of `checkpoint_dir`/model.pt (empty: the random initialisation stays), in eval
+// mode (BatchNorm on its running statistics: a crop's embedding does not depend on its batch).
+MartModel inference_model(const ModelOptions& options, const std::string& checkpoint_dir, uint64_t seed);
+
 // A state dict Python reads with `torch.load(path)`: a dict name -> tensor (CPU, contiguous)
 // with the names of state_dict() above, written atomically (temporary file, then rename).
 void export_state_dict(const torch::nn::Module& module, const std::string& path);
