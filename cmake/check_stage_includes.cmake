@@ -1,12 +1,13 @@
 # Stages are siblings: no stage's sources or headers include another stage's headers. What two
 # stages share belongs in a layer below them (core, features, data, model, run, ...).
-#   cmake -DROOT=<source tree> [-DSTAMP=<file to touch on success>] -P check_stage_includes.cmake
+#   cmake -DROOT=<source tree> -DSTAGES=<stage,stage,...> [-DSTAMP=<file to touch on success>] -P check_stage_includes.cmake
+# STAGES comes from MART_STAGES in the top CMakeLists.txt (the one list of stages).
 # Fails (non-zero exit) listing every offending file:line and the fix.
 cmake_minimum_required(VERSION 3.22)
-if(NOT ROOT)
-  message(FATAL_ERROR "check_stage_includes: give -DROOT=<source tree>")
+if(NOT ROOT OR NOT STAGES)
+  message(FATAL_ERROR "check_stage_includes: give -DROOT=<source tree> -DSTAGES=<stage,stage,...>")
 endif()
-set(_stages preprocess train eval synth)
+string(REPLACE "," ";" _stages "${STAGES}")
 set(_bad "")
 foreach(stage IN LISTS _stages)
   file(GLOB_RECURSE _files "${ROOT}/src/${stage}/*.cpp" "${ROOT}/src/${stage}/*.h"

@@ -34,7 +34,7 @@ stage "4/5 mart-eval: tagging, classification, covers for the model and two base
 mpirun -np "$NP" "$BIN/eval/mart-eval" --config "$MART_ROOT/configs/eval-demo.ini" \
   --data "$DEMO/shards" --checkpoint "$DEMO/run" --run "$DEMO/eval" --eval.transfer_data "$DEMO/transfer-shards"
 stage "5/5 mart-embed: scene and timestamped embeddings straight from the audio files on $NP ranks"
-mpirun -np "$NP" "$BIN/eval/mart-embed" --config "$MART_ROOT/configs/embed-demo.ini" \
+mpirun -np "$NP" "$BIN/embed/mart-embed" --config "$MART_ROOT/configs/embed-demo.ini" \
   --checkpoint "$DEMO/run" --input "$DEMO/corpus/audio" --output "$DEMO/embed"
 stage "done: pipeline $(( $(date +%s) - t0 )) s, all with set-up and build $(( $(date +%s) - t_start )) s"
 cat "$DEMO/eval/report.md"

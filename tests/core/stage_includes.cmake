@@ -1,9 +1,16 @@
-# The stage-include check: the tree passes, and a tree with one planted stage-to-stage include
-# (and one that is allowed) fails naming the planted file and line only.
-#   cmake -DSOURCE=<repo> -DWORK=<scratch folder> -P stage_includes.cmake
+# The stage-include check: the tree passes, and a tree with planted stage-to-stage includes (and
+# includes that are allowed) fails naming the planted files and lines only. Every stage of
+# MART_STAGES is checked, mart-embed's included: it is planted both ways against mart-eval.
+#   cmake -DSOURCE=<repo> -DSTAGES=<stage,stage,...> -DWORK=<scratch folder> -P stage_includes.cmake
 cmake_minimum_required(VERSION 3.22)
 set(check ${SOURCE}/cmake/check_stage_includes.cmake)
-execute_process(COMMAND ${CMAKE_COMMAND} -DROOT=${SOURCE} -P ${check} RESULT_VARIABLE rc ERROR_VARIABLE err)
+foreach(stage preprocess train eval embed synth)
+  string(FIND ",${STAGES}," ",${stage}," at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "stage '${stage}' is not in the checked stages (${STAGES}): add it to MART_STAGES")
+  endif()
+endforeach()
+execute_process(COMMAND ${CMAKE_COMMAND} -DROOT=${SOURCE} -DSTAGES=${STAGES} -P ${check} RESULT_VARIABLE rc ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "the source tree fails the stage-include check:\n${err}")
 endif()
@@ -11,25 +18,30 @@ endif()
 file(REMOVE_RECURSE ${WORK})
 file(WRITE ${WORK}/src/eval/ok.cpp "#include \"mart/eval/embed.h\"\n#include \"mart/run/checkpoint.h\"\n")
 file(WRITE ${WORK}/src/train/ok.cpp "#include <mart/train/options.h>\n#include \"mart/model/config.h\"\n")
-execute_process(COMMAND ${CMAKE_COMMAND} -DROOT=${WORK} -P ${check} RESULT_VARIABLE rc ERROR_VARIABLE err)
+file(WRITE ${WORK}/src/embed/ok.cpp "#include \"mart/embed/embed_audio.h\"\n#include \"mart/dist/block.h\"\n")
+execute_process(COMMAND ${CMAKE_COMMAND} -DROOT=${WORK} -DSTAGES=${STAGES} -P ${check} RESULT_VARIABLE rc ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "includes within a stage or from a lower layer were refused:\n${err}")
 endif()
 
 file(WRITE ${WORK}/src/eval/planted.cpp "// a stage reaching into another\n#include \"mart/eval/embed.h\"\n#include \"mart/train/options.h\"\n")
 file(WRITE ${WORK}/include/mart/preprocess/planted.h "#pragma once\n  #  include <mart/synth/synth.h>\n")
-execute_process(COMMAND ${CMAKE_COMMAND} -DROOT=${WORK} -P ${check} RESULT_VARIABLE rc ERROR_VARIABLE err)
+file(WRITE ${WORK}/src/embed/planted.cpp "#include \"mart/embed/embed_audio.h\"\n#include \"mart/eval/probe.h\"\n")
+file(WRITE ${WORK}/include/mart/eval/planted.h "#pragma once\n#include \"mart/embed/embed_audio.h\"\n")
+execute_process(COMMAND ${CMAKE_COMMAND} -DROOT=${WORK} -DSTAGES=${STAGES} -P ${check} RESULT_VARIABLE rc ERROR_VARIABLE err)
 if(rc EQUAL 0)
   message(FATAL_ERROR "the planted stage-to-stage includes passed the check")
 endif()
 foreach(want "src/eval/planted.cpp (stage eval): #include \"mart/train/options.h\""
-             "include/mart/preprocess/planted.h (stage preprocess): #  include <mart/synth/synth.h>")
+             "include/mart/preprocess/planted.h (stage preprocess): #  include <mart/synth/synth.h>"
+             "src/embed/planted.cpp (stage embed): #include \"mart/eval/probe.h\""
+             "include/mart/eval/planted.h (stage eval): #include \"mart/embed/embed_audio.h\"")
   string(FIND "${err}" "${want}" at)
   if(at EQUAL -1)
     message(FATAL_ERROR "the check's message lacks '${want}':\n${err}")
   endif()
 endforeach()
-foreach(not_want "ok.cpp" "mart/eval/embed.h")
+foreach(not_want "ok.cpp" "mart/eval/embed.h" "mart/dist/block.h")
   string(FIND "${err}" "${not_want}" at)
   if(NOT at EQUAL -1)
     message(FATAL_ERROR "the check names an allowed include ('${not_want}'):\n${err}")

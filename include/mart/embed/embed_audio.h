@@ -15,7 +15,7 @@
 #include "mart/features/features.h"
 #include "mart/model/options.h"
 
-namespace mart::eval {
+namespace mart::embed {
 
 // ---- Geometry (pure) --------------------------------------------------------------------------
 
@@ -93,4 +93,4 @@ void declare_embed_options(Config& c);
 void check_embed_options(const Config& c);  // inputs, checkpoint and its features: before any work
 int run_embed(app::StageContext& ctx);
 
-}  // namespace mart::eval
+}  // namespace mart::embed

@@ -1,4 +1,4 @@
-#include "mart/eval/embed_audio.h"
+#include "mart/embed/embed_audio.h"
 
 #include <torch/torch.h>
 
@@ -13,7 +13,7 @@
 #include "mart/model/mart_model.h"
 #include "mart/run/checkpoint_info.h"
 
-namespace mart::eval {
+namespace mart::embed {
 
 // ---- Geometry ---------------------------------------------------------------------------------
 
@@ -157,4 +157,4 @@ FileEmbedding AudioEmbedder::embed_samples(std::vector<float> x, const std::stri
   return r;
 }
 
-}  // namespace mart::eval
+}  // namespace mart::embed

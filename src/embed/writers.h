@@ -1,15 +1,15 @@
 #pragma once
-// mart-embed's output writers (rank 0), private to src/eval: embeddings.h5 and the CSV files are
+// mart-embed's output writers (rank 0), private to src/embed: embeddings.h5 and the CSV files are
 // written to .tmp files as files arrive and renamed when finished; .npy files are one per array.
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "mart/eval/embed_audio.h"
+#include "mart/embed/embed_audio.h"
 #include "mart/features/features.h"
 
-namespace mart::eval {
+namespace mart::embed {
 
 struct Failure {
   std::string path, reason;
@@ -36,4 +36,4 @@ std::unique_ptr<EmbeddingWriter> make_csv_writer(const std::string& dir, int lev
 // <dir>/<NNNNNN>_<stem>.scene.npy, .level_<l>.npy and .level_<l>.timestamp_ms.npy for input `index`.
 void write_file_npy(const std::string& dir, int64_t index, const FileEmbedding& e);
 
-}  // namespace mart::eval
+}  // namespace mart::embed

@@ -19,7 +19,7 @@
 #include "mart/data/half.h"
 #include "mart/data/manifest.h"
 #include "mart/data/shard.h"
-#include "mart/eval/embed_audio.h"
+#include "mart/embed/embed_audio.h"
 #include "mart/eval/probe.h"
 #include "mart/run/checkpoint_info.h"
 
@@ -198,7 +198,7 @@ TEST_F(EmbedAudio, CropsAreTheShardCropsUpToFloat16) {
       // Every start the shard allows, the end-aligned ones included.
       std::vector<float> mine(static_cast<size_t>(hier));
       for (int64_t k = 0; k < r.valid_starts(t); ++k) {
-        mart::eval::cut_crop(f, whole, k, mine.data());
+        mart::embed::cut_crop(f, whole, k, mine.data());
         ASSERT_EQ(mine, r.crop(t, k, 0)) << r.track(t).path << " start " << k;
       }
     }
@@ -231,7 +231,7 @@ TEST_F(EmbedAudio, LevelZeroIsMartEvalsCropEmbeddingUpToFloat16) {
       d.target_rate = f.sample_rate;
       const auto whole = mels.compute(mart::audio::decode_mono(r.track(t).path, d));
       std::vector<float> buf(starts.size() * hier);
-      for (size_t c = 0; c < starts.size(); ++c) mart::eval::cut_crop(f, whole, starts[c], buf.data() + c * hier);
+      for (size_t c = 0; c < starts.size(); ++c) mart::embed::cut_crop(f, whole, starts[c], buf.data() + c * hier);
       std::vector<std::vector<float>> out;
       src->embed(buf.data(), static_cast<int64_t>(starts.size()), &out);
       // mart-embed's level-0 rows are its crops in start order: the regular ones first.

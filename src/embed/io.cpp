@@ -9,7 +9,7 @@
 #include <fstream>
 #include <set>
 
-#include "embed_writers.h"
+#include "writers.h"
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
 #include "mart/core/h5_check.h"
@@ -18,7 +18,7 @@
 
 namespace fs = std::filesystem;
 
-namespace mart::eval {
+namespace mart::embed {
 
 // ---- Inputs -----------------------------------------------------------------------------------
 
@@ -361,4 +361,4 @@ void write_file_npy(const std::string& dir, int64_t index, const FileEmbedding& 
   }
 }
 
-}  // namespace mart::eval
+}  // namespace mart::embed

@@ -94,7 +94,7 @@ write_wav(f"{probe}/e_batch1.wav", music(45000, 5), RATE)
 synth = sorted(f for f in os.listdir(f"{corpus}/audio") if f.endswith(".wav"))[:2]
 for i, name in enumerate(synth):
     shutil.copy(f"{corpus}/audio/{name}", f"{probe}/d_synth{i}.wav")
-run([f"{BIN}/eval/mart-embed", "--checkpoint", trained, "--input", probe, "--output", out,
+run([f"{BIN}/embed/mart-embed", "--checkpoint", trained, "--input", probe, "--output", out,
      "--embed.threads", "1"], np_ranks=1)
 
 torch.set_num_threads(1)
