@@ -298,7 +298,7 @@ CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, con
     const auto emb = embed_tracks(r, tracks);
     std::vector<int64_t> groups;
     for (size_t i : tracks) groups.push_back(es.tracks[i].cover_group);
-    return retrieval_metrics(Embeddings{emb.data_ptr<float>(), tracks.size(), static_cast<size_t>(emb.size(1))}, groups);
+    return metrics::retrieval_metrics(metrics::Embeddings{emb.data_ptr<float>(), tracks.size(), static_cast<size_t>(emb.size(1))}, groups);
   };
 
   CoversFinetuneResult res;

@@ -24,8 +24,8 @@
 #include "mart/eval/covers_finetune.h"
 #include "mart/eval/covers_split.h"
 #include "mart/eval/finetune.h"
-#include "mart/eval/metrics.h"
-#include "mart/eval/retrieval.h"
+#include "mart/metrics/metrics.h"
+#include "mart/metrics/retrieval.h"
 #include "mart/model/config.h"
 #include "mart/run/checkpoint.h"
 #include "mart/run/checkpoint_info.h"
@@ -236,11 +236,11 @@ std::vector<TaskScore> score_tracks(const EmbeddingSet& e, const std::string& ta
     out.push_back(s);
   };
   if (task == "tagging") {
-    const auto m = tagging_metrics(scores, tags, k);
+    const auto m = metrics::tagging_metrics(scores, tags, k);
     add("ROC-AUC", m.roc_auc.value);
     add("PR-AUC", m.pr_auc.value);
   } else {
-    const auto m = classification_metrics(scores, classes, k);
+    const auto m = metrics::classification_metrics(scores, classes, k);
     add("accuracy", m.accuracy);
     add("ROC-AUC", m.roc_auc.value);
     add("PR-AUC", m.pr_auc.value);
@@ -290,7 +290,7 @@ std::string table(const std::vector<TaskScore>& scores) {
         md << " - |";
         continue;
       }
-      const auto ms = mean_std(it->second);
+      const auto ms = metrics::mean_std(it->second);
       char buf[64];
       if (ms.n > 1) std::snprintf(buf, sizeof buf, " %.4f ± %.4f |", ms.mean, ms.std);
       else std::snprintf(buf, sizeof buf, " %.4f |", ms.mean);
@@ -387,25 +387,25 @@ void collect(const json& mine, const dist::World& w, std::vector<TaskScore>* sco
 
 // Covers ranking of n embeddings [n, dim] by their groups, query blocks spread over the ranks;
 // the summary is valid on rank 0.
-RetrievalSummary rank_covers(const float* data, size_t n, size_t dim, const std::vector<int64_t>& groups,
+metrics::RetrievalSummary rank_covers(const float* data, size_t n, size_t dim, const std::vector<int64_t>& groups,
                              const dist::World& w) {
-  const Embeddings emb{data, n, dim};
+  const metrics::Embeddings emb{data, n, dim};
   const size_t per = (n + static_cast<size_t>(w.size()) - 1) / static_cast<size_t>(w.size());
   const size_t q0 = std::min(n, per * static_cast<size_t>(w.rank())), q1 = std::min(n, q0 + per);
   json part = json::array();
-  for (const auto& q : retrieval_block(emb, groups, q0, q1))
+  for (const auto& q : metrics::retrieval_block(emb, groups, q0, q1))
     part.push_back({q.query, q.n_relevant, q.average_precision, q.precision_at_k, q.first_rank});
-  std::vector<QueryResult> all;
+  std::vector<metrics::QueryResult> all;
   for (const auto& x : gather_json(part, w)) {
-    QueryResult q;
+    metrics::QueryResult q;
     q.query = x[0], q.n_relevant = x[1], q.average_precision = x[2], q.precision_at_k = x[3], q.first_rank = x[4];
     all.push_back(q);
   }
-  return w.is_root() ? summarize_retrieval(all) : RetrievalSummary{};
+  return w.is_root() ? metrics::summarize_retrieval(all) : metrics::RetrievalSummary{};
 }
 
 void push_covers(std::vector<TaskScore>* scores, const std::string& source, const std::string& protocol,
-                 const std::string& task, uint64_t seed, const RetrievalSummary& sum) {
+                 const std::string& task, uint64_t seed, const metrics::RetrievalSummary& sum) {
   scores->push_back({source, protocol, task, "MAP", 1.0, seed, sum.map});
   scores->push_back({source, protocol, task, "P@10", 1.0, seed, sum.precision_at_k});
   scores->push_back({source, protocol, task, "MR1", 1.0, seed, sum.mr1});
@@ -818,11 +818,11 @@ int run(app::StageContext& ctx) {
   }
   // What a random ranking scores (exact expectation): a row at this level finds no covers.
   if (w.is_root() && chance_groups) {
-    push_covers(&scores, "chance", "chance", "covers", 0, chance_retrieval(*chance_groups));
+    push_covers(&scores, "chance", "chance", "covers", 0, metrics::chance_retrieval(*chance_groups));
     if (transfer_meta) {  // read by the frozen ranking or the trained jobs
       std::vector<int64_t> tg;
       for (const auto& t : transfer_meta->tracks) tg.push_back(t.cover_group);
-      push_covers(&scores, "chance", "chance", "covers_transfer", 0, chance_retrieval(tg));
+      push_covers(&scores, "chance", "chance", "covers_transfer", 0, metrics::chance_retrieval(tg));
     }
   }
   if (w.is_root()) {

@@ -12,7 +12,7 @@
 
 #include "../util/proc.h"
 #include "mart/eval/embed.h"
-#include "mart/eval/retrieval.h"
+#include "mart/metrics/retrieval.h"
 
 namespace fs = std::filesystem;
 using mart::test::mpirun;
@@ -261,7 +261,7 @@ TEST_F(EvalStage, CoversProtocolOnTwoRanksMatchesOneAndTrainsOnTrainingWorksOnly
   std::vector<int64_t> test_groups;
   for (const auto& x : e.tracks)
     if (x.split == "test") test_groups.push_back(x.cover_group);
-  const auto chance = mart::eval::chance_retrieval(test_groups);
+  const auto chance = mart::metrics::chance_retrieval(test_groups);
   int chance_rows = 0;
   for (const auto& x : results(one))
     if (x["model"] == "chance" && x["task"] == "covers") {

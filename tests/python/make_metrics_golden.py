@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Golden metric values from scikit-learn for tests/eval/test_metrics.cpp.
+"""Golden metric values from scikit-learn for tests/metrics/test_metrics.cpp.
 
 Run with Debian's python3 (python3-sklearn, python3-numpy); the C++ test calls it at test time:
     /usr/bin/python3 tests/python/make_metrics_golden.py IN OUT

@@ -29,7 +29,7 @@
 
 #include "mart/core/rng.h"
 #include "mart/eval/embed.h"
-#include "mart/eval/retrieval.h"
+#include "mart/metrics/retrieval.h"
 #include "mart/model/options.h"
 
 namespace mart::eval {
@@ -65,7 +65,7 @@ struct CoversSet {
 };
 
 struct CoversFinetuneResult {
-  RetrievalSummary test, transfer;
+  metrics::RetrievalSummary test, transfer;
   bool has_transfer = false;
   int epochs = 0, best_epoch = 0;
   double best_valid_map = 0;

@@ -1,4 +1,4 @@
-#include "mart/eval/metrics.h"
+#include "mart/metrics/metrics.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 
 #include "mart/core/error.h"
 
-namespace mart::eval {
+namespace mart::metrics {
 namespace {
 
 // One point of the curves: cumulative true and false positives after every item whose score
@@ -266,4 +266,4 @@ MeanStd mean_std(const std::vector<double>& values) {
   return r;
 }
 
-}  // namespace mart::eval
+}  // namespace mart::metrics

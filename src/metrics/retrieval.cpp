@@ -1,4 +1,4 @@
-#include "mart/eval/retrieval.h"
+#include "mart/metrics/retrieval.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 
 #include "mart/core/error.h"
 
-namespace mart::eval {
+namespace mart::metrics {
 namespace {
 
 // Dot product of two float rows, accumulated in double over four lanes (the same code for every
@@ -201,4 +201,4 @@ RetrievalSummary retrieval_metrics(const std::vector<float>& embeddings, std::si
   return retrieval_metrics(Embeddings{embeddings.data(), embeddings.size() / dim, dim}, groups, k);
 }
 
-}  // namespace mart::eval
+}  // namespace mart::metrics

@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace mart::eval {
+namespace mart::metrics {
 
 // ---- one binary column -------------------------------------------------------------------
 
@@ -107,4 +107,4 @@ struct MeanStd {
 // Throws mart::Error for an empty list or a non-finite value.
 MeanStd mean_std(const std::vector<double>& values);
 
-}  // namespace mart::eval
+}  // namespace mart::metrics

@@ -1,6 +1,6 @@
 // ROC-AUC, average precision, their macro averages, classification metrics and mean/std:
 // hand-checked small cases, then scikit-learn's values on random scores with ties.
-#include "mart/eval/metrics.h"
+#include "mart/metrics/metrics.h"
 
 #include <gtest/gtest.h>
 
@@ -12,7 +12,7 @@
 
 namespace {
 
-using mart::eval::MacroResult;
+using mart::metrics::MacroResult;
 using U8 = std::vector<std::uint8_t>;
 
 constexpr double kTol = 1e-9;
@@ -26,30 +26,30 @@ TEST(Metrics, SklearnDocExample) {
   // 1, the one at rank 3 has 2/3, each adds recall 1/2 -> (1 + 2/3) / 2 = 5/6.
   const std::vector<double> s = {0.1, 0.4, 0.35, 0.8};
   const U8 y = {0, 0, 1, 1};
-  EXPECT_NEAR(mart::eval::roc_auc(s, y), 0.75, 1e-15);
-  EXPECT_NEAR(mart::eval::average_precision(s, y), 5.0 / 6.0, 1e-15);
+  EXPECT_NEAR(mart::metrics::roc_auc(s, y), 0.75, 1e-15);
+  EXPECT_NEAR(mart::metrics::average_precision(s, y), 5.0 / 6.0, 1e-15);
 }
 
 TEST(Metrics, TiesGiveHalfCredit) {
   // One positive and one negative with the same score: one threshold, the ROC curve jumps from
   // (0, 0) to (1, 1) in one diagonal step -> 0.5. AP: at that threshold P = 1/2, R = 1 -> 0.5.
-  EXPECT_DOUBLE_EQ(mart::eval::roc_auc({0.5, 0.5}, {0, 1}), 0.5);
-  EXPECT_DOUBLE_EQ(mart::eval::average_precision({0.5, 0.5}, {0, 1}), 0.5);
+  EXPECT_DOUBLE_EQ(mart::metrics::roc_auc({0.5, 0.5}, {0, 1}), 0.5);
+  EXPECT_DOUBLE_EQ(mart::metrics::average_precision({0.5, 0.5}, {0, 1}), 0.5);
   // Scores 0.9(+), then {0.5(+), 0.5(-), 0.5(-)} tied, then 0.1(-). AP: threshold 0.9 gives
   // R = 1/2, P = 1; threshold 0.5 adds R 1/2 at P = 2/4 -> 0.5 + 0.25 = 0.75 (the interpolated
   // or per-item orders would give other values). ROC: positive 0.9 beats 3 negatives; positive
   // 0.5 beats 0.1 and ties two -> 1 + 1 = 2 -> (3 + 2) / 6 = 5/6.
   const std::vector<double> s = {0.9, 0.5, 0.5, 0.5, 0.1};
   const U8 y = {1, 1, 0, 0, 0};
-  EXPECT_NEAR(mart::eval::average_precision(s, y), 0.75, 1e-15);
-  EXPECT_NEAR(mart::eval::roc_auc(s, y), 5.0 / 6.0, 1e-15);
+  EXPECT_NEAR(mart::metrics::average_precision(s, y), 0.75, 1e-15);
+  EXPECT_NEAR(mart::metrics::roc_auc(s, y), 5.0 / 6.0, 1e-15);
 }
 
 TEST(Metrics, SingleClassColumns) {
-  EXPECT_THROW(mart::eval::roc_auc({0.1, 0.2}, {0, 0}), mart::Error);
-  EXPECT_THROW(mart::eval::roc_auc({0.1, 0.2}, {1, 1}), mart::Error);
-  EXPECT_EQ(mart::eval::average_precision({0.1, 0.2}, {0, 0}), 0.0);  // sklearn 1.2.1: -0.0
-  EXPECT_EQ(mart::eval::average_precision({0.1, 0.2}, {1, 1}), 1.0);
+  EXPECT_THROW(mart::metrics::roc_auc({0.1, 0.2}, {0, 0}), mart::Error);
+  EXPECT_THROW(mart::metrics::roc_auc({0.1, 0.2}, {1, 1}), mart::Error);
+  EXPECT_EQ(mart::metrics::average_precision({0.1, 0.2}, {0, 0}), 0.0);  // sklearn 1.2.1: -0.0
+  EXPECT_EQ(mart::metrics::average_precision({0.1, 0.2}, {1, 1}), 1.0);
 
   // [3 items, 3 labels]: column 0 usable (AUC 1, AP 1), column 1 all negative, column 2 all
   // positive. ROC macro keeps column 0 only; AP macro averages 1, 0, 1.
@@ -59,51 +59,51 @@ TEST(Metrics, SingleClassColumns) {
   const U8 y = {1, 0, 1,  //
                 0, 0, 1,  //
                 0, 0, 1};
-  const MacroResult roc = mart::eval::macro_roc_auc(s, y, 3);
+  const MacroResult roc = mart::metrics::macro_roc_auc(s, y, 3);
   EXPECT_EQ(roc.kept, 1u);
   EXPECT_EQ(roc.skipped, 2u);
   EXPECT_DOUBLE_EQ(roc.value, 1.0);
   EXPECT_TRUE(std::isnan(roc.per_column[1]));
-  const MacroResult ap = mart::eval::macro_average_precision(s, y, 3);
+  const MacroResult ap = mart::metrics::macro_average_precision(s, y, 3);
   EXPECT_EQ(ap.kept, 3u);
   EXPECT_EQ(ap.skipped, 0u);
   EXPECT_DOUBLE_EQ(ap.value, 2.0 / 3.0);
 
-  EXPECT_THROW(mart::eval::macro_roc_auc(std::vector<double>{0.1, 0.2}, U8{0, 0}, 1), mart::Error);
+  EXPECT_THROW(mart::metrics::macro_roc_auc(std::vector<double>{0.1, 0.2}, U8{0, 0}, 1), mart::Error);
 }
 
 TEST(Metrics, BadInputThrows) {
-  EXPECT_THROW(mart::eval::roc_auc({0.1, 0.2}, {0, 2}), mart::Error);
-  EXPECT_THROW(mart::eval::roc_auc({0.1, NAN}, {0, 1}), mart::Error);
-  EXPECT_THROW(mart::eval::average_precision({0.1}, {0, 1}), mart::Error);
-  EXPECT_THROW(mart::eval::average_precision({}, {}), mart::Error);
-  EXPECT_THROW(mart::eval::macro_average_precision(std::vector<double>{0.1, 0.2, 0.3}, U8{0, 1, 1}, 2),
+  EXPECT_THROW(mart::metrics::roc_auc({0.1, 0.2}, {0, 2}), mart::Error);
+  EXPECT_THROW(mart::metrics::roc_auc({0.1, NAN}, {0, 1}), mart::Error);
+  EXPECT_THROW(mart::metrics::average_precision({0.1}, {0, 1}), mart::Error);
+  EXPECT_THROW(mart::metrics::average_precision({}, {}), mart::Error);
+  EXPECT_THROW(mart::metrics::macro_average_precision(std::vector<double>{0.1, 0.2, 0.3}, U8{0, 1, 1}, 2),
                mart::Error);
-  EXPECT_THROW(mart::eval::accuracy(std::vector<double>{0.1, 0.2}, {2}, 2), mart::Error);
-  EXPECT_THROW(mart::eval::one_hot({-1}, 2), mart::Error);
+  EXPECT_THROW(mart::metrics::accuracy(std::vector<double>{0.1, 0.2}, {2}, 2), mart::Error);
+  EXPECT_THROW(mart::metrics::one_hot({-1}, 2), mart::Error);
 }
 
 TEST(Metrics, ArgmaxTiesGoToLowestIndexAndAccuracy) {
   const std::vector<float> s = {0.3f, 0.7f, 0.7f,  //
                                 0.5f, 0.5f, 0.5f,  //
                                 0.1f, 0.2f, 0.9f};
-  EXPECT_EQ(mart::eval::argmax_rows(s, 3), (std::vector<std::int64_t>{1, 0, 2}));
+  EXPECT_EQ(mart::metrics::argmax_rows(s, 3), (std::vector<std::int64_t>{1, 0, 2}));
   // Predictions 1, 0, 2 against labels 2, 0, 2 -> 2 of 3 right.
-  EXPECT_DOUBLE_EQ(mart::eval::accuracy(s, {2, 0, 2}, 3), 2.0 / 3.0);
-  EXPECT_EQ(mart::eval::one_hot({2, 0}, 3), (U8{0, 0, 1, 1, 0, 0}));
+  EXPECT_DOUBLE_EQ(mart::metrics::accuracy(s, {2, 0, 2}, 3), 2.0 / 3.0);
+  EXPECT_EQ(mart::metrics::one_hot({2, 0}, 3), (U8{0, 0, 1, 1, 0, 0}));
 }
 
 TEST(Metrics, MeanStdOverSeeds) {
   // mean 2.5; squared deviations 2.25 + 0.25 + 0.25 + 2.25 = 5, sample variance 5/3.
-  const auto r = mart::eval::mean_std({1, 2, 3, 4});
+  const auto r = mart::metrics::mean_std({1, 2, 3, 4});
   EXPECT_DOUBLE_EQ(r.mean, 2.5);
   EXPECT_DOUBLE_EQ(r.std, std::sqrt(5.0 / 3.0));
   EXPECT_EQ(r.n, 4u);
-  const auto one = mart::eval::mean_std({0.7});
+  const auto one = mart::metrics::mean_std({0.7});
   EXPECT_DOUBLE_EQ(one.mean, 0.7);
   EXPECT_EQ(one.std, 0.0);
-  EXPECT_THROW(mart::eval::mean_std({}), mart::Error);
-  EXPECT_THROW(mart::eval::mean_std({1.0, NAN}), mart::Error);
+  EXPECT_THROW(mart::metrics::mean_std({}), mart::Error);
+  EXPECT_THROW(mart::metrics::mean_std({1.0, NAN}), mart::Error);
 }
 
 // ---- scikit-learn on random scores with ties ------------------------------------------------
@@ -180,7 +180,7 @@ TEST(Metrics, EqualScikitLearnOnRandomScoresWithTies) {
     ASSERT_EQ(g.size(), 2 * m + 2);
     std::size_t single = 0;
     for (std::size_t c = 0; c < m; ++c) single += std::isnan(g[c]);
-    const auto t = mart::eval::tagging_metrics(scores, labels, m);
+    const auto t = mart::metrics::tagging_metrics(scores, labels, m);
     expect_macro(t.roc_auc, g, m, 0, g[2 * m], single);
     expect_macro(t.pr_auc, g, m, m, g[2 * m + 1], 0);
     for (std::size_t c = 0; c < m; ++c) {
@@ -190,9 +190,9 @@ TEST(Metrics, EqualScikitLearnOnRandomScoresWithTies) {
         s[i] = scores[i * m + c];
         y[i] = labels[i * m + c];
       }
-      EXPECT_NEAR(mart::eval::average_precision(s, y), g[m + c], kTol);
+      EXPECT_NEAR(mart::metrics::average_precision(s, y), g[m + c], kTol);
       if (!std::isnan(g[c])) {
-        EXPECT_NEAR(mart::eval::roc_auc(s, y), g[c], kTol);
+        EXPECT_NEAR(mart::metrics::roc_auc(s, y), g[c], kTol);
       }
     }
   };
@@ -210,7 +210,7 @@ TEST(Metrics, EqualScikitLearnOnRandomScoresWithTies) {
 
   const auto& g = golden[tags.size() + 1];
   ASSERT_EQ(g.size(), 3u);
-  const auto cls_m = mart::eval::classification_metrics(cs, cy, cm);
+  const auto cls_m = mart::metrics::classification_metrics(cs, cy, cm);
   EXPECT_NEAR(cls_m.accuracy, g[0], kTol);
   EXPECT_NEAR(cls_m.roc_auc.value, g[1], kTol);
   EXPECT_EQ(cls_m.roc_auc.skipped, 1u);

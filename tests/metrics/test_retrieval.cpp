@@ -1,6 +1,6 @@
 // Cover-song retrieval: MAP, P@10 and MR1 on hand-made rankings, query blocks against the whole,
 // a brute-force full sort with ties, Covers80's P@10 bound, and scikit-learn's per-query AP.
-#include "mart/eval/retrieval.h"
+#include "mart/metrics/retrieval.h"
 
 #include <gtest/gtest.h>
 
@@ -14,8 +14,8 @@
 
 namespace {
 
-using mart::eval::QueryResult;
-using mart::eval::RetrievalSummary;
+using mart::metrics::QueryResult;
+using mart::metrics::RetrievalSummary;
 
 void expect_same(const QueryResult& a, const QueryResult& b) {
   EXPECT_EQ(a.query, b.query);
@@ -27,13 +27,13 @@ void expect_same(const QueryResult& a, const QueryResult& b) {
 
 TEST(Retrieval, HandMadeRankings) {
   // Relevant at rank 1 only: AP = 1/1, P@10 = 1/10, first correct at rank 1.
-  auto r = mart::eval::score_ranking({1, 0, 0, 0});
+  auto r = mart::metrics::score_ranking({1, 0, 0, 0});
   EXPECT_DOUBLE_EQ(r.average_precision, 1.0);
   EXPECT_DOUBLE_EQ(r.precision_at_k, 0.1);
   EXPECT_EQ(r.first_rank, 1u);
 
   // Relevant at ranks 2 and 5: precisions there 1/2 and 2/5 -> AP = 0.45; P@10 = 2/10.
-  r = mart::eval::score_ranking({0, 1, 0, 0, 1});
+  r = mart::metrics::score_ranking({0, 1, 0, 0, 1});
   EXPECT_DOUBLE_EQ(r.average_precision, 0.45);
   EXPECT_DOUBLE_EQ(r.precision_at_k, 0.2);
   EXPECT_EQ(r.first_rank, 2u);
@@ -41,22 +41,22 @@ TEST(Retrieval, HandMadeRankings) {
 
   // 12 ranked, relevant at ranks 3 and 11: AP = (1/3 + 2/11) / 2 = 17/66; rank 11 is outside
   // the top 10 -> P@10 = 1/10.
-  r = mart::eval::score_ranking({0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0});
+  r = mart::metrics::score_ranking({0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0});
   EXPECT_NEAR(r.average_precision, 17.0 / 66.0, 1e-15);
   EXPECT_DOUBLE_EQ(r.precision_at_k, 0.1);
   EXPECT_EQ(r.first_rank, 3u);
 
   // P@k divides by k even when fewer items are ranked; k is configurable.
-  r = mart::eval::score_ranking({1, 1}, 5);
+  r = mart::metrics::score_ranking({1, 1}, 5);
   EXPECT_DOUBLE_EQ(r.precision_at_k, 0.4);
   EXPECT_DOUBLE_EQ(r.average_precision, 1.0);
 
-  r = mart::eval::score_ranking({0, 0, 0});
+  r = mart::metrics::score_ranking({0, 0, 0});
   EXPECT_EQ(r.n_relevant, 0u);
   EXPECT_EQ(r.first_rank, 0u);
 
-  EXPECT_THROW(mart::eval::score_relevant_ranks({2, 2}, 5), mart::Error);
-  EXPECT_THROW(mart::eval::score_relevant_ranks({6}, 5), mart::Error);
+  EXPECT_THROW(mart::metrics::score_relevant_ranks({2, 2}, 5), mart::Error);
+  EXPECT_THROW(mart::metrics::score_relevant_ranks({6}, 5), mart::Error);
 }
 
 // Six 2-D items, exact similarities (ties on purpose):
@@ -77,8 +77,8 @@ TEST(Retrieval, HandMadeEmbeddings) {
   // MAP = (7/12 + 3/12 + 9/12 + 4/12 + 10/12) / 5 = 33/60 = 0.55; P@10 = 0.8/5 = 0.16;
   // MR1 = (2 + 4 + 1 + 3 + 1)/5 = 2.2.
   const auto emb = hand_embeddings();
-  const mart::eval::Embeddings e{emb.data(), 6, 2};
-  const auto per = mart::eval::retrieval_block(e, hand_groups(), 0, 6);
+  const mart::metrics::Embeddings e{emb.data(), 6, 2};
+  const auto per = mart::metrics::retrieval_block(e, hand_groups(), 0, 6);
   const double ap[] = {7.0 / 12, 0.25, 0.75, 1.0 / 3, 0, 5.0 / 6};
   const double p10[] = {0.2, 0.1, 0.2, 0.1, 0, 0.2};
   const std::size_t first[] = {2, 4, 1, 3, 0, 1};
@@ -91,7 +91,7 @@ TEST(Retrieval, HandMadeEmbeddings) {
     EXPECT_EQ(per[q].first_rank, first[q]);
   }
   EXPECT_EQ(per[4].n_relevant, 0u);
-  const RetrievalSummary s = mart::eval::retrieval_metrics(emb, 2, hand_groups());
+  const RetrievalSummary s = mart::metrics::retrieval_metrics(emb, 2, hand_groups());
   EXPECT_NEAR(s.map, 0.55, 1e-15);
   EXPECT_NEAR(s.precision_at_k, 0.16, 1e-15);
   EXPECT_NEAR(s.mr1, 2.2, 1e-15);
@@ -111,8 +111,8 @@ TEST(Retrieval, HandMadeEmbeddings) {
 TEST(Retrieval, UngroupedItemsAreOnlyDistractors) {
   const auto emb = hand_embeddings();
   const std::vector<std::int64_t> groups = {0, -1, 0, -1, 2, 0};
-  const mart::eval::Embeddings e{emb.data(), 6, 2};
-  const auto per = mart::eval::retrieval_block(e, groups, 0, 6);
+  const mart::metrics::Embeddings e{emb.data(), 6, 2};
+  const auto per = mart::metrics::retrieval_block(e, groups, 0, 6);
   ASSERT_EQ(per.size(), 4u);
   const std::size_t query[] = {0, 2, 4, 5};
   const double ap[] = {7.0 / 12, 0.75, 0, 5.0 / 6};
@@ -124,15 +124,15 @@ TEST(Retrieval, UngroupedItemsAreOnlyDistractors) {
     EXPECT_EQ(per[i].first_rank, first[i]);
   }
   // A block holding only ungrouped items gives no result.
-  EXPECT_TRUE(mart::eval::retrieval_block(e, groups, 1, 2).empty());
-  const RetrievalSummary s = mart::eval::retrieval_metrics(emb, 2, groups);
+  EXPECT_TRUE(mart::metrics::retrieval_block(e, groups, 1, 2).empty());
+  const RetrievalSummary s = mart::metrics::retrieval_metrics(emb, 2, groups);
   EXPECT_NEAR(s.map, 13.0 / 18, 1e-15);
   EXPECT_NEAR(s.precision_at_k, 0.2, 1e-15);
   EXPECT_NEAR(s.mr1, 4.0 / 3, 1e-15);
   EXPECT_EQ(s.n_queries, 3u);
   EXPECT_EQ(s.n_skipped, 1u);
   // No grouped item at all: nothing to score.
-  EXPECT_THROW(mart::eval::retrieval_metrics(emb, 2, std::vector<std::int64_t>(6, -1)), mart::Error);
+  EXPECT_THROW(mart::metrics::retrieval_metrics(emb, 2, std::vector<std::int64_t>(6, -1)), mart::Error);
 }
 
 // Random embeddings on a coarse grid (duplicated vectors -> tied similarities).
@@ -156,28 +156,28 @@ TEST(Retrieval, BlocksEqualTheWhole) {
   const std::size_t n = 40, dim = 3;
   const auto emb = grid_embeddings(rng, n, dim);
   const auto groups = random_groups(rng, n, 9);
-  const mart::eval::Embeddings e{emb.data(), n, dim};
-  const auto whole = mart::eval::retrieval_block(e, groups, 0, n);
-  auto parts = mart::eval::retrieval_block(e, groups, 0, 3);
-  const auto rest = mart::eval::retrieval_block(e, groups, 3, n);
+  const mart::metrics::Embeddings e{emb.data(), n, dim};
+  const auto whole = mart::metrics::retrieval_block(e, groups, 0, n);
+  auto parts = mart::metrics::retrieval_block(e, groups, 0, 3);
+  const auto rest = mart::metrics::retrieval_block(e, groups, 3, n);
   parts.insert(parts.end(), rest.begin(), rest.end());
   ASSERT_EQ(parts.size(), whole.size());
   for (std::size_t q = 0; q < n; ++q) expect_same(parts[q], whole[q]);
 
   // Summaries agree exactly, even with the blocks gathered in another order (ranks reducing).
   std::vector<QueryResult> shuffled = rest;
-  const auto head = mart::eval::retrieval_block(e, groups, 0, 3);
+  const auto head = mart::metrics::retrieval_block(e, groups, 0, 3);
   shuffled.insert(shuffled.end(), head.begin(), head.end());
-  const auto a = mart::eval::summarize_retrieval(whole);
-  const auto b = mart::eval::summarize_retrieval(shuffled);
+  const auto a = mart::metrics::summarize_retrieval(whole);
+  const auto b = mart::metrics::summarize_retrieval(shuffled);
   EXPECT_EQ(a.map, b.map);
   EXPECT_EQ(a.precision_at_k, b.precision_at_k);
   EXPECT_EQ(a.mr1, b.mr1);
   EXPECT_EQ(a.n_queries + a.n_skipped, n);
 
-  EXPECT_TRUE(mart::eval::retrieval_block(e, groups, 5, 5).empty());
-  EXPECT_THROW(mart::eval::retrieval_block(e, groups, 3, n + 1), mart::Error);
-  EXPECT_THROW(mart::eval::summarize_retrieval({whole[0], whole[0]}), mart::Error);
+  EXPECT_TRUE(mart::metrics::retrieval_block(e, groups, 5, 5).empty());
+  EXPECT_THROW(mart::metrics::retrieval_block(e, groups, 3, n + 1), mart::Error);
+  EXPECT_THROW(mart::metrics::summarize_retrieval({whole[0], whole[0]}), mart::Error);
 }
 
 TEST(Retrieval, EqualsFullSortWithTies) {
@@ -185,8 +185,8 @@ TEST(Retrieval, EqualsFullSortWithTies) {
   const std::size_t n = 60, dim = 2;
   const auto emb = grid_embeddings(rng, n, dim);
   const auto groups = random_groups(rng, n, 12);
-  const auto per = mart::eval::retrieval_metrics(emb, dim, groups);
-  const auto block = mart::eval::retrieval_block({emb.data(), n, dim}, groups, 0, n);
+  const auto per = mart::metrics::retrieval_metrics(emb, dim, groups);
+  const auto block = mart::metrics::retrieval_block({emb.data(), n, dim}, groups, 0, n);
   double map = 0;
   std::size_t scored = 0;
   for (std::size_t q = 0; q < n; ++q) {
@@ -207,7 +207,7 @@ TEST(Retrieval, EqualsFullSortWithTies) {
                      [&](std::size_t a, std::size_t b) { return cosine(q, a) > cosine(q, b); });
     std::vector<std::uint8_t> rel;
     for (std::size_t j : others) rel.push_back(groups[j] == groups[q]);
-    const auto want = mart::eval::score_ranking(rel);
+    const auto want = mart::metrics::score_ranking(rel);
     SCOPED_TRACE("query " + std::to_string(q));
     EXPECT_EQ(block[q].n_relevant, want.n_relevant);
     EXPECT_NEAR(block[q].average_precision, want.average_precision, 1e-12);
@@ -231,7 +231,7 @@ TEST(Retrieval, Covers80LikePrecisionAt10IsAtMostOneTenth) {
   // Random embeddings: any score, but each query has one relevant item among 159.
   std::vector<float> emb(n * dim);
   for (auto& x : emb) x = g(rng);
-  const auto per = mart::eval::retrieval_block({emb.data(), n, dim}, groups, 0, n);
+  const auto per = mart::metrics::retrieval_block({emb.data(), n, dim}, groups, 0, n);
   for (const auto& r : per) {
     EXPECT_EQ(r.n_relevant, 1u);
     EXPECT_LE(r.precision_at_k, 0.1);
@@ -239,14 +239,14 @@ TEST(Retrieval, Covers80LikePrecisionAt10IsAtMostOneTenth) {
     EXPECT_LE(r.first_rank, n - 1);
     EXPECT_DOUBLE_EQ(r.average_precision, 1.0 / r.first_rank);  // one relevant item
   }
-  const auto s = mart::eval::summarize_retrieval(per);
+  const auto s = mart::metrics::summarize_retrieval(per);
   EXPECT_LE(s.precision_at_k, 0.1 + 1e-12);  // a mean of 160 values <= 0.1, up to rounding
   EXPECT_EQ(s.n_queries, n);
 
   // Perfect embeddings (both versions share a vector): MAP 1, MR1 1, P@10 exactly 0.1.
   for (std::size_t i = 1; i < n; i += 2)
     std::copy_n(emb.begin() + (i - 1) * dim, dim, emb.begin() + i * dim);
-  const auto perfect = mart::eval::retrieval_metrics(emb, dim, groups);
+  const auto perfect = mart::metrics::retrieval_metrics(emb, dim, groups);
   EXPECT_DOUBLE_EQ(perfect.map, 1.0);
   EXPECT_DOUBLE_EQ(perfect.mr1, 1.0);
   EXPECT_NEAR(perfect.precision_at_k, 0.1, 1e-12);  // 160 additions of 0.1 round a little
@@ -254,11 +254,11 @@ TEST(Retrieval, Covers80LikePrecisionAt10IsAtMostOneTenth) {
 
 TEST(Retrieval, SkippedQueriesAndBadInput) {
   const std::vector<float> emb = {1, 0, 0, 1, 1, 1};
-  EXPECT_THROW(mart::eval::retrieval_metrics(emb, 2, {0, 1, 2}), mart::Error);  // no pairs
-  EXPECT_THROW(mart::eval::retrieval_metrics(emb, 2, {0, 1}), mart::Error);     // sizes
+  EXPECT_THROW(mart::metrics::retrieval_metrics(emb, 2, {0, 1, 2}), mart::Error);  // no pairs
+  EXPECT_THROW(mart::metrics::retrieval_metrics(emb, 2, {0, 1}), mart::Error);     // sizes
   const std::vector<float> bad = {1, 0, NAN, 1};
-  EXPECT_THROW(mart::eval::retrieval_metrics(bad, 2, {0, 0}), mart::Error);
-  const auto s = mart::eval::retrieval_metrics(emb, 2, {0, 7, 0});
+  EXPECT_THROW(mart::metrics::retrieval_metrics(bad, 2, {0, 0}), mart::Error);
+  const auto s = mart::metrics::retrieval_metrics(emb, 2, {0, 7, 0});
   EXPECT_EQ(s.n_queries, 2u);
   EXPECT_EQ(s.n_skipped, 1u);
 }
@@ -285,7 +285,7 @@ TEST(Retrieval, EqualsScikitLearnAveragePrecision) {
   const auto& gv = golden[0];
   ASSERT_EQ(gv.size(), 3 * n + 3);
 
-  const auto per = mart::eval::retrieval_block({emb.data(), n, dim}, groups, 0, n);
+  const auto per = mart::metrics::retrieval_block({emb.data(), n, dim}, groups, 0, n);
   for (std::size_t q = 0; q < n; ++q) {
     SCOPED_TRACE("query " + std::to_string(q));
     if (std::isnan(gv[3 * q])) {
@@ -296,7 +296,7 @@ TEST(Retrieval, EqualsScikitLearnAveragePrecision) {
     EXPECT_NEAR(per[q].precision_at_k, gv[3 * q + 1], 1e-9);
     EXPECT_EQ(static_cast<double>(per[q].first_rank), gv[3 * q + 2]);
   }
-  const auto s = mart::eval::summarize_retrieval(per);
+  const auto s = mart::metrics::summarize_retrieval(per);
   EXPECT_NEAR(s.map, gv[3 * n], 1e-9);
   EXPECT_NEAR(s.precision_at_k, gv[3 * n + 1], 1e-9);
   EXPECT_NEAR(s.mr1, gv[3 * n + 2], 1e-9);
@@ -326,14 +326,14 @@ TEST(Retrieval, ChanceIsTheMeanOverEveryRanking) {
         std::vector<std::size_t> ranks;
         for (std::size_t r = 0; r < others.size(); ++r)
           if (groups[others[r]] == groups[q]) ranks.push_back(r + 1);
-        const auto x = mart::eval::score_relevant_ranks(ranks, others.size(), k);
+        const auto x = mart::metrics::score_relevant_ranks(ranks, others.size(), k);
         sum_ap += x.average_precision, sum_p += x.precision_at_k, sum_r1 += static_cast<double>(x.first_rank);
         ++orders;
       } while (std::next_permutation(others.begin(), others.end()));
       ap += sum_ap / static_cast<double>(orders), p += sum_p / static_cast<double>(orders);
       r1 += sum_r1 / static_cast<double>(orders);
     }
-    const auto c = mart::eval::chance_retrieval(groups, k);
+    const auto c = mart::metrics::chance_retrieval(groups, k);
     EXPECT_EQ(c.n_queries, queries);
     EXPECT_EQ(c.n_skipped, 1u);
     EXPECT_NEAR(c.map, ap / static_cast<double>(queries), 1e-12);
@@ -341,10 +341,10 @@ TEST(Retrieval, ChanceIsTheMeanOverEveryRanking) {
     EXPECT_NEAR(c.mr1, r1 / static_cast<double>(queries), 1e-12);
   }
   // Two versions among 3 distractors: E[AP] = H_4 / 4 = 25/48, E[P@10] = 4/40, E[MR1] = 5/2.
-  const auto h = mart::eval::chance_retrieval({0, 0, -1, -1, -1});
+  const auto h = mart::metrics::chance_retrieval({0, 0, -1, -1, -1});
   EXPECT_NEAR(h.map, 25.0 / 48.0, 1e-15);
   EXPECT_NEAR(h.precision_at_k, 0.1, 1e-15);
   EXPECT_NEAR(h.mr1, 2.5, 1e-15);
-  EXPECT_DOUBLE_EQ(mart::eval::chance_retrieval({4, 4}).map, 1.0);  // the only other item is the answer
-  EXPECT_THROW(mart::eval::chance_retrieval({0, 1, -1}), mart::Error);
+  EXPECT_DOUBLE_EQ(mart::metrics::chance_retrieval({4, 4}).map, 1.0);  // the only other item is the answer
+  EXPECT_THROW(mart::metrics::chance_retrieval({0, 1, -1}), mart::Error);
 }

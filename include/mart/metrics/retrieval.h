@@ -20,7 +20,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace mart::eval {
+namespace mart::metrics {
 
 struct QueryResult {
   std::size_t query = 0;        // item index of the query
@@ -82,4 +82,4 @@ RetrievalSummary retrieval_metrics(const std::vector<float>& embeddings, std::si
 // when no query has another item of its group.
 RetrievalSummary chance_retrieval(const std::vector<std::int64_t>& groups, std::size_t k = 10);
 
-}  // namespace mart::eval
+}  // namespace mart::metrics
