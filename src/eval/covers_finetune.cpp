@@ -4,7 +4,6 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <limits>
 #include <map>
 #include <set>
 
@@ -15,6 +14,7 @@
 #include "mart/dist/mpi_communicator.h"
 #include "mart/model/cqtnet.h"
 #include "mart/model/mart_model.h"
+#include "early_stopping.h"
 #include "track_crops.h"
 
 namespace mart::eval {
@@ -164,24 +164,10 @@ struct CoversNet : torch::nn::Module {
   torch::nn::Linear fc0{nullptr}, fc1{nullptr};
 };
 
-}  // namespace
-
-CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, const std::vector<size_t>& train,
-                                     const std::vector<size_t>& valid, const std::vector<size_t>& test,
-                                     const CoversSet& transfer, const std::string& checkpoint_dir,
-                                     const model::ModelOptions& m, const CoversFinetuneOptions& o, MPI_Comm group) {
-  MART_CHECK(set.tracks != nullptr && !train.empty() && !valid.empty() && !test.empty(),
-             "covers fine-tuning needs train, valid and test works");
-  MART_CHECK(o.batch_size >= 1 && o.bn_batch >= 1 && o.train_crops >= 1 && !o.segments.empty() && o.max_epochs >= 1 &&
-                 o.patience >= 1 && o.lr > 0 && o.pretrained_lr > 0,
-             "covers fine-tuning: batch, bn_batch, train_crops, segments, epochs, patience and both learning rates must "
-             "be positive");
-  const EmbeddingSet& e = *set.tracks;
-  const bool use_cqt = kind != CoversModel::mart, use_mart = kind != CoversModel::cqtnet;
-  dist::MpiCommunicator comm(group);
-  TrackReader reader(set, use_cqt);
-
-  // Training works -> class indices (in order of first appearance in `train`).
+// Training works -> class indices, in order of first appearance in `train`. A valid or test track
+// of a training work is an error: the split must be by work.
+std::map<int64_t, int64_t> training_works(const EmbeddingSet& e, const std::vector<size_t>& train,
+                                          const std::vector<size_t>& valid, const std::vector<size_t>& test) {
   std::map<int64_t, int64_t> work_class;
   for (size_t i : train) {
     MART_CHECK(e.tracks[i].cover_group >= 0, "covers fine-tuning: training track '", e.tracks[i].id, "' has no work");
@@ -191,186 +177,259 @@ CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, con
     for (size_t i : *side)
       MART_CHECK(work_class.count(e.tracks[i].cover_group) == 0, "covers fine-tuning: track '", e.tracks[i].id,
                  "' is not a training track but its work is trained on (split by work first)");
+  return work_class;
+}
 
-  torch::manual_seed(static_cast<int64_t>(o.seed));  // every rank of the group builds the same weights
-  CoversNet net(kind, m, checkpoint_dir, o, use_cqt ? reader.bins() : 84, static_cast<int64_t>(work_class.size()));
-  const auto pretrained = net.pretrained_parameters(), fresh = net.new_parameters();
-  std::vector<torch::Tensor> params = fresh;
-  params.insert(params.end(), pretrained.begin(), pretrained.end());
-  std::vector<torch::optim::OptimizerParamGroup> param_groups;
-  param_groups.emplace_back(fresh, std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay)));
-  if (!pretrained.empty())
-    param_groups.emplace_back(pretrained, std::make_unique<torch::optim::AdamOptions>(
-                                              torch::optim::AdamOptions(o.pretrained_lr).weight_decay(o.weight_decay)));
-  torch::optim::Adam opt(std::move(param_groups), torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
-  dist::ReducerOptions ro;
-  ro.overlap = false;
-  dist::GradientReducer reducer(params, comm, ro);
-  const double G = comm.size();
-  std::set<size_t> trained;
+// The network's inputs for a batch of items: CQT segments [B, bins, L] (undefined without CQTNet)
+// and crop hierarchies [B, crops, clips_total, n_mels, T] (undefined without MART).
+struct NetInputs {
+  torch::Tensor cqt, crops;
+};
 
-  // Inputs of training items: a segment of `len` CQT frames and train_crops crop hierarchies each,
-  // drawn from (seed, epoch, position): the same on any rank that builds them.
-  auto train_inputs = [&](const std::vector<size_t>& items, int64_t len, uint64_t epoch, size_t first_pos) {
-    std::vector<torch::Tensor> cqts, hiers;
-    for (size_t j = 0; j < items.size(); ++j) {
-      Rng rng(seed_of(o.seed, epoch, first_pos + j));
-      if (use_cqt) cqts.push_back(reader.segment(items[j], len, rng));
-      if (use_mart) {
-        auto starts = reader.crop_starts(items[j]);
-        MART_CHECK(!starts.empty(), "track '", e.tracks[items[j]].id, "' has no crop");
-        const auto chosen = draw_train_crops(std::move(starts), static_cast<size_t>(o.train_crops), rng);
-        hiers.push_back(reader.crops(items[j], chosen));
+// One covers model's training on the ranks of a group: the network, its optimiser and what its
+// steps share. The early-stopping loop is covers_finetune's.
+class CoversTraining {
+ public:
+  CoversTraining(CoversModel kind, const CoversSet& set, const std::vector<size_t>& train,
+                 const std::vector<size_t>& valid, const std::vector<size_t>& test, const std::string& checkpoint_dir,
+                 const model::ModelOptions& m, const CoversFinetuneOptions& o, MPI_Comm group)
+      : kind_(kind), options_(o), use_cqt_(kind != CoversModel::mart), use_mart_(kind != CoversModel::cqtnet),
+        tracks_(*set.tracks), comm_(group), reader_(set, use_cqt_), work_class_(training_works(tracks_, train, valid, test)),
+        net_(seeded_net(m, checkpoint_dir)), params_(trained_parameters()), opt_(param_groups(), adam(o.lr)),
+        reducer_(params_, comm_, unbucketed()), order_(train), order_rng_(seed_of(o.seed, 0x636f7665ull)),
+        bn_items_(batch_norm_items(train)) {
+    trained_.insert(bn_items_.begin(), bn_items_.end());
+  }
+
+  bool leader() const { return comm_.rank() == 0; }
+  TrackReader& reader() { return reader_; }
+  // Every track that entered a training batch or a BatchNorm measurement, once each.
+  std::vector<size_t> trained() const { return {trained_.begin(), trained_.end()}; }
+  // What early stopping keeps at the best epoch: the weights and the BatchNorm statistics.
+  std::vector<torch::Tensor> state() {
+    std::vector<torch::Tensor> state = net_.parameters();
+    for (const auto& buffer : net_.buffers()) state.push_back(buffer);
+    return state;
+  }
+
+  // Epoch `epoch` (1-based) over the training tracks in a new order: every global batch is split
+  // into micro-batches of bn_batch items, a rank taking whole ones. Returns the mean training loss.
+  double train_epoch(int epoch) {
+    order_rng_.shuffle(order_);
+    net_.train();
+    const size_t batch = static_cast<size_t>(options_.batch_size), micro = static_cast<size_t>(options_.bn_batch);
+    double loss_sum = 0;
+    size_t batch_index = 0;
+    for (size_t start = 0; start < order_.size(); start += batch, ++batch_index) {
+      const size_t global = std::min(order_.size(), start + batch) - start;
+      trained_.insert(order_.begin() + static_cast<std::ptrdiff_t>(start),
+                      order_.begin() + static_cast<std::ptrdiff_t>(start + global));
+      const int64_t frames = options_.segments[batch_index % options_.segments.size()];
+      const auto [begin, end] = dist::chunk_block(global, micro, comm_.rank(), comm_.size());
+      opt_.zero_grad();
+      for (size_t first = start + begin; first < start + end; first += micro) {
+        const std::vector<size_t> items = slice(order_, first, std::min(start + end, first + micro));
+        const NetInputs in = train_inputs(items, frames, static_cast<uint64_t>(epoch), first);
+        auto works = torch::empty({static_cast<int64_t>(items.size())}, torch::kLong);
+        for (size_t j = 0; j < items.size(); ++j)
+          works[static_cast<int64_t>(j)] = work_class_.at(tracks_.tracks[items[j]].cover_group);
+        const auto loss = torch::nn::functional::cross_entropy(
+            net_.fc1(net_.embed(in.cqt, in.crops)), works,
+            torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+        loss_sum += loss.item<double>();
+        // The reducer averages over the group: scale so the result is the mean over the global batch.
+        (loss * (static_cast<double>(comm_.size()) / static_cast<double>(global))).backward();
       }
+      reducer_.finalize();
+      opt_.step();
     }
-    return std::make_pair(use_cqt ? torch::stack(cqts) : torch::Tensor(), use_mart ? torch::stack(hiers) : torch::Tensor());
-  };
+    auto total = torch::tensor({loss_sum}, torch::kFloat64);
+    comm_.all_reduce(total);
+    return total.item<double>() / static_cast<double>(order_.size());
+  }
 
   // Precise BatchNorm: every BatchNorm's statistics become the mean of its batch statistics over
   // the micro-batches of a fixed set of training items (each rank a block of them).
-  Rng bn_rng(seed_of(o.seed, 0x626e6974ull));
-  std::vector<size_t> bn_items = train;
-  bn_rng.shuffle(bn_items);
-  bn_items.resize(std::min(bn_items.size(), static_cast<size_t>(std::max(o.bn_items, o.bn_batch))));
-  trained.insert(bn_items.begin(), bn_items.end());
-  auto precise_batch_norm = [&]() {
+  void precise_batch_norm() {
     torch::NoGradGuard no_grad;
-    auto bns = net.batch_norms();
+    auto norms = net_.batch_norms();
     std::vector<c10::optional<double>> momentum;
-    for (auto* bn : bns) {
-      momentum.push_back(bn->options.momentum());
-      bn->options.momentum(c10::nullopt);  // a cumulative average of the batches' statistics
-      bn->reset_running_stats();
+    for (auto* norm : norms) {
+      momentum.push_back(norm->options.momentum());
+      norm->options.momentum(c10::nullopt);  // a cumulative average of the batches' statistics
+      norm->reset_running_stats();
     }
-    net.train();
-    const size_t chunks = (bn_items.size() + static_cast<size_t>(o.bn_batch) - 1) / static_cast<size_t>(o.bn_batch);
-    const auto [c0, c1] = dist::contiguous_block(chunks, comm.rank(), comm.size());
-    for (size_t c = c0; c < c1; ++c) {
-      const size_t a = c * static_cast<size_t>(o.bn_batch), b = std::min(bn_items.size(), a + static_cast<size_t>(o.bn_batch));
-      const std::vector<size_t> items(bn_items.begin() + static_cast<std::ptrdiff_t>(a), bn_items.begin() + static_cast<std::ptrdiff_t>(b));
-      const auto in = train_inputs(items, o.segments[0], 0xb0b0, a);
-      net.embed(in.first, in.second);
+    net_.train();
+    const size_t micro = static_cast<size_t>(options_.bn_batch);
+    const auto [begin, end] = dist::chunk_block(bn_items_.size(), micro, comm_.rank(), comm_.size());
+    for (size_t first = begin; first < end; first += micro) {
+      const auto items = slice(bn_items_, first, std::min(end, first + micro));
+      const NetInputs in = train_inputs(items, options_.segments[0], 0xb0b0, first);
+      net_.embed(in.cqt, in.crops);
     }
     // Sum over ranks of (statistics x batches), then divide by all batches.
-    std::vector<torch::Tensor> acc;
-    for (auto* bn : bns) {
-      const double n = static_cast<double>(bn->num_batches_tracked.item<int64_t>());
-      acc.push_back(torch::cat({bn->running_mean.to(torch::kFloat64) * n, bn->running_var.to(torch::kFloat64) * n,
-                                torch::full({1}, n, torch::kFloat64)}));
+    std::vector<torch::Tensor> sums;
+    for (auto* norm : norms) {
+      const double batches = static_cast<double>(norm->num_batches_tracked.item<int64_t>());
+      sums.push_back(torch::cat({norm->running_mean.to(torch::kFloat64) * batches,
+                                 norm->running_var.to(torch::kFloat64) * batches,
+                                 torch::full({1}, batches, torch::kFloat64)}));
     }
-    auto all = torch::cat(acc);
-    if (comm.size() > 1) {
-      comm.all_reduce(all);
-      comm.broadcast(all, 0);  // every rank the same bits
+    auto all = torch::cat(sums);
+    if (comm_.size() > 1) {
+      comm_.all_reduce(all);
+      comm_.broadcast(all, 0);  // every rank the same bits
     }
     int64_t at = 0;
-    for (size_t i = 0; i < bns.size(); ++i) {
-      auto* bn = bns[i];
-      const int64_t c = bn->running_mean.size(0);
-      const double n = all[at + 2 * c].item<double>();
-      if (n > 0) {
-        bn->running_mean.copy_((all.slice(0, at, at + c) / n).to(torch::kFloat32));
-        bn->running_var.copy_((all.slice(0, at + c, at + 2 * c) / n).to(torch::kFloat32));
+    for (size_t i = 0; i < norms.size(); ++i) {
+      auto* norm = norms[i];
+      const int64_t channels = norm->running_mean.size(0);
+      const double batches = all[at + 2 * channels].item<double>();
+      if (batches > 0) {
+        norm->running_mean.copy_((all.slice(0, at, at + channels) / batches).to(torch::kFloat32));
+        norm->running_var.copy_((all.slice(0, at + channels, at + 2 * channels) / batches).to(torch::kFloat32));
       }
-      bn->options.momentum(momentum[i]);
-      at += 2 * c + 1;
+      norm->options.momentum(momentum[i]);
+      at += 2 * channels + 1;
     }
-    net.eval();
-  };
+    net_.eval();
+  }
 
-  // The embeddings of `tracks` of `s` (whole tracks), each rank a block, gathered in order.
-  auto embed_tracks = [&](TrackReader& r, const std::vector<size_t>& tracks) {
+  // The covers metrics of `items` (indices into `set`'s tracks, read by `reader`) ranked by the
+  // embeddings of whole tracks.
+  metrics::RetrievalSummary rank(TrackReader& reader, const EmbeddingSet& set, const std::vector<size_t>& items) {
+    const auto embeddings = embed_tracks(reader, items);
+    std::vector<int64_t> works;
+    for (size_t i : items) works.push_back(set.tracks[i].cover_group);
+    const size_t dim = static_cast<size_t>(embeddings.size(1));
+    return metrics::retrieval_metrics(metrics::Embeddings{embeddings.data_ptr<float>(), items.size(), dim}, works);
+  }
+
+ private:
+  static std::vector<size_t> slice(const std::vector<size_t>& v, size_t begin, size_t end) {
+    return {v.begin() + static_cast<std::ptrdiff_t>(begin), v.begin() + static_cast<std::ptrdiff_t>(end)};
+  }
+  torch::optim::AdamOptions adam(double lr) const { return torch::optim::AdamOptions(lr).weight_decay(options_.weight_decay); }
+  static dist::ReducerOptions unbucketed() {
+    dist::ReducerOptions options;
+    options.overlap = false;
+    return options;
+  }
+
+  CoversNet seeded_net(const model::ModelOptions& m, const std::string& checkpoint_dir) {
+    torch::manual_seed(static_cast<int64_t>(options_.seed));  // every rank of the group builds the same weights
+    return CoversNet(kind_, m, checkpoint_dir, options_, use_cqt_ ? reader_.bins() : 84,
+                     static_cast<int64_t>(work_class_.size()));
+  }
+  std::vector<torch::Tensor> trained_parameters() {
+    std::vector<torch::Tensor> params = net_.new_parameters();
+    for (const auto& p : net_.pretrained_parameters()) params.push_back(p);
+    return params;
+  }
+  // The new part at lr, the pretrained one (if any) at pretrained_lr.
+  std::vector<torch::optim::OptimizerParamGroup> param_groups() {
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(net_.new_parameters(), std::make_unique<torch::optim::AdamOptions>(adam(options_.lr)));
+    const auto pretrained = net_.pretrained_parameters();
+    if (!pretrained.empty())
+      groups.emplace_back(pretrained, std::make_unique<torch::optim::AdamOptions>(adam(options_.pretrained_lr)));
+    return groups;
+  }
+  // The training items whose micro-batches measure BatchNorm: a seeded draw of bn_items of them.
+  std::vector<size_t> batch_norm_items(std::vector<size_t> train) const {
+    Rng rng(seed_of(options_.seed, 0x626e6974ull));
+    rng.shuffle(train);
+    train.resize(std::min(train.size(), static_cast<size_t>(std::max(options_.bn_items, options_.bn_batch))));
+    return train;
+  }
+
+  // Inputs of training items: a segment of `frames` CQT frames and train_crops crop hierarchies
+  // each, drawn from (seed, epoch, position): the same on any rank that builds them.
+  NetInputs train_inputs(const std::vector<size_t>& items, int64_t frames, uint64_t epoch, size_t first_position) {
+    std::vector<torch::Tensor> cqts, crops;
+    for (size_t j = 0; j < items.size(); ++j) {
+      Rng rng(seed_of(options_.seed, epoch, first_position + j));
+      if (use_cqt_) cqts.push_back(reader_.segment(items[j], frames, rng));
+      if (use_mart_) {
+        auto starts = reader_.crop_starts(items[j]);
+        MART_CHECK(!starts.empty(), "track '", tracks_.tracks[items[j]].id, "' has no crop");
+        const auto chosen = draw_train_crops(std::move(starts), static_cast<size_t>(options_.train_crops), rng);
+        crops.push_back(reader_.crops(items[j], chosen));
+      }
+    }
+    return {use_cqt_ ? torch::stack(cqts) : torch::Tensor(), use_mart_ ? torch::stack(crops) : torch::Tensor()};
+  }
+
+  // The embeddings of whole tracks, [items, embedding]: each rank a block, gathered in order.
+  torch::Tensor embed_tracks(TrackReader& reader, const std::vector<size_t>& items) {
     torch::NoGradGuard no_grad;
-    net.eval();
-    const auto [b0, b1] = dist::contiguous_block(tracks.size(), comm.rank(), comm.size());
+    net_.eval();
+    const auto [begin, end] = dist::contiguous_block(items.size(), comm_.rank(), comm_.size());
     std::vector<torch::Tensor> rows;
-    for (size_t j = b0; j < b1; ++j) {
-      const size_t i = tracks[j];
-      torch::Tensor cqt, hier;
-      if (use_cqt) cqt = r.cqt(i).unsqueeze(0);
-      if (use_mart) hier = r.crops(i, r.crop_starts(i)).unsqueeze(0);
-      rows.push_back(net.embed(cqt, hier));
+    for (size_t j = begin; j < end; ++j) {
+      const size_t track = items[j];
+      NetInputs in;
+      if (use_cqt_) in.cqt = reader.cqt(track).unsqueeze(0);
+      if (use_mart_) in.crops = reader.crops(track, reader.crop_starts(track)).unsqueeze(0);
+      rows.push_back(net_.embed(in.cqt, in.crops));
     }
-    auto mine = rows.empty() ? torch::empty({0, o.embedding}) : torch::cat(rows);
-    return (comm.size() > 1 ? comm.all_gather_v(mine.contiguous()) : mine).contiguous();
-  };
-  auto rank_tracks = [&](TrackReader& r, const EmbeddingSet& es, const std::vector<size_t>& tracks) {
-    const auto emb = embed_tracks(r, tracks);
-    std::vector<int64_t> groups;
-    for (size_t i : tracks) groups.push_back(es.tracks[i].cover_group);
-    return metrics::retrieval_metrics(metrics::Embeddings{emb.data_ptr<float>(), tracks.size(), static_cast<size_t>(emb.size(1))}, groups);
-  };
+    auto mine = rows.empty() ? torch::empty({0, options_.embedding}) : torch::cat(rows);
+    return (comm_.size() > 1 ? comm_.all_gather_v(mine.contiguous()) : mine).contiguous();
+  }
 
-  CoversFinetuneResult res;
-  Rng order_rng(seed_of(o.seed, 0x636f7665ull));
-  std::vector<size_t> order = train;
-  std::vector<torch::Tensor> best_state;
-  double best = -1;
-  int since_best = 0, epoch = 0;
-  const size_t B = static_cast<size_t>(o.batch_size), mb = static_cast<size_t>(o.bn_batch);
-  for (; epoch < o.max_epochs && since_best < o.patience; ++epoch) {
-    order_rng.shuffle(order);
-    net.train();
-    double loss_sum = 0;
-    size_t batch_index = 0;
-    for (size_t s = 0; s < order.size(); s += B, ++batch_index) {
-      const size_t global = std::min(order.size(), s + B) - s;
-      trained.insert(order.begin() + static_cast<std::ptrdiff_t>(s), order.begin() + static_cast<std::ptrdiff_t>(s + global));
-      const int64_t len = o.segments[batch_index % o.segments.size()];
-      const size_t chunks = (global + mb - 1) / mb;
-      const auto [c0, c1] = dist::contiguous_block(chunks, comm.rank(), comm.size());
-      opt.zero_grad();
-      for (size_t c = c0; c < c1; ++c) {
-        const size_t a = s + c * mb, b = std::min(s + global, a + mb);
-        const std::vector<size_t> items(order.begin() + static_cast<std::ptrdiff_t>(a), order.begin() + static_cast<std::ptrdiff_t>(b));
-        const auto in = train_inputs(items, len, static_cast<uint64_t>(epoch) + 1, a);
-        auto y = torch::empty({static_cast<int64_t>(items.size())}, torch::kLong);
-        for (size_t j = 0; j < items.size(); ++j) y[static_cast<int64_t>(j)] = work_class.at(e.tracks[items[j]].cover_group);
-        const auto loss = torch::nn::functional::cross_entropy(
-            net.fc1(net.embed(in.first, in.second)), y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-        loss_sum += loss.item<double>();
-        // The reducer averages over the group: scale so the result is the mean over the global batch.
-        (loss * (G / static_cast<double>(global))).backward();
-      }
-      reducer.finalize();
-      opt.step();
-    }
-    auto l = torch::tensor({loss_sum}, torch::kFloat64);
-    comm.all_reduce(l);
-    precise_batch_norm();
-    const double v = rank_tracks(reader, e, valid).map;
-    if (comm.rank() == 0)
-      spdlog::info("  covers {} epoch {}/{}: train loss {:.4f}, valid MAP {:.4f}{}", covers_model_name(kind), epoch + 1,
-                   o.max_epochs, l.item<double>() / static_cast<double>(order.size()), v, v > best + 1e-12 ? " (best)" : "");
-    if (v > best + 1e-12) {
-      best = v, since_best = 0, res.best_epoch = epoch + 1;
-      best_state.clear();
-      for (const auto& p : net.parameters()) best_state.push_back(p.detach().clone());
-      for (const auto& b : net.buffers()) best_state.push_back(b.detach().clone());
-    } else {
-      ++since_best;
-    }
+  CoversModel kind_;
+  CoversFinetuneOptions options_;
+  bool use_cqt_, use_mart_;
+  const EmbeddingSet& tracks_;  // the covers set's tracks (train, valid and test index them)
+  dist::MpiCommunicator comm_;
+  TrackReader reader_;
+  std::map<int64_t, int64_t> work_class_;
+  CoversNet net_;
+  std::vector<torch::Tensor> params_;
+  torch::optim::Adam opt_;
+  dist::GradientReducer reducer_;
+  std::vector<size_t> order_;  // the training tracks, reshuffled every epoch
+  Rng order_rng_;
+  std::vector<size_t> bn_items_;
+  std::set<size_t> trained_;
+};
+
+}  // namespace
+
+CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, const std::vector<size_t>& train,
+                                     const std::vector<size_t>& valid, const std::vector<size_t>& test,
+                                     const CoversSet& transfer, const std::string& checkpoint_dir,
+                                     const model::ModelOptions& m, const CoversFinetuneOptions& o, MPI_Comm group) {
+  MART_CHECK(set.tracks != nullptr && !train.empty() && !valid.empty() && !test.empty(),
+             "covers fine-tuning needs train, valid and test works");
+  CoversTraining training(kind, set, train, valid, test, checkpoint_dir, m, o, group);
+  EarlyStopping stop(o.max_epochs, o.patience, EarlyStopping::Better::higher, 1e-12);
+  while (stop.more()) {
+    const double loss = training.train_epoch(stop.epochs() + 1);
+    training.precise_batch_norm();
+    const double valid_map = training.rank(training.reader(), *set.tracks, valid).map;
+    const bool best = stop.record(valid_map, training.state());
+    if (training.leader())
+      spdlog::info("  covers {} epoch {}/{}: train loss {:.4f}, valid MAP {:.4f}{}", covers_model_name(kind),
+                   stop.epochs(), o.max_epochs, loss, valid_map, best ? " (best)" : "");
   }
-  MART_CHECK(!best_state.empty(), "covers fine-tuning (", covers_model_name(kind), "): the valid MAP was never a number: "
-             "the model diverged; lower eval.covers_lr or eval.covers_pretrained_lr");
-  {
-    torch::NoGradGuard no_grad;  // back to the early-stopping point, statistics included
-    size_t k = 0;
-    for (auto& p : net.parameters()) p.copy_(best_state[k++]);
-    for (auto& b : net.buffers()) b.copy_(best_state[k++]);
-  }
-  res.epochs = epoch;
-  res.best_valid_map = best;
-  res.test = rank_tracks(reader, e, test);
+  MART_CHECK(stop.improved_once(), "covers fine-tuning (", covers_model_name(kind), "): the valid MAP was never a "
+             "number: the model diverged; lower eval.covers_lr or eval.covers_pretrained_lr");
+  stop.restore(training.state());  // back to the early-stopping point, statistics included
+  CoversFinetuneResult result;
+  result.epochs = stop.epochs();
+  result.best_epoch = stop.best_epoch();
+  result.best_valid_map = stop.best();
+  result.test = training.rank(training.reader(), *set.tracks, test);
   if (transfer.tracks != nullptr) {
-    TrackReader tr(transfer, use_cqt);
+    TrackReader transfer_reader(transfer, kind != CoversModel::mart);
     std::vector<size_t> all(transfer.tracks->tracks.size());
     for (size_t i = 0; i < all.size(); ++i) all[i] = i;
-    res.transfer = rank_tracks(tr, *transfer.tracks, all);
-    res.has_transfer = true;
+    result.transfer = training.rank(transfer_reader, *transfer.tracks, all);
+    result.has_transfer = true;
   }
-  res.trained.assign(trained.begin(), trained.end());
-  return res;
+  result.trained = training.trained();
+  return result;
 }
 
 }  // namespace mart::eval

@@ -3,10 +3,10 @@
 #include <torch/torch.h>
 
 #include <cmath>
-#include <limits>
 
 #include "mart/core/error.h"
 #include "mart/model/mart_model.h"
+#include "early_stopping.h"
 
 namespace mart::eval {
 
@@ -67,60 +67,47 @@ ProbeRun train_probe(const ProbeSet& train, const ProbeSet& valid, const std::ve
                      TaskKind task, const ProbeOptions& o) {
   MART_CHECK(train.n > 0 && valid.n > 0, "a probe needs training and validation examples");
   torch::manual_seed(static_cast<int64_t>(o.seed));
-  const int64_t d = train.d, k = train.k;
-  auto xt = rows(train.x, train.n, d), xv = rows(valid.x, valid.n, d);
-  // Standardise with the training statistics.
-  const auto mu = xt.mean(0), sd = xt.std(0).clamp_min(1e-6);
-  xt = (xt - mu) / sd;
-  xv = (xv - mu) / sd;
-  const auto yt = task == TaskKind::multilabel ? rows(train.y, train.n, k) : torch::tensor(train.y);
-  const auto yv = task == TaskKind::multilabel ? rows(valid.y, valid.n, k) : torch::tensor(valid.y);
+  const int64_t dim = train.d, outputs = train.k;
+  // Standardised with the training statistics.
+  const auto train_raw = rows(train.x, train.n, dim);
+  const auto mean = train_raw.mean(0), std_dev = train_raw.std(0).clamp_min(1e-6);
+  const auto train_in = (train_raw - mean) / std_dev, valid_in = (rows(valid.x, valid.n, dim) - mean) / std_dev;
+  const auto train_y = task == TaskKind::multilabel ? rows(train.y, train.n, outputs) : torch::tensor(train.y);
+  const auto valid_y = task == TaskKind::multilabel ? rows(valid.y, valid.n, outputs) : torch::tensor(valid.y);
   torch::nn::Sequential net;
   if (o.kind == ProbeKind::linear) {
-    net->push_back(torch::nn::Linear(d, k));
+    net->push_back(torch::nn::Linear(dim, outputs));
   } else {
-    net->push_back(torch::nn::Linear(d, o.hidden));
+    net->push_back(torch::nn::Linear(dim, o.hidden));
     net->push_back(torch::nn::ReLU());
-    net->push_back(torch::nn::Linear(o.hidden, k));
+    net->push_back(torch::nn::Linear(o.hidden, outputs));
   }
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
-  double best = std::numeric_limits<double>::infinity();
-  int since_best = 0, epochs = 0;
-  std::vector<torch::Tensor> best_params;
-  for (; epochs < o.max_epochs && since_best < o.patience; ++epochs) {
+  EarlyStopping stop(o.max_epochs, o.patience, EarlyStopping::Better::lower, 1e-9);
+  while (stop.more()) {
     net->train();
-    const auto perm = torch::randperm(train.n);
-    for (int64_t s = 0; s < train.n; s += o.batch_size) {
-      const auto idx = perm.narrow(0, s, std::min<int64_t>(o.batch_size, train.n - s));
+    const auto order = torch::randperm(train.n);
+    for (int64_t start = 0; start < train.n; start += o.batch_size) {
+      const auto batch = order.narrow(0, start, std::min<int64_t>(o.batch_size, train.n - start));
       opt.zero_grad();
-      loss_of(net->forward(xt.index_select(0, idx)), yt.index_select(0, idx), task).backward();
+      loss_of(net->forward(train_in.index_select(0, batch)), train_y.index_select(0, batch), task).backward();
       opt.step();
     }
     torch::NoGradGuard no_grad;
     net->eval();
-    const double v = loss_of(net->forward(xv), yv, task).item<double>();
-    if (v < best - 1e-9) {
-      best = v;
-      since_best = 0;
-      best_params.clear();
-      for (auto& p : net->parameters()) best_params.push_back(p.detach().clone());
-    } else {
-      ++since_best;
-    }
+    stop.record(loss_of(net->forward(valid_in), valid_y, task).item<double>(), net->parameters());
   }
-  MART_CHECK(!best_params.empty(), "the probe's validation loss was never finite (", best,
+  MART_CHECK(stop.improved_once(), "the probe's validation loss was never finite (", stop.best(),
              "): the embeddings hold NaN or inf, or the probe diverged");
+  stop.restore(net->parameters());  // the early-stopping point
   torch::NoGradGuard no_grad;
-  auto params = net->parameters();
-  for (size_t i = 0; i < params.size(); ++i) params[i].copy_(best_params[i]);  // the early-stopping point
   net->eval();
-  auto xs = (rows(test_x, n_test, d) - mu) / sd;
-  auto logits = net->forward(xs);
-  auto probs = (task == TaskKind::multilabel ? torch::sigmoid(logits) : torch::softmax(logits, 1)).contiguous();
+  const auto logits = net->forward((rows(test_x, n_test, dim) - mean) / std_dev);
+  const auto probs = (task == TaskKind::multilabel ? torch::sigmoid(logits) : torch::softmax(logits, 1)).contiguous();
   ProbeRun r;
   r.scores.assign(probs.data_ptr<float>(), probs.data_ptr<float>() + probs.numel());
-  r.epochs = epochs;
-  r.best_valid_loss = best;
+  r.epochs = stop.epochs();
+  r.best_valid_loss = stop.best();
   return r;
 }
 
