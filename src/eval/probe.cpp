@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <limits>
 
 #include "mart/core/error.h"
 #include "mart/model/mart_model.h"
@@ -23,45 +24,67 @@ torch::Tensor loss_of(const torch::Tensor& logits, const torch::Tensor& y, TaskK
 
 class MartSource : public FeatureSource {
  public:
-  MartSource(const std::string& checkpoint, const model::ModelOptions& m, uint64_t seed, std::string vector)
+  MartSource(const std::string& checkpoint, const model::ModelOptions& m, uint64_t seed, EmbeddingVector vector)
       : model_(model::inference_model(m, checkpoint, seed)),
         name_(checkpoint.empty() ? "random_init" : "mart"),
-        vector_(std::move(vector)) {
-    if (vector_ != "hat0" && vector_ != "tilde0" && vector_ != "levels")
-      MART_CONFIG_ERROR("eval.embedding must be hat0, tilde0 or levels, got '", vector_, "'");
-  }
+        vector_(vector) {}
   std::string name() const override { return name_; }
-  int64_t dim() const override { return model_->options.dim * (vector_ == "levels" ? model_->options.levels : 1); }
-  int levels() const override { return vector_ == "levels" ? 1 : model_->options.levels; }
+  int64_t dim() const override {
+    return model_->options.dim * (vector_ == EmbeddingVector::levels ? model_->options.levels : 1);
+  }
+  int levels() const override { return vector_ == EmbeddingVector::levels ? 1 : model_->options.levels; }
   void embed(const float* hier, int64_t n, std::vector<std::vector<float>>* out) override {
     torch::NoGradGuard no_grad;
     const auto& o = model_->options;
-    auto x = torch::from_blob(const_cast<float*>(hier), {n, o.clips_total(), o.n_mels, o.frames});
-    const auto e = model_->embed(x);
-    auto assign = [&](size_t l, const torch::Tensor& t) {
-      const auto c = t.contiguous();
-      (*out)[l].assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+    const auto embeddings = model_->embed(torch::from_blob(const_cast<float*>(hier), {n, o.clips_total(), o.n_mels, o.frames}));
+    auto assign = [&](size_t level, const torch::Tensor& t) {
+      const auto values = t.contiguous();
+      (*out)[level].assign(values.data_ptr<float>(), values.data_ptr<float>() + values.numel());
     };
-    if (vector_ == "levels") {  // one vector: every level's mean over its clips, concatenated
+    if (vector_ == EmbeddingVector::levels) {  // one vector: every level's mean over its clips, concatenated
       std::vector<torch::Tensor> means;
-      for (const auto& h : e.hat) means.push_back(h.mean(1));
+      for (const auto& hat : embeddings.hat) means.push_back(hat.mean(1));
       out->assign(1, {});
       assign(0, torch::cat(means, 1));
       return;
     }
     out->assign(static_cast<size_t>(o.levels), {});
-    for (int l = 0; l < o.levels; ++l)  // each level's mean over its clips
-      assign(static_cast<size_t>(l), e.hat[static_cast<size_t>(l)].mean(1));
-    if (vector_ == "tilde0") assign(0, e.tilde[0].mean(1));  // the encoder's own output, before the PWT
+    for (int level = 0; level < o.levels; ++level)  // each level's mean over its clips
+      assign(static_cast<size_t>(level), embeddings.hat[static_cast<size_t>(level)].mean(1));
+    if (vector_ == EmbeddingVector::tilde0) assign(0, embeddings.tilde[0].mean(1));  // the encoder's own output, before the PWT
   }
 
  private:
   model::MartModel model_;
   std::string name_;
-  std::string vector_;  // what level 0 holds: hat0 (s^^0), tilde0 (s~^0) or levels (all levels' means)
+  EmbeddingVector vector_;  // what level 0 holds
 };
 
 }  // namespace
+
+ProbeKind parse_probe_kind(const std::string& name) {
+  if (name == "linear") return ProbeKind::linear;
+  if (name == "mlp") return ProbeKind::mlp;
+  MART_CONFIG_ERROR("eval.probe must be linear or mlp, got '", name, "'");
+}
+
+const char* probe_kind_name(ProbeKind kind) { return kind == ProbeKind::linear ? "linear" : "mlp"; }
+
+EmbeddingVector parse_embedding_vector(const std::string& name) {
+  if (name == "hat0") return EmbeddingVector::hat0;
+  if (name == "tilde0") return EmbeddingVector::tilde0;
+  if (name == "levels") return EmbeddingVector::levels;
+  MART_CONFIG_ERROR("eval.embedding must be hat0, tilde0 or levels, got '", name, "'");
+}
+
+const char* embedding_vector_name(EmbeddingVector vector) {
+  switch (vector) {
+    case EmbeddingVector::hat0: return "hat0";
+    case EmbeddingVector::tilde0: return "tilde0";
+    case EmbeddingVector::levels: return "levels";
+  }
+  return "?";
+}
 
 ProbeRun train_probe(const ProbeSet& train, const ProbeSet& valid, const std::vector<float>& test_x, int64_t n_test,
                      TaskKind task, const ProbeOptions& o) {
@@ -112,7 +135,7 @@ ProbeRun train_probe(const ProbeSet& train, const ProbeSet& valid, const std::ve
 }
 
 std::unique_ptr<FeatureSource> mart_source(const std::string& checkpoint, const model::ModelOptions& m,
-                                           uint64_t seed, int threads, const std::string& vector) {
+                                           uint64_t seed, int threads, EmbeddingVector vector) {
   if (threads > 0) at::set_num_threads(threads);
   return std::make_unique<MartSource>(checkpoint, m, seed, vector);
 }

@@ -8,7 +8,7 @@
 
 #include "mart/core/error.h"
 #include "mart/core/rng.h"
-#include "mart/eval/evaluate.h"
+#include "mart/eval/tasks.h"
 #include "mart/synth/synth.h"
 
 namespace {

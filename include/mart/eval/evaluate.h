@@ -1,70 +1,12 @@
 #pragma once
-// mart-eval's stage body: embed with each feature source (the trained model and the baselines),
-// run every task x label fraction x seed as jobs spread over the ranks, compute the covers ranking
-// in query blocks spread over the ranks, and write the report. No torch in this header.
-#include <string>
-#include <vector>
-
+// mart-eval's stage body, in named phases: the feature sources (the trained model and the
+// baselines) and their embeddings; per source the frozen probes (task x label fraction x seed jobs
+// spread over the ranks), whole-model fine-tuning (jobs on rank groups) and the frozen covers
+// ranking (query blocks spread over the ranks); then the covers models trained on the training
+// works (the paper's table 3), and the report. Options: mart/eval/options.h. No torch here.
 #include "mart/app/stage.h"
-#include "mart/core/config.h"
-#include "mart/eval/embed.h"
-#include "mart/eval/probe.h"
 
 namespace mart::eval {
-
-void declare_options(Config& c);
-
-// One probe job's outcome.
-struct TaskScore {
-  std::string source, protocol, task, metric;  // protocol: linear, mlp, finetune, or "" (covers: no training)
-  double fraction = 1;
-  uint64_t seed = 0;
-  double value = 0;
-  int fold = -1;  // the test fold when mart-eval made folds (no test split in the data), else -1
-};
-
-// The tracks of a task: those with its labels in the train / valid / test splits (without a valid
-// split every tenth training track validates); with fraction < 1 a subset of the training tracks
-// (at least one) drawn with `seed`. Throws ConfigError when a split is empty.
-//
-// Data without a test split (GTZAN without split lists: every track is "train") is cut into
-// `folds` folds instead: with `fold` >= 0 the training tracks of fold `fold` are the test tracks
-// and the others train (and validate, as above). The folds are stratified by class for
-// classification (each class dealt round-robin, in a seeded shuffled order, over the folds,
-// continuing where the previous class stopped, so fold sizes differ by at most one) and seeded by
-// a constant: every job, seed and model sees the same folds. `fold` < 0 on such data throws.
-struct TaskTracks {
-  std::vector<size_t> train, valid, test;
-};
-TaskTracks task_tracks(const EmbeddingSet& e, const std::string& task, double fraction, uint64_t seed,
-                       int fold = -1, int folds = 10);
-// Development scoring (eval.score_split valid) of the probe and fine-tuning tasks, in place: valid
-// tracks become "test" and test tracks "held_out" (task_tracks never reads them), so every tenth
-// training track validates (task_tracks' rule when a data set has no valid split).
-void develop_splits(std::vector<TrackInfo>* tracks);
-// Whether the task's tracks include a test split (else mart-eval makes folds).
-bool has_test_split(const EmbeddingSet& e, const std::string& task);
-// The fold (0 .. folds-1) of each of `tracks` (indices into e.tracks), stratified by class when
-// `by_class`. Throws ConfigError when there are fewer tracks than folds or folds < 2.
-std::vector<int> stratified_folds(const EmbeddingSet& e, const std::vector<size_t>& tracks, bool by_class, int folds);
-
-// Metrics of `test` tracks from per-crop scores ([crops of the test tracks in order, k]): a
-// track's score is the mean over its crops. Tagging: ROC-AUC, PR-AUC; classification: accuracy,
-// ROC-AUC, PR-AUC (one-vs-rest macro).
-std::vector<TaskScore> score_tracks(const EmbeddingSet& e, const std::string& task, const std::vector<size_t>& test,
-                                    const std::vector<float>& crop_scores, const TaskScore& stamp);
-
-// Tagging / classification with a probe on `e` (crops of the train split, early stopping on
-// valid, scored on test, a track = the mean of its crops). Throws ConfigError when a split or
-// the task's labels are missing.
-std::vector<TaskScore> run_probe_task(const EmbeddingSet& e, const std::string& task, double fraction,
-                                      const ProbeOptions& o, int fold = -1, int folds = 10);
-// Tasks the labels of `e` support: tagging (tags), classification (classes), covers (groups).
-std::vector<std::string> available_tasks(const EmbeddingSet& e);
-
-// Markdown table: one row per source, one column per task metric, "mean ± std" over seeds.
-// `scored`: the split the covers rows rank (test, or valid with eval.score_split valid).
-std::string markdown_report(const std::vector<TaskScore>& scores, const std::string& scored = "test");
 
 int run(app::StageContext& ctx);
 

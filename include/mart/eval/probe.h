@@ -13,7 +13,15 @@
 namespace mart::eval {
 
 enum class ProbeKind { linear, mlp };
+ProbeKind parse_probe_kind(const std::string& name);  // "linear", "mlp"; else a ConfigError (eval.probe)
+const char* probe_kind_name(ProbeKind kind);
 enum class TaskKind { multilabel, multiclass };
+
+// What the tasks see of a MART model's crop as level 0: s^^0 (after the part-whole transformer),
+// s~^0 (the encoder's output) or every level's mean over its clips, concatenated (one level).
+enum class EmbeddingVector { hat0, tilde0, levels };
+EmbeddingVector parse_embedding_vector(const std::string& name);  // else a ConfigError (eval.embedding)
+const char* embedding_vector_name(EmbeddingVector vector);
 
 struct ProbeOptions {
   ProbeKind kind = ProbeKind::linear;
@@ -40,10 +48,10 @@ ProbeRun train_probe(const ProbeSet& train, const ProbeSet& valid, const std::ve
                      TaskKind task, const ProbeOptions& o);
 
 // The MART model of a checkpoint directory (or a randomly initialised one when `checkpoint` is
-// empty) as a feature source: the per-level means of s^ (after the part-whole transformer).
-// `vector` chooses what the downstream tasks see as level 0: "hat0" (s^^0, the default),
-// "tilde0" (s~^0, the encoder's output) or "levels" (one level: the concatenated level means).
+// empty) as a feature source: the per-level means of s^ (after the part-whole transformer), level 0
+// the `vector` the downstream tasks see.
 std::unique_ptr<FeatureSource> mart_source(const std::string& checkpoint, const model::ModelOptions& m,
-                                           uint64_t seed, int threads, const std::string& vector = "hat0");
+                                           uint64_t seed, int threads,
+                                           EmbeddingVector vector = EmbeddingVector::hat0);
 
 }  // namespace mart::eval
