@@ -196,8 +196,8 @@ class CoversTraining {
       : kind_(kind), options_(o), use_cqt_(kind != CoversModel::mart), use_mart_(kind != CoversModel::cqtnet),
         tracks_(*set.tracks), comm_(group), reader_(set, use_cqt_), work_class_(training_works(tracks_, train, valid, test)),
         net_(seeded_net(m, checkpoint_dir)), params_(trained_parameters()), opt_(param_groups(), adam(o.lr)),
-        reducer_(params_, comm_, unbucketed()), order_(train), order_rng_(seed_of(o.seed, 0x636f7665ull)),
-        bn_items_(batch_norm_items(train)) {
+        reducer_(params_, comm_, dist::ReducerOptions::after_backward()), order_(train),
+        order_rng_(seed_of(o.seed, 0x636f7665ull)), bn_items_(batch_norm_items(train)) {
     trained_.insert(bn_items_.begin(), bn_items_.end());
   }
 
@@ -310,11 +310,6 @@ class CoversTraining {
     return {v.begin() + static_cast<std::ptrdiff_t>(begin), v.begin() + static_cast<std::ptrdiff_t>(end)};
   }
   torch::optim::AdamOptions adam(double lr) const { return torch::optim::AdamOptions(lr).weight_decay(options_.weight_decay); }
-  static dist::ReducerOptions unbucketed() {
-    dist::ReducerOptions options;
-    options.overlap = false;
-    return options;
-  }
 
   CoversNet seeded_net(const model::ModelOptions& m, const std::string& checkpoint_dir) {
     torch::manual_seed(static_cast<int64_t>(options_.seed));  // every rank of the group builds the same weights

@@ -101,7 +101,7 @@ class FineTuning {
         valid_rows_(table_.rows(valid)), test_rows_(table_.rows(test)), net_(initial_net(checkpoint_dir, m)),
         params_(net_.parameters()),
         opt_(params_, torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay)),
-        reducer_(params_, comm_, unbucketed()),
+        reducer_(params_, comm_, dist::ReducerOptions::after_backward()),
         order_rng_(seed_of(o.seed, 0x66696e65ull)) {}
 
   bool leader() const { return comm_.rank() == 0; }
@@ -171,12 +171,6 @@ class FineTuning {
  private:
   int64_t outputs() const {
     return static_cast<int64_t>(task_ == TaskKind::multilabel ? e_.tag_names.size() : e_.class_names.size());
-  }
-
-  static dist::ReducerOptions unbucketed() {
-    dist::ReducerOptions options;
-    options.overlap = false;
-    return options;
   }
 
   // The model every rank of the group builds from the seed: the checkpoint's weights (a random

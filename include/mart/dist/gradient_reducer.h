@@ -29,6 +29,13 @@ struct ReducerOptions {
   // so communication overlaps the rest of backward. false: finalize() adds every parameter after
   // backward (needed to accumulate gradients over several backward passes before one finalize).
   bool overlap = true;
+
+  // overlap off: what the evaluation's fine-tuning jobs use (their batches are small).
+  static ReducerOptions after_backward() {
+    ReducerOptions options;
+    options.overlap = false;
+    return options;
+  }
 };
 
 // Time the last finalize() cost the step, in seconds.
