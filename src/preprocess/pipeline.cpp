@@ -32,14 +32,15 @@ using json = nlohmann::json;
 namespace mart::preprocess {
 
 void declare_options(Config& c) {
+  const PreprocessOptions d;  // every default is the struct's
   c.add_required<std::string>("input", "the collection: a folder (folder, synth, mtat, gtzan) or a list file (covers)", "Data");
   c.add_required<std::string>("output", "directory for the shards, manifest.json and logs", "Data");
-  c.add<std::string>("dataset.kind", "folder", "folder | synth | mtat | gtzan | covers", "Data");
-  c.add<std::string>("dataset.labels_csv", "", "folder: CSV with path,split,tags,class,cover_group", "Data");
-  c.add<std::string>("dataset.split_dir", "", "mtat/gtzan: folder with train.txt, valid.txt, test.txt", "Data");
-  c.add<int>("dataset.mtat_top_tags", 50, "mtat: keep the K most frequent tags", "Data");
-  c.add<bool>("dataset.mtat_drop_untagged", false, "mtat: drop clips with none of the top tags", "Data");
-  const audio::FeatureConfig f;
+  c.add<std::string>("dataset.kind", d.dataset.kind, "folder | synth | mtat | gtzan | covers", "Data");
+  c.add<std::string>("dataset.labels_csv", d.dataset.labels_csv, "folder: CSV with path,split,tags,class,cover_group", "Data");
+  c.add<std::string>("dataset.split_dir", d.dataset.split_dir, "mtat/gtzan: folder with train.txt, valid.txt, test.txt", "Data");
+  c.add<int>("dataset.mtat_top_tags", d.dataset.mtat_top_tags, "mtat: keep the K most frequent tags", "Data");
+  c.add<bool>("dataset.mtat_drop_untagged", d.dataset.mtat_drop_untagged, "mtat: drop clips with none of the top tags", "Data");
+  const audio::FeatureConfig& f = d.features;
   c.add<int>("features.sample_rate", f.sample_rate, "sample rate the audio is resampled to", "Features");
   c.add<int>("features.clip_samples", static_cast<int>(f.clip_samples), "L0: samples of a top clip", "Features");
   c.add<int>("features.levels", f.levels, "N: levels of the hierarchy", "Features");
@@ -50,22 +51,22 @@ void declare_options(Config& c) {
   c.add<double>("features.f_min", f.f_min, "lowest mel frequency (Hz)", "Features");
   c.add<double>("features.f_max", f.f_max, "highest mel frequency (Hz); 0 = Nyquist", "Features");
   c.add<double>("features.log_eps", f.log_eps, "log(mel + eps)", "Features");
-  c.add<std::string>("features.window", "fixed", "fixed (the paper: n_fft at every level) or scaled (max(n_fft, 2 hop))", "Features");
+  c.add<std::string>("features.window", audio::to_string(f.window), "fixed (the paper: n_fft at every level) or scaled (max(n_fft, 2 hop))", "Features");
   c.add<int>("features.views", f.views, "V: augmented views stored per track besides the clean audio", "Features");
-  c.add<bool>("features.cqt", false,
+  c.add<bool>("features.cqt", d.cqt,
               "also store the clean audio's constant-Q magnitude, CQTNet's input (84 bins from C1, 12 per octave, "
               "hop 512 samples, means of 20 frames), in /cqt of every shard",
               "Features");
-  const audio::AugmentConfig a;
-  c.add<int>("augment.seed", 1, "seed of the views: (seed, track, view) fixes every draw", "Augmentation");
+  const audio::AugmentConfig& a = d.augment;
+  c.add<int>("augment.seed", static_cast<int>(d.augment_seed), "seed of the views: (seed, track, view) fixes every draw", "Augmentation");
   c.add<double>("augment.p_polarity", a.p_polarity, "probability of polarity inversion", "Augmentation");
   c.add<double>("augment.p_noise", a.p_noise, "probability of Gaussian noise", "Augmentation");
   c.add<double>("augment.p_gain", a.p_gain, "probability of a gain change", "Augmentation");
   c.add<double>("augment.p_filter", a.p_filter, "probability of a high- or low-pass filter", "Augmentation");
   c.add<double>("augment.p_delay", a.p_delay, "probability of a delay", "Augmentation");
   c.add<double>("augment.p_pitch", a.p_pitch, "probability of a pitch shift", "Augmentation");
-  c.add<int>("preprocess.unit_tracks", 32, "tracks per unit of work (= per shard)", "Run");
-  c.add<double>("preprocess.max_failures", 0.05, "fraction of tracks allowed to fail before the run is an error", "Run");
+  c.add<int>("preprocess.unit_tracks", d.unit_tracks, "tracks per unit of work (= per shard)", "Run");
+  c.add<double>("preprocess.max_failures", d.max_failures, "fraction of tracks allowed to fail before the run is an error", "Run");
   c.add_flag("preprocess.resume", "continue a compatible run in --output, skipping finished shards", "Run");
   c.add_flag("preprocess.force", "delete what --output holds and start over", "Run");
   c.add_flag("preprocess.verify",
