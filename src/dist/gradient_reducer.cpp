@@ -2,15 +2,10 @@
 
 #include <chrono>
 
+#include "mart/core/clock.h"
 #include "mart/core/error.h"
 
 namespace mart::dist {
-
-namespace {
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-}  // namespace
 
 GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator& comm,
                                  ReducerOptions options)

@@ -14,6 +14,7 @@
 #include "writers.h"
 #include "mart/audio/decode.h"
 #include "mart/audio/logmel.h"
+#include "mart/core/clock.h"
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
 #include "mart/core/text.h"
@@ -244,10 +245,6 @@ std::vector<Outcome> embed_round(const dist::World& world, AudioEmbedder& embedd
   }
   std::sort(round.begin(), round.end(), [](const Outcome& a, const Outcome& b) { return a.index < b.index; });
   return round;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace

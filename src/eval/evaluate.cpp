@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "mart/app/plot.h"
+#include "mart/core/clock.h"
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
 #include "mart/core/hash.h"
@@ -139,10 +140,6 @@ std::string canonical_path(const std::string& path) {
   std::string s = fs::weakly_canonical(fs::absolute(path)).string();
   while (s.size() > 1 && s.back() == '/') s.pop_back();
   return s;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 // mart-eval's phases and what they share: the stage's world and options, the data, the rank groups

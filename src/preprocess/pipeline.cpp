@@ -17,6 +17,7 @@
 #include "mart/audio/cqt.h"
 #include "mart/audio/decode.h"
 #include "mart/audio/logmel.h"
+#include "mart/core/clock.h"
 #include "mart/core/error.h"
 #include "mart/core/failpoint.h"
 #include "mart/core/fs.h"
@@ -489,7 +490,7 @@ int run(app::StageContext& ctx) {
     if (world.is_root()) {
       // Units are handed out one counter value at a time, so the value drawn is the job's progress
       // (the ETA assumes the units left are as long as the mean so far; they are shorter).
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double s = seconds_since(t0);
       const double started = static_cast<double>(drawn + 1);
       // x real time: seconds of audio per second of wall time (rank 0's; the job's is about
       // that times the ranks).
@@ -499,7 +500,7 @@ int run(app::StageContext& ctx) {
     }
   }
   world.barrier();
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = seconds_since(t0);
   // Peak memory per rank: it must not grow with the corpus (tracks stream through).
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "mart/core/clock.h"
 #include "mart/dist/all_gather_with_grad.h"
 #include "mart/run/autocast.h"
 
@@ -116,7 +117,7 @@ StepLoss forward_loss(model::MartModel& model, const loss::HierarchicalContrasti
   const torch::Tensor z_hat0 = z_hat[0].reshape({z_hat[0].size(0), -1});
   const torch::Tensor global_tilde0 = dist::all_gather_with_grad(z_tilde0.contiguous(), *comm);
   const torch::Tensor global_hat0 = dist::all_gather_with_grad(z_hat0.contiguous(), *comm);
-  out.gather_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out.gather_s = seconds_since(t0);
   const int64_t offset = comm->rank() * z_tilde0.size(0);
   const torch::Tensor global_track = track.defined() ? comm->all_gather(track.to(comm->device())) : torch::Tensor();
   const loss::LossOutput l = loss_fn(z_hat, z_tilde0, global_tilde0, global_hat0, offset, global_track);

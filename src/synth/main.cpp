@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "mart/app/stage.h"
+#include "mart/core/clock.h"
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
 #include "mart/synth/synth.h"
@@ -54,7 +55,7 @@ int run(mart::app::StageContext& ctx) {
     mart::synth::write_audio_atomic(out + "/audio/" + t.track_id + "." + fmt, audio, opt.sample_rate, fmt);
     ++done;
     if (ctx.world.is_root() && (done % 25 == 0 || done == mine)) {
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double s = mart::seconds_since(t0);
       spdlog::info("rank 0 rendered {}/{} of its tracks ({:.0f}x real time per rank, ETA {:.0f} s)", done, mine,
                    done * opt.seconds / s, s / done * (mine - done));
     }
@@ -62,7 +63,7 @@ int run(mart::app::StageContext& ctx) {
   ctx.world.barrier();
   if (ctx.world.is_root()) {
     mart::write_file_atomic(out + "/manifest.csv", mart::synth::manifest_csv(plan, fmt));
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double s = mart::seconds_since(t0);
     spdlog::info("wrote {} and {} audio files in {:.1f} s on {} rank(s)", out + "/manifest.csv", plan.size(), s,
                  ctx.world.size());
     spdlog::info("corpus: {}", mart::synth::corpus_summary(plan));

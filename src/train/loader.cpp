@@ -6,6 +6,7 @@
 #include <cstring>
 #include <set>
 
+#include "mart/core/clock.h"
 #include "mart/core/error.h"
 #include "mart/core/rng.h"
 
@@ -127,7 +128,7 @@ void Prefetcher::loop() {
           data_.read_top(items[i].track, start_a, va, b.view_a.data() + i * clip);
         }
       }
-      b.read_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      b.read_s = seconds_since(t0);
       if (options_.repeat_first && b.size > first.size) first = b;  // a full batch (a resume may start on a short one)
       --remaining_;
       {
@@ -159,7 +160,7 @@ CropBatch Prefetcher::next(double* wait_s) {
   queue_.pop_front();
   lk.unlock();
   cv_.notify_all();
-  if (wait_s) *wait_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (wait_s) *wait_s = seconds_since(t0);
   return b;
 }
 

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mart/app/plot.h"
+#include "mart/core/clock.h"
 #include "mart/core/error.h"
 #include "mart/core/fs.h"
 #include "mart/core/hash.h"
@@ -51,7 +52,6 @@ std::atomic<int> g_signal{0};
 void on_signal(int sig) { g_signal.store(sig); }
 
 using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // The model's input sizes come from the data, the rest from the config.
 model::ModelOptions model_for(const model::ModelOptions& options, const audio::FeatureConfig& f) {
@@ -264,7 +264,7 @@ int run(app::StageContext& ctx) {
     optimizer.step();
     ++state.step;
     state.sampler = {batch.epoch, batch.index + 1};
-    const double step_s = since(t0);
+    const double step_s = seconds_since(t0);
     // On GPUs the host only sees launches: the communicator reports the collectives' device time.
     const double device_comm_s = comm->take_device_seconds();
     const double comm_s = device_comm_s >= 0 ? device_comm_s : l.gather_s + reducer.last_timing().finalize_s;
