@@ -309,7 +309,9 @@ class CoversTraining {
   static std::vector<size_t> slice(const std::vector<size_t>& v, size_t begin, size_t end) {
     return {v.begin() + static_cast<std::ptrdiff_t>(begin), v.begin() + static_cast<std::ptrdiff_t>(end)};
   }
-  torch::optim::AdamOptions adam(double lr) const { return torch::optim::AdamOptions(lr).weight_decay(options_.weight_decay); }
+  torch::optim::AdamOptions adam(double lr) const {
+    return torch::optim::AdamOptions(lr).weight_decay(options_.weight_decay);
+  }
 
   CoversNet seeded_net(const model::ModelOptions& m, const std::string& checkpoint_dir) {
     torch::manual_seed(static_cast<int64_t>(options_.seed));  // every rank of the group builds the same weights

@@ -72,8 +72,8 @@ void collect(const std::vector<JobScore>& mine, const dist::World& world, std::v
 
 // Covers ranking of n embeddings [n, dim] by their works, query blocks spread over the ranks; the
 // summary is valid on rank 0.
-metrics::RetrievalSummary rank_covers(const float* embeddings, size_t n, size_t dim, const std::vector<int64_t>& works,
-                             const dist::World& world) {
+metrics::RetrievalSummary rank_covers(const float* embeddings, size_t n, size_t dim,
+                                      const std::vector<int64_t>& works, const dist::World& world) {
   const auto [first, last] = dist::contiguous_block(n, world.rank(), world.size());
   const auto mine = metrics::retrieval_block(metrics::Embeddings{embeddings, n, dim}, works, first, last);
   const auto all = dist::all_gather_values(world, mine);
@@ -206,7 +206,8 @@ class Evaluation {
   void frozen_probes(const SourceEmbeddings& embedded) {
     const auto jobs = task_jobs(embedded, options_.label_fractions, options_.seeds);
     std::vector<JobScore> mine;
-    for (size_t index = static_cast<size_t>(world_.rank()); index < jobs.size(); index += static_cast<size_t>(world_.size())) {
+    const auto ranks = static_cast<size_t>(world_.size());
+    for (size_t index = static_cast<size_t>(world_.rank()); index < jobs.size(); index += ranks) {
       const TaskJob& job = jobs[index];
       ProbeOptions probe = options_.probe;
       probe.seed = job.seed;
@@ -223,7 +224,8 @@ class Evaluation {
     const auto jobs = task_jobs(embedded, options_.finetune_fractions, options_.finetune_seed_count());
     const EmbeddingSet& set = embedded.set;
     std::vector<JobScore> mine;
-    for (size_t index = static_cast<size_t>(groups_.index()); index < jobs.size(); index += static_cast<size_t>(groups_.count())) {
+    const auto groups = static_cast<size_t>(groups_.count());
+    for (size_t index = static_cast<size_t>(groups_.index()); index < jobs.size(); index += groups) {
       const TaskJob& job = jobs[index];
       FinetuneOptions tuning = options_.finetune;
       tuning.seed = job.seed;
@@ -242,7 +244,8 @@ class Evaluation {
       TaskScore stamp;
       stamp.source = set.source, stamp.protocol = "finetune", stamp.fraction = job.fraction, stamp.seed = tuning.seed;
       stamp.fold = job.fold;
-      for (const auto& score : score_tracks(set, job.task, tracks.test, result.scores, stamp)) mine.push_back({index, score});
+      for (const auto& score : score_tracks(set, job.task, tracks.test, result.scores, stamp))
+        mine.push_back({index, score});
     }
     collect(mine, world_, &scores_);
   }
@@ -341,7 +344,8 @@ class Evaluation {
   std::vector<Source> feature_sources() {
     const auto& features = manifest_.features;
     const std::string vector_identity =  // hat0: as before the option
-        options_.embedding == EmbeddingVector::hat0 ? "" : std::string(";vector=") + embedding_vector_name(options_.embedding);
+        options_.embedding == EmbeddingVector::hat0 ? ""
+                                                    : std::string(";vector=") + embedding_vector_name(options_.embedding);
     std::vector<Source> sources;
     if (!options_.checkpoint.empty()) {
       const run::CheckpointInfo ckpt = run::open_checkpoint(options_.checkpoint);

@@ -35,8 +35,9 @@ class MartSource : public FeatureSource {
   int levels() const override { return vector_ == EmbeddingVector::levels ? 1 : model_->options.levels; }
   void embed(const float* hier, int64_t n, std::vector<std::vector<float>>* out) override {
     torch::NoGradGuard no_grad;
-    const auto& o = model_->options;
-    const auto embeddings = model_->embed(torch::from_blob(const_cast<float*>(hier), {n, o.clips_total(), o.n_mels, o.frames}));
+    const auto& shape = model_->options;
+    const auto crops = torch::from_blob(const_cast<float*>(hier), {n, shape.clips_total(), shape.n_mels, shape.frames});
+    const auto embeddings = model_->embed(crops);
     auto assign = [&](size_t level, const torch::Tensor& t) {
       const auto values = t.contiguous();
       (*out)[level].assign(values.data_ptr<float>(), values.data_ptr<float>() + values.numel());
@@ -48,10 +49,11 @@ class MartSource : public FeatureSource {
       assign(0, torch::cat(means, 1));
       return;
     }
-    out->assign(static_cast<size_t>(o.levels), {});
-    for (int level = 0; level < o.levels; ++level)  // each level's mean over its clips
+    out->assign(static_cast<size_t>(shape.levels), {});
+    for (int level = 0; level < shape.levels; ++level)  // each level's mean over its clips
       assign(static_cast<size_t>(level), embeddings.hat[static_cast<size_t>(level)].mean(1));
-    if (vector_ == EmbeddingVector::tilde0) assign(0, embeddings.tilde[0].mean(1));  // the encoder's own output, before the PWT
+    // tilde0: the encoder's own output, before the PWT.
+    if (vector_ == EmbeddingVector::tilde0) assign(0, embeddings.tilde[0].mean(1));
   }
 
  private:

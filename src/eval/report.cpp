@@ -59,32 +59,32 @@ namespace {
 std::string table(const std::vector<TaskScore>& scores) {
   std::vector<std::string> sources, columns;
   std::map<std::pair<std::string, std::string>, std::vector<double>> cells;
-  for (const auto& s : scores) {
+  for (const auto& score : scores) {
     std::ostringstream col;
-    col << s.task << " " << s.metric;
-    if (s.fraction < 1.0) col << " @" << s.fraction * 100 << "%";
-    if (std::find(sources.begin(), sources.end(), s.source) == sources.end()) sources.push_back(s.source);
+    col << score.task << " " << score.metric;
+    if (score.fraction < 1.0) col << " @" << score.fraction * 100 << "%";
+    if (std::find(sources.begin(), sources.end(), score.source) == sources.end()) sources.push_back(score.source);
     if (std::find(columns.begin(), columns.end(), col.str()) == columns.end()) columns.push_back(col.str());
-    cells[{s.source, col.str()}].push_back(s.value);
+    cells[{score.source, col.str()}].push_back(score.value);
   }
   std::ostringstream md;
   md << "| model |";
-  for (const auto& c : columns) md << " " << c << " |";
+  for (const auto& column : columns) md << " " << column << " |";
   md << "\n|---|";
   for (size_t i = 0; i < columns.size(); ++i) md << "---|";
   md << "\n";
   for (const auto& src : sources) {
     md << "| " << src << " |";
-    for (const auto& c : columns) {
-      auto it = cells.find({src, c});
+    for (const auto& column : columns) {
+      auto it = cells.find({src, column});
       if (it == cells.end()) {
         md << " - |";
         continue;
       }
-      const auto ms = metrics::mean_std(it->second);
+      const auto spread = metrics::mean_std(it->second);
       char buf[64];
-      if (ms.n > 1) std::snprintf(buf, sizeof buf, " %.4f ± %.4f |", ms.mean, ms.std);
-      else std::snprintf(buf, sizeof buf, " %.4f |", ms.mean);
+      if (spread.n > 1) std::snprintf(buf, sizeof buf, " %.4f ± %.4f |", spread.mean, spread.std);
+      else std::snprintf(buf, sizeof buf, " %.4f |", spread.mean);
       md << buf;
     }
     md << "\n";
@@ -98,25 +98,25 @@ std::string markdown_report(const std::vector<TaskScore>& scores, const std::str
   // As the paper: one table for frozen embeddings (probes, covers), one for fine-tuning, and
   // with eval.covers_models a third shaped like its table 3 (covers rows only).
   std::vector<TaskScore> frozen, tuned, covers;
-  for (const auto& s : scores) {
-    if (s.protocol == "covers_finetune") {
-      TaskScore x = s;
-      x.source = s.source == "cqtnet" ? "cqtnet (from scratch)" : s.source + " (fine-tuned)";
-      covers.push_back(x);
+  for (const auto& score : scores) {
+    if (score.protocol == "covers_finetune") {
+      TaskScore row = score;
+      row.source = score.source == "cqtnet" ? "cqtnet (from scratch)" : score.source + " (fine-tuned)";
+      covers.push_back(row);
       continue;
     }
-    if (s.protocol == "chance") {  // the expectation of a random ranking, in both covers tables
-      TaskScore x = s;
-      x.source = "chance (random ranking)";
-      frozen.push_back(x);
-      covers.push_back(x);
+    if (score.protocol == "chance") {  // the expectation of a random ranking, in both covers tables
+      TaskScore row = score;
+      row.source = "chance (random ranking)";
+      frozen.push_back(row);
+      covers.push_back(row);
       continue;
     }
-    (s.protocol == "finetune" ? tuned : frozen).push_back(s);
-    if (s.protocol.empty() && (s.task == "covers" || s.task == "covers_transfer")) {
-      TaskScore x = s;
-      x.source = s.source + " (frozen)";
-      covers.push_back(x);
+    (score.protocol == "finetune" ? tuned : frozen).push_back(score);
+    if (score.protocol.empty() && (score.task == "covers" || score.task == "covers_transfer")) {
+      TaskScore row = score;
+      row.source = score.source + " (frozen)";
+      covers.push_back(row);
     }
   }
   if (tuned.empty() && covers.empty()) return table(frozen);
@@ -125,8 +125,10 @@ std::string markdown_report(const std::vector<TaskScore>& scores, const std::str
   if (!tuned.empty()) md += "Fine-tuned whole model (encoder and part-whole transformer):\n\n" + table(tuned) + "\n";
   if (!covers.empty()) {
     // Fine-tuned rows first, as the paper lists them.
-    std::stable_partition(covers.begin(), covers.end(), [](const TaskScore& x) { return x.protocol == "covers_finetune"; });
-    const bool transfer = std::any_of(covers.begin(), covers.end(), [](const TaskScore& x) { return x.task == "covers_transfer"; });
+    std::stable_partition(covers.begin(), covers.end(),
+                          [](const TaskScore& score) { return score.protocol == "covers_finetune"; });
+    const bool transfer = std::any_of(covers.begin(), covers.end(),
+                                      [](const TaskScore& score) { return score.task == "covers_transfer"; });
     md += "Cover songs as the paper's table 3 (" + scored + " works" +
           (transfer ? "; covers_transfer: the transfer set, never trained on" : "") + "):\n\n" + table(covers) + "\n";
   }

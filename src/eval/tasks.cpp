@@ -10,22 +10,22 @@
 
 namespace mart::eval {
 
-std::vector<std::string> available_tasks(const EmbeddingSet& e) {
-  std::vector<std::string> t;
+std::vector<std::string> available_tasks(const EmbeddingSet& set) {
+  std::vector<std::string> tasks;
   bool tags = false, classes = false, covers = false;
-  for (const auto& x : e.tracks) {
-    for (auto v : x.tags) tags = tags || v;
-    classes = classes || x.class_index >= 0;
-    covers = covers || x.cover_group >= 0;
+  for (const auto& t : set.tracks) {
+    for (auto tag : t.tags) tags = tags || tag;
+    classes = classes || t.class_index >= 0;
+    covers = covers || t.cover_group >= 0;
   }
-  if (tags) t.push_back("tagging");
-  if (classes) t.push_back("classification");
-  if (covers) t.push_back("covers");
-  return t;
+  if (tags) tasks.push_back("tagging");
+  if (classes) tasks.push_back("classification");
+  if (covers) tasks.push_back("covers");
+  return tasks;
 }
 
-bool has_test_split(const EmbeddingSet& e, const std::string& task) {
-  for (const auto& t : e.tracks)
+bool has_test_split(const EmbeddingSet& set, const std::string& task) {
+  for (const auto& t : set.tracks)
     if (t.split == "test" && !(task == "classification" && t.class_index < 0)) return true;
   return false;
 }
@@ -34,13 +34,13 @@ void develop_splits(std::vector<TrackInfo>* tracks) {
   for (auto& t : *tracks) t.split = develop_split(t.split);
 }
 
-std::vector<int> stratified_folds(const EmbeddingSet& e, const std::vector<size_t>& tracks, bool by_class, int folds) {
+std::vector<int> stratified_folds(const EmbeddingSet& set, const std::vector<size_t>& tracks, bool by_class, int folds) {
   if (folds < 2) MART_CONFIG_ERROR("eval.folds must be at least 2 to make folds, got ", folds);
   if (tracks.size() < static_cast<size_t>(folds))
     MART_CONFIG_ERROR("cannot make ", folds, " folds of ", tracks.size(), " tracks: lower eval.folds or give the data a "
                       "test split");
   std::map<int32_t, std::vector<size_t>> strata;  // class -> positions in `tracks`
-  for (size_t j = 0; j < tracks.size(); ++j) strata[by_class ? e.tracks[tracks[j]].class_index : 0].push_back(j);
+  for (size_t j = 0; j < tracks.size(); ++j) strata[by_class ? set.tracks[tracks[j]].class_index : 0].push_back(j);
   std::vector<int> fold(tracks.size());
   size_t next = 0;
   for (auto& [cls, members] : strata) {
@@ -51,116 +51,117 @@ std::vector<int> stratified_folds(const EmbeddingSet& e, const std::vector<size_
   return fold;
 }
 
-TaskTracks task_tracks(const EmbeddingSet& e, const std::string& task, double fraction, uint64_t seed, int fold,
+TaskTracks task_tracks(const EmbeddingSet& set, const std::string& task, double fraction, uint64_t seed, int fold,
                        int folds) {
-  TaskTracks s;
-  for (size_t i = 0; i < e.tracks.size(); ++i) {
-    const auto& t = e.tracks[i];
+  TaskTracks tracks;
+  for (size_t i = 0; i < set.tracks.size(); ++i) {
+    const auto& t = set.tracks[i];
     if (task == "classification" && t.class_index < 0) continue;
-    if (t.split == "train") s.train.push_back(i);
-    else if (t.split == "valid") s.valid.push_back(i);
-    else if (t.split == "test") s.test.push_back(i);
+    if (t.split == "train") tracks.train.push_back(i);
+    else if (t.split == "valid") tracks.valid.push_back(i);
+    else if (t.split == "test") tracks.test.push_back(i);
   }
   if (fold >= 0) {  // no test split: fold `fold` of the training tracks tests
-    MART_CHECK(s.test.empty(), "task ", task, ": folds asked for although the data has a test split");
+    MART_CHECK(tracks.test.empty(), "task ", task, ": folds asked for although the data has a test split");
     MART_CHECK(fold < folds, "fold ", fold, " of ", folds);
-    const auto of = stratified_folds(e, s.train, task == "classification", folds);
+    const auto fold_of = stratified_folds(set, tracks.train, task == "classification", folds);
     std::vector<size_t> keep;
-    for (size_t j = 0; j < s.train.size(); ++j) (of[j] == fold ? s.test : keep).push_back(s.train[j]);
-    s.train = keep;
+    for (size_t j = 0; j < tracks.train.size(); ++j) (fold_of[j] == fold ? tracks.test : keep).push_back(tracks.train[j]);
+    tracks.train = keep;
   }
-  if (s.valid.empty()) {
+  if (tracks.valid.empty()) {
     std::vector<size_t> keep;
-    for (size_t j = 0; j < s.train.size(); ++j) (j % 10 == 9 ? s.valid : keep).push_back(s.train[j]);
-    s.train = keep;
+    for (size_t j = 0; j < tracks.train.size(); ++j) (j % 10 == 9 ? tracks.valid : keep).push_back(tracks.train[j]);
+    tracks.train = keep;
   }
-  if (s.train.empty() || s.valid.empty() || s.test.empty())
-    MART_CONFIG_ERROR("task ", task, " needs tracks in the train, valid and test splits; found ", s.train.size(), ", ",
-                      s.valid.size(), ", ", s.test.size(), ": give the dataset a split (labels CSV or split lists)",
-                      s.test.empty() ? " or let mart-eval make folds (eval.folds at least 2)" : "");
+  if (tracks.train.empty() || tracks.valid.empty() || tracks.test.empty())
+    MART_CONFIG_ERROR("task ", task, " needs tracks in the train, valid and test splits; found ", tracks.train.size(), ", ",
+                      tracks.valid.size(), ", ", tracks.test.size(), ": give the dataset a split (labels CSV or split lists)",
+                      tracks.test.empty() ? " or let mart-eval make folds (eval.folds at least 2)" : "");
   if (fraction < 1.0) {  // a seeded subset of the training tracks (at least one)
     Rng rng(seed_of(seed, 0x66726163ull, static_cast<uint64_t>(fraction * 1e6)));
-    rng.shuffle(s.train);
-    s.train.resize(std::max<size_t>(1, static_cast<size_t>(fraction * static_cast<double>(s.train.size()))));
-    std::sort(s.train.begin(), s.train.end());
+    rng.shuffle(tracks.train);
+    tracks.train.resize(std::max<size_t>(1, static_cast<size_t>(fraction * static_cast<double>(tracks.train.size()))));
+    std::sort(tracks.train.begin(), tracks.train.end());
   }
-  return s;
+  return tracks;
 }
 
 namespace {
 
-ProbeSet crop_rows(const EmbeddingSet& e, const std::vector<size_t>& tracks, const std::string& task) {
-  ProbeSet p;
-  p.d = e.dim;
-  p.k = task == "tagging" ? static_cast<int64_t>(e.tag_names.size()) : static_cast<int64_t>(e.class_names.size());
+// The probe's rows: every crop of `tracks` with its track's labels.
+ProbeSet crop_rows(const EmbeddingSet& set, const std::vector<size_t>& tracks, const std::string& task) {
+  ProbeSet rows;
+  rows.d = set.dim;
+  rows.k = static_cast<int64_t>(task == "tagging" ? set.tag_names.size() : set.class_names.size());
   for (size_t i : tracks) {
-    const auto& t = e.tracks[i];
-    for (int64_t c = t.crop_begin; c < t.crop_end; ++c) {
-      p.x.insert(p.x.end(), e.crops.begin() + c * e.dim, e.crops.begin() + (c + 1) * e.dim);
+    const auto& t = set.tracks[i];
+    for (int64_t crop = t.crop_begin; crop < t.crop_end; ++crop) {
+      rows.x.insert(rows.x.end(), set.crops.begin() + crop * set.dim, set.crops.begin() + (crop + 1) * set.dim);
       if (task == "tagging") {
-        for (auto v : t.tags) p.y.push_back(static_cast<float>(v));
+        for (auto tag : t.tags) rows.y.push_back(static_cast<float>(tag));
       } else {
-        p.y.push_back(static_cast<float>(t.class_index));
+        rows.y.push_back(static_cast<float>(t.class_index));
       }
-      ++p.n;
+      ++rows.n;
     }
   }
-  return p;
+  return rows;
 }
 
 }  // namespace
 
-std::vector<TaskScore> score_tracks(const EmbeddingSet& e, const std::string& task, const std::vector<size_t>& test,
+std::vector<TaskScore> score_tracks(const EmbeddingSet& set, const std::string& task, const std::vector<size_t>& test,
                                     const std::vector<float>& crop_scores, const TaskScore& stamp) {
-  const size_t k = task == "tagging" ? e.tag_names.size() : e.class_names.size();
+  const size_t outputs = task == "tagging" ? set.tag_names.size() : set.class_names.size();  // per crop
   std::vector<double> scores;
   std::vector<uint8_t> tags;
   std::vector<int64_t> classes;
   size_t row = 0;
   for (size_t i : test) {
-    const auto& t = e.tracks[i];
-    const size_t n = static_cast<size_t>(t.crop_end - t.crop_begin);
-    MART_CHECK((row + n) * k <= crop_scores.size(), "fewer crop scores than test crops");
-    for (size_t j = 0; j < k; ++j) {
-      double m = 0;
-      for (size_t c = 0; c < n; ++c) m += crop_scores[(row + c) * k + j];
-      scores.push_back(m / static_cast<double>(n));
+    const auto& t = set.tracks[i];
+    const size_t crops = static_cast<size_t>(t.crop_end - t.crop_begin);
+    MART_CHECK((row + crops) * outputs <= crop_scores.size(), "fewer crop scores than test crops");
+    for (size_t j = 0; j < outputs; ++j) {
+      double sum = 0;
+      for (size_t crop = 0; crop < crops; ++crop) sum += crop_scores[(row + crop) * outputs + j];
+      scores.push_back(sum / static_cast<double>(crops));
     }
-    row += n;
+    row += crops;
     tags.insert(tags.end(), t.tags.begin(), t.tags.end());
     classes.push_back(t.class_index);
   }
-  MART_CHECK(row * k == crop_scores.size(), "more crop scores than test crops");
+  MART_CHECK(row * outputs == crop_scores.size(), "more crop scores than test crops");
   std::vector<TaskScore> out;
-  auto add = [&](const std::string& metric, double v) {
-    TaskScore s = stamp;
-    s.task = task, s.metric = metric, s.value = v;
-    out.push_back(s);
+  auto add = [&](const std::string& metric, double value) {
+    TaskScore score = stamp;
+    score.task = task, score.metric = metric, score.value = value;
+    out.push_back(score);
   };
   if (task == "tagging") {
-    const auto m = metrics::tagging_metrics(scores, tags, k);
-    add("ROC-AUC", m.roc_auc.value);
-    add("PR-AUC", m.pr_auc.value);
+    const auto tagging = metrics::tagging_metrics(scores, tags, outputs);
+    add("ROC-AUC", tagging.roc_auc.value);
+    add("PR-AUC", tagging.pr_auc.value);
   } else {
-    const auto m = metrics::classification_metrics(scores, classes, k);
-    add("accuracy", m.accuracy);
-    add("ROC-AUC", m.roc_auc.value);
-    add("PR-AUC", m.pr_auc.value);
+    const auto classification = metrics::classification_metrics(scores, classes, outputs);
+    add("accuracy", classification.accuracy);
+    add("ROC-AUC", classification.roc_auc.value);
+    add("PR-AUC", classification.pr_auc.value);
   }
   return out;
 }
 
-std::vector<TaskScore> run_probe_task(const EmbeddingSet& e, const std::string& task, double fraction,
-                                      const ProbeOptions& o, int fold, int folds) {
-  const TaskTracks s = task_tracks(e, task, fraction, o.seed, fold, folds);
+std::vector<TaskScore> run_probe_task(const EmbeddingSet& set, const std::string& task, double fraction,
+                                      const ProbeOptions& options, int fold, int folds) {
+  const TaskTracks tracks = task_tracks(set, task, fraction, options.seed, fold, folds);
   const TaskKind kind = task == "tagging" ? TaskKind::multilabel : TaskKind::multiclass;
-  const ProbeSet train = crop_rows(e, s.train, task), valid = crop_rows(e, s.valid, task),
-                 test = crop_rows(e, s.test, task);
-  const ProbeRun r = train_probe(train, valid, test.x, test.n, kind, o);
+  const ProbeSet train = crop_rows(set, tracks.train, task), valid = crop_rows(set, tracks.valid, task),
+                 test = crop_rows(set, tracks.test, task);
+  const ProbeRun probe = train_probe(train, valid, test.x, test.n, kind, options);
   TaskScore stamp;
-  stamp.source = e.source, stamp.protocol = o.kind == ProbeKind::linear ? "linear" : "mlp";
-  stamp.fraction = fraction, stamp.seed = o.seed, stamp.fold = fold;
-  return score_tracks(e, task, s.test, r.scores, stamp);
+  stamp.source = set.source, stamp.protocol = probe_kind_name(options.kind);
+  stamp.fraction = fraction, stamp.seed = options.seed, stamp.fold = fold;
+  return score_tracks(set, task, tracks.test, probe.scores, stamp);
 }
 
 }  // namespace mart::eval

@@ -24,30 +24,30 @@ namespace mart::eval {
 struct TaskTracks {
   std::vector<size_t> train, valid, test;
 };
-TaskTracks task_tracks(const EmbeddingSet& e, const std::string& task, double fraction, uint64_t seed,
+TaskTracks task_tracks(const EmbeddingSet& set, const std::string& task, double fraction, uint64_t seed,
                        int fold = -1, int folds = 10);
 // Development scoring (eval.score_split valid) of the probe and fine-tuning tasks, in place: valid
 // tracks become "test" and test tracks "held_out" (task_tracks never reads them), so every tenth
 // training track validates (task_tracks' rule when a data set has no valid split).
 void develop_splits(std::vector<TrackInfo>* tracks);
 // Whether the task's tracks include a test split (else mart-eval makes folds).
-bool has_test_split(const EmbeddingSet& e, const std::string& task);
-// The fold (0 .. folds-1) of each of `tracks` (indices into e.tracks), stratified by class when
+bool has_test_split(const EmbeddingSet& set, const std::string& task);
+// The fold (0 .. folds-1) of each of `tracks` (indices into set.tracks), stratified by class when
 // `by_class`. Throws ConfigError when there are fewer tracks than folds or folds < 2.
-std::vector<int> stratified_folds(const EmbeddingSet& e, const std::vector<size_t>& tracks, bool by_class, int folds);
+std::vector<int> stratified_folds(const EmbeddingSet& set, const std::vector<size_t>& tracks, bool by_class, int folds);
 
-// Metrics of `test` tracks from per-crop scores ([crops of the test tracks in order, k]): a
+// Metrics of `test` tracks from per-crop scores ([crops of the test tracks in order, outputs]): a
 // track's score is the mean over its crops. Tagging: ROC-AUC, PR-AUC; classification: accuracy,
 // ROC-AUC, PR-AUC (one-vs-rest macro).
-std::vector<TaskScore> score_tracks(const EmbeddingSet& e, const std::string& task, const std::vector<size_t>& test,
+std::vector<TaskScore> score_tracks(const EmbeddingSet& set, const std::string& task, const std::vector<size_t>& test,
                                     const std::vector<float>& crop_scores, const TaskScore& stamp);
 
-// Tagging / classification with a probe on `e` (crops of the train split, early stopping on
+// Tagging / classification with a probe on `set` (crops of the train split, early stopping on
 // valid, scored on test, a track = the mean of its crops). Throws ConfigError when a split or
 // the task's labels are missing.
-std::vector<TaskScore> run_probe_task(const EmbeddingSet& e, const std::string& task, double fraction,
-                                      const ProbeOptions& o, int fold = -1, int folds = 10);
-// Tasks the labels of `e` support: tagging (tags), classification (classes), covers (groups).
-std::vector<std::string> available_tasks(const EmbeddingSet& e);
+std::vector<TaskScore> run_probe_task(const EmbeddingSet& set, const std::string& task, double fraction,
+                                      const ProbeOptions& options, int fold = -1, int folds = 10);
+// Tasks the labels of `set` support: tagging (tags), classification (classes), covers (groups).
+std::vector<std::string> available_tasks(const EmbeddingSet& set);
 
 }  // namespace mart::eval
