@@ -29,6 +29,8 @@
 #include "mart/features/features.h"
 
 using namespace mart::audio;
+using mart::features::FeatureConfig;
+using mart::features::WindowPolicy;
 
 namespace {
 

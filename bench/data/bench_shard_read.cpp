@@ -19,7 +19,7 @@
 #include "mart/data/shard.h"
 
 namespace fs = std::filesystem;
-using mart::audio::FeatureConfig;
+using mart::features::FeatureConfig;
 using mart::data::ShardReader;
 using mart::data::ShardWriter;
 

@@ -32,7 +32,7 @@ __all__ = ["load_model", "get_scene_embeddings", "get_timestamp_embeddings", "Ma
 
 
 class Features:
-    """mart::audio::FeatureConfig: the feature parameters and the sizes derived from them."""
+    """mart::features::FeatureConfig: the feature parameters and the sizes derived from them."""
 
     KEYS = ("sample_rate", "clip_samples", "levels", "parts", "frames", "n_fft", "n_mels", "f_min", "f_max",
             "log_eps", "window")

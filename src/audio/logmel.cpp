@@ -113,7 +113,7 @@ std::mutex& fftw_planner_mutex() {
   return mu;
 }
 
-MelParams MelParams::at_level(const FeatureConfig& cfg, int level) {
+MelParams MelParams::at_level(const features::FeatureConfig& cfg, int level) {
   MART_CHECK(level >= 0 && level < cfg.levels, "level ", level, " outside [0, ", cfg.levels, ")");
   MelParams p;
   p.sample_rate = cfg.sample_rate;
@@ -311,7 +311,7 @@ std::vector<float> LogMel::power(const float* x, int64_t n) {
   return out;
 }
 
-TrackLogMels::TrackLogMels(const FeatureConfig& cfg) {
+TrackLogMels::TrackLogMels(const features::FeatureConfig& cfg) {
   for (int n = 0; n < cfg.levels; ++n)
     if (!cfg.levels_share_frames() || n == cfg.levels - 1) levels_.push_back(n);
   for (int n : levels_) mels_.push_back(std::make_unique<LogMel>(cfg, n));
@@ -323,7 +323,7 @@ std::vector<std::vector<float>> TrackLogMels::compute(const std::vector<float>& 
   return out;
 }
 
-std::string empty_filter_warning(const FeatureConfig& cfg) {
+std::string empty_filter_warning(const features::FeatureConfig& cfg) {
   std::string msg;
   for (int n = 0, last = 0; n < cfg.levels; n = last + 1) {
     const int64_t n_fft = cfg.n_fft_at(n);

@@ -11,13 +11,13 @@ namespace mart::data {
 
 using nlohmann::json;
 
-json features_to_json(const audio::FeatureConfig& c) {
+json features_to_json(const features::FeatureConfig& c) {
   return json{{"sample_rate", c.sample_rate}, {"clip_samples", c.clip_samples},
               {"levels", c.levels},           {"parts", c.parts},
               {"frames", c.frames},           {"n_fft", c.n_fft},
               {"n_mels", c.n_mels},           {"f_min", c.f_min},
               {"f_max", c.f_max},             {"log_eps", c.log_eps},
-              {"window", audio::to_string(c.window)}, {"views", c.views}};
+              {"window", features::to_string(c.window)}, {"views", c.views}};
 }
 
 namespace {
@@ -36,8 +36,8 @@ T field(const json& j, const char* key, const std::string& origin) {
 
 }  // namespace
 
-audio::FeatureConfig features_from_json(const json& j, const std::string& o) {
-  audio::FeatureConfig c;
+features::FeatureConfig features_from_json(const json& j, const std::string& o) {
+  features::FeatureConfig c;
   c.sample_rate = field<int>(j, "sample_rate", o);
   c.clip_samples = field<int64_t>(j, "clip_samples", o);
   c.levels = field<int>(j, "levels", o);
@@ -48,7 +48,7 @@ audio::FeatureConfig features_from_json(const json& j, const std::string& o) {
   c.f_min = field<double>(j, "f_min", o);
   c.f_max = field<double>(j, "f_max", o);
   c.log_eps = field<double>(j, "log_eps", o);
-  c.window = audio::parse_window_policy(field<std::string>(j, "window", o));
+  c.window = features::parse_window_policy(field<std::string>(j, "window", o));
   c.views = field<int>(j, "views", o);
   return c;
 }
@@ -165,7 +165,7 @@ Manifest load_manifest(const std::string& path) {
   return Manifest::from_json(j, path);
 }
 
-Manifest load_manifest(const std::string& path, const audio::FeatureConfig& expected) {
+Manifest load_manifest(const std::string& path, const features::FeatureConfig& expected) {
   Manifest m = load_manifest(path);
   if (m.features.hash() != expected.hash())
     MART_CONFIG_ERROR("shards listed in '", path, "' were made with other feature parameters (",

@@ -16,7 +16,7 @@ inline std::string mel_path(int view, int level) { return level_group(view, leve
 inline std::string offsets_path(int view, int level) { return level_group(view, level) + "/offsets"; }
 
 // Every FeatureConfig parameter as its own root attribute, plus canonical() and hash().
-void write_feature_attrs(hid_t file, const audio::FeatureConfig& cfg);
-audio::FeatureConfig read_feature_attrs(hid_t file);
+void write_feature_attrs(hid_t file, const features::FeatureConfig& cfg);
+features::FeatureConfig read_feature_attrs(hid_t file);
 
 }  // namespace mart::data::detail

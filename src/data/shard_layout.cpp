@@ -9,19 +9,19 @@
 
 namespace mart::data {
 
-std::vector<int> stored_levels(const audio::FeatureConfig& cfg) {
+std::vector<int> stored_levels(const features::FeatureConfig& cfg) {
   if (cfg.levels_share_frames()) return {cfg.levels - 1};
   std::vector<int> all(static_cast<size_t>(cfg.levels));
   for (int n = 0; n < cfg.levels; ++n) all[static_cast<size_t>(n)] = n;
   return all;
 }
 
-int64_t track_frames(const audio::FeatureConfig& cfg, int level, int64_t samples) {
+int64_t track_frames(const features::FeatureConfig& cfg, int level, int64_t samples) {
   MART_CHECK(samples >= 0, "negative track length ", samples);
   return 1 + samples / cfg.hop(level);
 }
 
-int64_t valid_top_starts(const audio::FeatureConfig& cfg, const std::vector<int64_t>& frames) {
+int64_t valid_top_starts(const features::FeatureConfig& cfg, const std::vector<int64_t>& frames) {
   const std::vector<int> levels = stored_levels(cfg);
   MART_CHECK(frames.size() == levels.size(), "expected frames of ", levels.size(),
              " stored levels, got ", frames.size());
@@ -35,7 +35,7 @@ int64_t valid_top_starts(const audio::FeatureConfig& cfg, const std::vector<int6
   return best;
 }
 
-CropSource crop_source(const audio::FeatureConfig& cfg, int64_t k, int level, int64_t clip,
+CropSource crop_source(const features::FeatureConfig& cfg, int64_t k, int level, int64_t clip,
                        int64_t t) {
   // Clip c of level n starts at sample k * hop_0 + c * L_n and its frame t sits at + t * hop_n.
   // Every hop divides hop_0 and L_n, so the frame of the source level is an exact division.
@@ -48,7 +48,7 @@ CropSource crop_source(const audio::FeatureConfig& cfg, int64_t k, int level, in
 
 namespace detail {
 
-void write_feature_attrs(hid_t file, const audio::FeatureConfig& cfg) {
+void write_feature_attrs(hid_t file, const features::FeatureConfig& cfg) {
   h5::write_attr(file, "sample_rate", int64_t{cfg.sample_rate});
   h5::write_attr(file, "clip_samples", cfg.clip_samples);
   h5::write_attr(file, "levels", int64_t{cfg.levels});
@@ -59,14 +59,14 @@ void write_feature_attrs(hid_t file, const audio::FeatureConfig& cfg) {
   h5::write_attr(file, "f_min", cfg.f_min);
   h5::write_attr(file, "f_max", cfg.f_max);
   h5::write_attr(file, "log_eps", cfg.log_eps);
-  h5::write_attr(file, "window", std::string(audio::to_string(cfg.window)));
+  h5::write_attr(file, "window", std::string(features::to_string(cfg.window)));
   h5::write_attr(file, "views", int64_t{cfg.views});
   h5::write_attr(file, "feature_canonical", cfg.canonical());
   h5::write_attr(file, "feature_hash", hex64(cfg.hash()));
 }
 
-audio::FeatureConfig read_feature_attrs(hid_t file) {
-  audio::FeatureConfig c;
+features::FeatureConfig read_feature_attrs(hid_t file) {
+  features::FeatureConfig c;
   auto i32 = [&](const char* name) { return static_cast<int>(h5::read_attr_int(file, name)); };
   c.sample_rate = i32("sample_rate");
   c.clip_samples = h5::read_attr_int(file, "clip_samples");
@@ -78,7 +78,7 @@ audio::FeatureConfig read_feature_attrs(hid_t file) {
   c.f_min = h5::read_attr_double(file, "f_min");
   c.f_max = h5::read_attr_double(file, "f_max");
   c.log_eps = h5::read_attr_double(file, "log_eps");
-  c.window = audio::parse_window_policy(h5::read_attr_string(file, "window"));
+  c.window = features::parse_window_policy(h5::read_attr_string(file, "window"));
   c.views = i32("views");
   return c;
 }

@@ -77,8 +77,8 @@ void transpose_frames(const float* src, int64_t row_stride, int64_t T, int64_t n
                     "build that wrote it.");
 }
 
-[[noreturn]] void features_error(const std::string& path, const audio::FeatureConfig& stored,
-                                 const audio::FeatureConfig& expected) {
+[[noreturn]] void features_error(const std::string& path, const features::FeatureConfig& stored,
+                                 const features::FeatureConfig& expected) {
   MART_CONFIG_ERROR("shard '", path, "' was made with different feature parameters (hash ",
                     hex64(stored.hash()), ", expected ", hex64(expected.hash()), "):",
                     describe_differences(stored.canonical(), expected.canonical()),
@@ -96,7 +96,7 @@ h5::File open_file(const std::string& path) {
 }
 
 // The format checks shared by the reader and is_complete(); throws ConfigError.
-audio::FeatureConfig check_header(hid_t f, const std::string& path) {
+features::FeatureConfig check_header(hid_t f, const std::string& path) {
   h5::Lock lock;
   if (!h5::has_attr(f, "mart_format") ||
       h5::read_attr_string(f, "mart_format") != detail::kFormatName)
@@ -106,7 +106,7 @@ audio::FeatureConfig check_header(hid_t f, const std::string& path) {
   if (!h5::has_attr(f, "complete") || h5::read_attr_int(f, "complete") != 1)
     MART_CONFIG_ERROR("shard '", path, "' is incomplete (its writer did not finish). Fix: rerun "
                       "mart-preprocess --resume.");
-  const audio::FeatureConfig stored = detail::read_feature_attrs(f);
+  const features::FeatureConfig stored = detail::read_feature_attrs(f);
   // The stored hash guards against parameters edited after the fact or a changed canonical form.
   if (h5::read_attr_string(f, "feature_hash") != hex64(stored.hash()))
     MART_CONFIG_ERROR("shard '", path, "': feature_hash does not match its own parameters; the "
@@ -118,7 +118,7 @@ audio::FeatureConfig check_header(hid_t f, const std::string& path) {
 
 struct ShardReader::Impl {
   std::string path;
-  audio::FeatureConfig cfg;
+  features::FeatureConfig cfg;
   LabelSchema labels;
   uint64_t config_hash = 0;
   std::vector<int> levels;  // stored
@@ -255,13 +255,13 @@ void ShardReader::Impl::read_rows(int view, size_t li, int64_t first, int64_t ro
                 tracks[static_cast<size_t>(track)].id + "'");
 }
 
-ShardReader::ShardReader(const std::string& path, const audio::FeatureConfig& expected)
+ShardReader::ShardReader(const std::string& path, const features::FeatureConfig& expected)
     : impl_(std::make_unique<Impl>()) {
   Impl& s = *impl_;
   s.path = path;
   h5::Lock lock;
   s.file = open_file(path);
-  const audio::FeatureConfig stored = check_header(s.file.get(), path);
+  const features::FeatureConfig stored = check_header(s.file.get(), path);
   if (stored.hash() != expected.hash()) features_error(path, stored, expected);
   s.cfg = stored;
   s.levels = stored_levels(stored);
@@ -286,7 +286,7 @@ ShardReader::~ShardReader() {
 ShardReader::ShardReader(ShardReader&&) noexcept = default;
 ShardReader& ShardReader::operator=(ShardReader&&) noexcept = default;
 
-audio::FeatureConfig ShardReader::stored_features(const std::string& path) {
+features::FeatureConfig ShardReader::stored_features(const std::string& path) {
   h5::Lock lock;
   h5::File f = open_file(path);
   return check_header(f.get(), path);
@@ -300,7 +300,7 @@ bool ShardReader::is_complete(const std::string& path) {
   }
 }
 
-bool ShardReader::is_complete(const std::string& path, const audio::FeatureConfig& expected) {
+bool ShardReader::is_complete(const std::string& path, const features::FeatureConfig& expected) {
   try {
     ShardReader r(path, expected);
     return true;
@@ -310,7 +310,7 @@ bool ShardReader::is_complete(const std::string& path, const audio::FeatureConfi
 }
 
 const std::string& ShardReader::path() const { return impl_->path; }
-const audio::FeatureConfig& ShardReader::features() const { return impl_->cfg; }
+const features::FeatureConfig& ShardReader::features() const { return impl_->cfg; }
 const LabelSchema& ShardReader::labels() const { return impl_->labels; }
 uint64_t ShardReader::config_hash() const { return impl_->config_hash; }
 int64_t ShardReader::num_tracks() const { return static_cast<int64_t>(impl_->tracks.size()); }
@@ -333,7 +333,7 @@ int64_t ShardReader::valid_starts(int64_t track) const {
 }
 
 std::vector<float> ShardReader::crop(int64_t track, int64_t k, int view) const {
-  const audio::FeatureConfig& c = impl_->cfg;
+  const features::FeatureConfig& c = impl_->cfg;
   std::vector<float> out(static_cast<size_t>(c.clips_total() * c.n_mels * c.frames));
   crop_into(track, k, view, out.data());
   return out;
@@ -341,7 +341,7 @@ std::vector<float> ShardReader::crop(int64_t track, int64_t k, int view) const {
 
 void ShardReader::crop_into(int64_t track, int64_t k, int view, float* out) const {
   const Impl& s = *impl_;
-  const audio::FeatureConfig& c = s.cfg;
+  const features::FeatureConfig& c = s.cfg;
   s.check_crop(track, k, view, valid_starts(track));
   // One read per stored level (the rows the top clip spans), converted to float once, then every
   // clip's frames are gathered from it (with the fixed policy the coarse levels reuse the rows).
@@ -372,7 +372,7 @@ void ShardReader::crop_into(int64_t track, int64_t k, int view, float* out) cons
 
 void ShardReader::top_clip_into(int64_t track, int64_t k, int view, float* out) const {
   const Impl& s = *impl_;
-  const audio::FeatureConfig& c = s.cfg;
+  const features::FeatureConfig& c = s.cfg;
   s.check_crop(track, k, view, valid_starts(track));
   // Only the T rows of level 0's clip, read as a strided hyperslab of its source level (with the
   // fixed policy, every M^(N-1)-th row of the finest level): the same bytes as crop_into's first

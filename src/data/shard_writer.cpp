@@ -74,7 +74,7 @@ bool valid_split(const std::string& s) {
 
 struct ShardWriter::Impl {
   std::string path, tmp;
-  audio::FeatureConfig cfg;
+  features::FeatureConfig cfg;
   LabelSchema labels;
   uint64_t config_hash = 0;
   bool checksum = true;
@@ -100,7 +100,7 @@ struct ShardWriter::Impl {
   void write_metadata();
 };
 
-ShardWriter::ShardWriter(std::string path, const audio::FeatureConfig& cfg, LabelSchema labels,
+ShardWriter::ShardWriter(std::string path, const features::FeatureConfig& cfg, LabelSchema labels,
                          uint64_t config_hash, bool checksum)
     : impl_(std::make_unique<Impl>()) {
   cfg.validate();

@@ -17,7 +17,7 @@ namespace mart::embed {
 
 // ---- Geometry ---------------------------------------------------------------------------------
 
-std::vector<int64_t> cover_starts(const audio::FeatureConfig& f, int64_t samples, int64_t step) {
+std::vector<int64_t> cover_starts(const features::FeatureConfig& f, int64_t samples, int64_t step) {
   MART_CHECK(step >= 1, "crop step must be at least one top-level hop, got ", step);
   std::vector<int64_t> frames;
   for (int level : data::stored_levels(f)) frames.push_back(data::track_frames(f, level, samples));
@@ -32,18 +32,18 @@ std::vector<int64_t> cover_starts(const audio::FeatureConfig& f, int64_t samples
   return starts;
 }
 
-double clip_center_ms(const audio::FeatureConfig& f, int64_t k, int level, int64_t clip) {
+double clip_center_ms(const features::FeatureConfig& f, int64_t k, int level, int64_t clip) {
   const double sample = static_cast<double>(k * f.hop(0)) + (static_cast<double>(clip) + 0.5) * static_cast<double>(f.level_samples(level));
   return sample / f.sample_rate * 1000.0;
 }
 
-int64_t crop_step(const audio::FeatureConfig& f, double hop_ms) {
+int64_t crop_step(const features::FeatureConfig& f, double hop_ms) {
   if (hop_ms <= 0) return f.frames;  // a top clip spans T top-level hops
   const double hops = hop_ms / 1000.0 * f.sample_rate / static_cast<double>(f.hop(0));
   return std::max<int64_t>(1, std::llround(hops));
 }
 
-void cut_crop(const audio::FeatureConfig& f, const std::vector<std::vector<float>>& mels, int64_t k, float* out) {
+void cut_crop(const features::FeatureConfig& f, const std::vector<std::vector<float>>& mels, int64_t k, float* out) {
   const std::vector<int> stored = data::stored_levels(f);
   MART_CHECK(mels.size() == stored.size(), "expected the log-mels of ", stored.size(), " stored levels, got ", mels.size());
   const int64_t T = f.frames, F = f.n_mels;
@@ -66,17 +66,17 @@ void cut_crop(const audio::FeatureConfig& f, const std::vector<std::vector<float
 // ---- One file ---------------------------------------------------------------------------------
 
 struct AudioEmbedder::Impl {
-  Impl(const std::string& ckpt, const model::ModelOptions& m, const audio::FeatureConfig& feat, int64_t st, int64_t b)
+  Impl(const std::string& ckpt, const model::ModelOptions& m, const features::FeatureConfig& feat, int64_t st, int64_t b)
       // Seed 1: every parameter is overwritten by the checkpoint; the seed only fixes the order of things.
       : f(feat), step(st), batch(b), model(model::inference_model(m, ckpt, 1)), mels(feat) {}
-  audio::FeatureConfig f;
+  features::FeatureConfig f;
   int64_t step, batch;
   model::MartModel model;
   audio::TrackLogMels mels;  // exactly mart-preprocess's log-mels
 };
 
 AudioEmbedder::AudioEmbedder(const std::string& checkpoint_dir, const model::ModelOptions& m,
-                             const audio::FeatureConfig& f, int64_t step, int64_t batch_crops)
+                             const features::FeatureConfig& f, int64_t step, int64_t batch_crops)
     : impl_(std::make_unique<Impl>(checkpoint_dir, m, f, step, batch_crops)) {
   MART_CHECK(step >= 1 && batch_crops >= 1, "crop step and batch must be positive");
 }
@@ -92,7 +92,7 @@ FileEmbedding AudioEmbedder::embed_file(const std::string& path) {
 }
 
 FileEmbedding AudioEmbedder::embed_samples(std::vector<float> x, const std::string& path) {
-  const audio::FeatureConfig& f = impl_->f;
+  const features::FeatureConfig& f = impl_->f;
   const int64_t D = dim(), hier = f.clips_total() * f.n_mels * f.frames;
   if (x.empty()) throw audio::DecodeError(audio::DecodeFailure::empty, path, "no samples");
   FileEmbedding r;

@@ -177,7 +177,7 @@ EmbedOptions embed_options_from(const Config& c) {
   return o;
 }
 
-audio::FeatureConfig features_of(const run::CheckpointInfo& ckpt) {
+features::FeatureConfig features_of(const run::CheckpointInfo& ckpt) {
   if (!ckpt.features)
     MART_CONFIG_ERROR("checkpoint '", ckpt.dir, "' predates stored features: it does not record the sample rate, clip ",
                       "length and log-mel settings of its training data, so audio cannot be turned into its input. ",
@@ -284,7 +284,7 @@ int run_embed(app::StageContext& ctx) {
   const EmbedOptions options = embed_options_from(ctx.cfg);
   const dist::World& world = ctx.world;
   const run::CheckpointInfo ckpt = run::open_checkpoint(options.checkpoint);
-  const audio::FeatureConfig features = features_of(ckpt);
+  const features::FeatureConfig features = features_of(ckpt);
   const std::vector<std::string> files = list_inputs(options.input, options.input_list);
   const int threads = dist::threads_per_rank(world, options.threads);
   at::set_num_threads(threads);

@@ -18,7 +18,7 @@ struct Failure {
 // What embeddings.h5 records about the run.
 struct RunInfo {
   std::string checkpoint, model_canonical;
-  audio::FeatureConfig features;
+  features::FeatureConfig features;
   int64_t dim = 0, step = 0;
 };
 

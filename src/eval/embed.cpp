@@ -25,7 +25,7 @@ namespace {
 
 class LogMelStats : public FeatureSource {
  public:
-  explicit LogMelStats(const audio::FeatureConfig& f) : f_(f) {}
+  explicit LogMelStats(const features::FeatureConfig& f) : f_(f) {}
   std::string name() const override { return "logmel_stats"; }
   int64_t dim() const override { return 2 * f_.n_mels; }
   int levels() const override { return 1; }
@@ -45,7 +45,7 @@ class LogMelStats : public FeatureSource {
   }
 
  private:
-  audio::FeatureConfig f_;
+  features::FeatureConfig f_;
 };
 
 // One shard's part of the set, as a self-contained blob for the gather.
@@ -141,7 +141,7 @@ std::vector<int64_t> eval_crop_starts(int64_t valid_starts, int frames) {
   return starts;
 }
 
-std::unique_ptr<FeatureSource> logmel_stats_source(const audio::FeatureConfig& f) {
+std::unique_ptr<FeatureSource> logmel_stats_source(const features::FeatureConfig& f) {
   return std::make_unique<LogMelStats>(f);
 }
 

@@ -6,7 +6,7 @@
 #include "mart/core/error.h"
 #include "mart/core/hash.h"
 
-namespace mart::audio {
+namespace mart::features {
 
 WindowPolicy parse_window_policy(const std::string& s) {
   if (s == "fixed") return WindowPolicy::fixed;
@@ -71,4 +71,4 @@ std::string FeatureConfig::canonical() const {
 
 uint64_t FeatureConfig::hash() const { return fnv1a64(canonical()); }
 
-}  // namespace mart::audio
+}  // namespace mart::features

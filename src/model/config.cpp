@@ -62,7 +62,7 @@ ModelOptions model_options_from(const Config& c) {
   return m;
 }
 
-ModelOptions with_input_of(ModelOptions m, const audio::FeatureConfig& f) {
+ModelOptions with_input_of(ModelOptions m, const features::FeatureConfig& f) {
   m.levels = f.levels;
   m.parts = f.parts;
   m.n_mels = f.n_mels;

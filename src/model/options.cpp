@@ -53,9 +53,9 @@ loss::LossOptions ModelOptions::loss_options() const {
 }
 
 // The hierarchy's sizes are the features' (model::with_input_of copies levels and parts from them).
-int64_t ModelOptions::clips_at(int level) const { return audio::hierarchy_clips(parts, level); }
+int64_t ModelOptions::clips_at(int level) const { return features::hierarchy_clips(parts, level); }
 
-int64_t ModelOptions::clips_total() const { return audio::hierarchy_clips_total(levels, parts); }
+int64_t ModelOptions::clips_total() const { return features::hierarchy_clips_total(levels, parts); }
 
 std::string ModelOptions::canonical() const {
   std::ostringstream os;

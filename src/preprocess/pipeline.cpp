@@ -41,7 +41,7 @@ void declare_options(Config& c) {
   c.add<std::string>("dataset.split_dir", d.dataset.split_dir, "mtat/gtzan: folder with train.txt, valid.txt, test.txt", "Data");
   c.add<int>("dataset.mtat_top_tags", d.dataset.mtat_top_tags, "mtat: keep the K most frequent tags", "Data");
   c.add<bool>("dataset.mtat_drop_untagged", d.dataset.mtat_drop_untagged, "mtat: drop clips with none of the top tags", "Data");
-  const audio::FeatureConfig& f = d.features;
+  const features::FeatureConfig& f = d.features;
   c.add<int>("features.sample_rate", f.sample_rate, "sample rate the audio is resampled to", "Features");
   c.add<int>("features.clip_samples", static_cast<int>(f.clip_samples), "L0: samples of a top clip", "Features");
   c.add<int>("features.levels", f.levels, "N: levels of the hierarchy", "Features");
@@ -52,7 +52,7 @@ void declare_options(Config& c) {
   c.add<double>("features.f_min", f.f_min, "lowest mel frequency (Hz)", "Features");
   c.add<double>("features.f_max", f.f_max, "highest mel frequency (Hz); 0 = Nyquist", "Features");
   c.add<double>("features.log_eps", f.log_eps, "log(mel + eps)", "Features");
-  c.add<std::string>("features.window", audio::to_string(f.window), "fixed (the paper: n_fft at every level) or scaled (max(n_fft, 2 hop))", "Features");
+  c.add<std::string>("features.window", features::to_string(f.window), "fixed (the paper: n_fft at every level) or scaled (max(n_fft, 2 hop))", "Features");
   c.add<int>("features.views", f.views, "V: augmented views stored per track besides the clean audio", "Features");
   c.add<bool>("features.cqt", d.cqt,
               "also store the clean audio's constant-Q magnitude, CQTNet's input (84 bins from C1, 12 per octave, "
@@ -94,7 +94,7 @@ PreprocessOptions options_from(const Config& c) {
   f.f_min = c.get<double>("features.f_min");
   f.f_max = c.get<double>("features.f_max");
   f.log_eps = c.get<double>("features.log_eps");
-  f.window = audio::parse_window_policy(c.get<std::string>("features.window"));
+  f.window = features::parse_window_policy(c.get<std::string>("features.window"));
   f.views = c.get<int>("features.views");
   f.validate();
   o.cqt = c.get<bool>("features.cqt");
@@ -185,7 +185,7 @@ void save_record(const std::string& dir, const UnitRecord& r) {
 }
 
 // The record of a finished unit, or false when the unit must be (re)done.
-bool load_record(const std::string& dir, int64_t unit, const audio::FeatureConfig& f, UnitRecord* r) {
+bool load_record(const std::string& dir, int64_t unit, const features::FeatureConfig& f, UnitRecord* r) {
   const std::string path = dir + "/" + unit_name(unit, ".json");
   if (!fs::exists(path)) return false;
   try {

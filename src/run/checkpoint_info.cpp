@@ -39,7 +39,7 @@ CheckpointInfo open_checkpoint(const std::string& path) {
   return c;
 }
 
-model::ModelOptions model_for_features(const CheckpointInfo& c, const audio::FeatureConfig& f) {
+model::ModelOptions model_for_features(const CheckpointInfo& c, const features::FeatureConfig& f) {
   const model::ModelOptions m = model::with_input_of(c.model, f);
   const auto state = read_train_state(c.dir);
   if (state.model_canonical != m.canonical())
@@ -47,7 +47,7 @@ model::ModelOptions model_for_features(const CheckpointInfo& c, const audio::Fea
                       "the evaluation data:\n  checkpoint: ", state.model_canonical, "\n  data gives: ", m.canonical(),
                       "\nrun mart-preprocess on the evaluation data with the features of the training data");
   if (c.features) {  // the same shapes could still come from other audio (sample rate, window, band)
-    audio::FeatureConfig a = *c.features, b = f;
+    features::FeatureConfig a = *c.features, b = f;
     a.views = b.views = 0;  // augmented views don't change what the model sees at evaluation
     if (a.canonical() != b.canonical())
       MART_CONFIG_ERROR("checkpoint '", c.dir, "' was trained on other features than the evaluation data's:\n",

@@ -143,7 +143,7 @@ std::vector<double> pitch_source_bands(const std::vector<double>& centres_hz, do
   return pos;
 }
 
-LogMelAugmenter::LogMelAugmenter(AugmentOptions o, const audio::FeatureConfig& f, uint64_t seed)
+LogMelAugmenter::LogMelAugmenter(AugmentOptions o, const features::FeatureConfig& f, uint64_t seed)
     : o_(std::move(o)), f_(f), seed_(seed) {
   o_.validate();
   centres_ = audio::mel_centre_frequencies(f_.n_mels, f_.f_min, f_.f_max_or_nyquist());

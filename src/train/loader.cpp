@@ -59,7 +59,7 @@ uint32_t choose_start_a(uint64_t seed, uint64_t epoch, const dist::CropItem& it,
   return static_cast<uint32_t>(lo + static_cast<int64_t>(rng.next() % static_cast<uint64_t>(hi - lo + 1)));
 }
 
-int64_t offset_hops(double seconds, const audio::FeatureConfig& f) {
+int64_t offset_hops(double seconds, const features::FeatureConfig& f) {
   return static_cast<int64_t>(std::floor(seconds * f.sample_rate / static_cast<double>(f.hop(0))));
 }
 

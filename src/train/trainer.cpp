@@ -54,7 +54,7 @@ void on_signal(int sig) { g_signal.store(sig); }
 using Clock = std::chrono::steady_clock;
 
 // The model's input sizes come from the data, the rest from the config.
-model::ModelOptions model_for(const model::ModelOptions& options, const audio::FeatureConfig& f) {
+model::ModelOptions model_for(const model::ModelOptions& options, const features::FeatureConfig& f) {
   model::ModelOptions m = with_input_of(options, f);
   m.validate();
   return m;

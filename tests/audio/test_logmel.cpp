@@ -16,6 +16,8 @@
 #include "mart/core/rng.h"
 
 using namespace mart::audio;
+using mart::features::FeatureConfig;
+using mart::features::WindowPolicy;
 
 namespace {
 

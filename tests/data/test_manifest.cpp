@@ -20,7 +20,7 @@ namespace {
 Manifest sample() {
   Manifest m;
   m.features.levels = 3;
-  m.features.window = audio::WindowPolicy::scaled;
+  m.features.window = features::WindowPolicy::scaled;
   m.features.views = 1;
   m.preprocess_config = "[features]\nlevels = 3\n";
   m.preprocess_hash = 0xfedcba9876543210ull;
@@ -106,7 +106,7 @@ TEST(Manifest, LoaderRejectsInconsistentManifests) {
 TEST(Manifest, LoadChecksFeaturesAndJson) {
   const std::string path = temp_file("m2.json");
   write_manifest(path, sample());
-  audio::FeatureConfig other = sample().features;
+  features::FeatureConfig other = sample().features;
   other.views = 4;
   try {
     load_manifest(path, other);

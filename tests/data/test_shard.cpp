@@ -23,8 +23,8 @@ namespace fs = std::filesystem;
 namespace {
 
 // Small shapes: T = 4 frames, 8 mel bands, finest hop 16 samples.
-audio::FeatureConfig small_config(int levels, int parts, audio::WindowPolicy window) {
-  audio::FeatureConfig c;
+features::FeatureConfig small_config(int levels, int parts, features::WindowPolicy window) {
+  features::FeatureConfig c;
   c.sample_rate = 8000;
   c.levels = levels;
   c.parts = parts;
@@ -46,7 +46,7 @@ struct SyntheticTrack {
   std::vector<std::vector<std::vector<float>>> mels;
 };
 
-SyntheticTrack make_track(const audio::FeatureConfig& c, int index, int64_t samples,
+SyntheticTrack make_track(const features::FeatureConfig& c, int index, int64_t samples,
                           std::mt19937& rng) {
   std::normal_distribution<float> logmel(-5.0f, 3.0f);  // the range of log(mel + 1e-6)
   SyntheticTrack t;
@@ -73,7 +73,7 @@ float as_stored(float x) { return half_to_float(float_to_half(x)); }
 
 // The crop computed from sample positions alone: frame t of clip c at level n sits at sample
 // k * hop_0 + c * L_n + t * hop_n; the stored row is that sample over the source level's hop.
-std::vector<float> expected_crop(const audio::FeatureConfig& c, const SyntheticTrack& t,
+std::vector<float> expected_crop(const features::FeatureConfig& c, const SyntheticTrack& t,
                                  int64_t k, int view) {
   const std::vector<int> stored = stored_levels(c);
   std::vector<float> out;
@@ -93,7 +93,7 @@ std::vector<float> expected_crop(const audio::FeatureConfig& c, const SyntheticT
 }
 
 // Brute force: starts k while every frame of every clip lies inside the stored frames.
-int64_t brute_force_starts(const audio::FeatureConfig& c, int64_t samples) {
+int64_t brute_force_starts(const features::FeatureConfig& c, int64_t samples) {
   int64_t k = 0;
   for (;; ++k) {
     for (int n = 0; n < c.levels; ++n) {
@@ -122,7 +122,7 @@ class TempDir {
 LabelSchema schema() { return {{"rock", "piano", "loud"}, {"blues", "jazz"}}; }
 
 // Writes tracks of these lengths (in top clips) and returns them.
-std::vector<SyntheticTrack> write_shard(const std::string& path, const audio::FeatureConfig& c,
+std::vector<SyntheticTrack> write_shard(const std::string& path, const features::FeatureConfig& c,
                                         const std::vector<double>& clips, uint64_t seed = 1) {
   std::mt19937 rng(static_cast<uint32_t>(seed));
   std::vector<SyntheticTrack> tracks;
@@ -137,7 +137,7 @@ std::vector<SyntheticTrack> write_shard(const std::string& path, const audio::Fe
 
 struct Shape {
   int levels, parts;
-  audio::WindowPolicy window;
+  features::WindowPolicy window;
 };
 
 class ShardShapes : public ::testing::TestWithParam<Shape> {};
@@ -145,8 +145,8 @@ class ShardShapes : public ::testing::TestWithParam<Shape> {};
 }  // namespace
 
 TEST(ShardLayout, StoredLevelsAndFrames) {
-  const auto fixed = small_config(3, 2, audio::WindowPolicy::fixed);
-  const auto scaled = small_config(3, 2, audio::WindowPolicy::scaled);
+  const auto fixed = small_config(3, 2, features::WindowPolicy::fixed);
+  const auto scaled = small_config(3, 2, features::WindowPolicy::scaled);
   EXPECT_EQ(stored_levels(fixed), std::vector<int>({2}));
   EXPECT_EQ(stored_levels(scaled), std::vector<int>({0, 1, 2}));
   EXPECT_EQ(track_frames(fixed, 2, 0), 1);
@@ -163,7 +163,7 @@ TEST(ShardLayout, StoredLevelsAndFrames) {
 
 TEST_P(ShardShapes, EveryCropOfEveryTrackAndViewMatchesSlicesOfTheInput) {
   const Shape s = GetParam();
-  const audio::FeatureConfig c = small_config(s.levels, s.parts, s.window);
+  const features::FeatureConfig c = small_config(s.levels, s.parts, s.window);
   TempDir dir;
   const std::string path = dir.file("shard-00000.h5");
   // Lengths in top clips: several, exactly one, a fraction (no valid start), odd lengths.
@@ -229,18 +229,18 @@ TEST_P(ShardShapes, EveryCropOfEveryTrackAndViewMatchesSlicesOfTheInput) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, ShardShapes,
-    ::testing::Values(Shape{3, 2, audio::WindowPolicy::fixed}, Shape{2, 3, audio::WindowPolicy::fixed},
-                      Shape{3, 2, audio::WindowPolicy::scaled},
-                      Shape{2, 3, audio::WindowPolicy::scaled}),
+    ::testing::Values(Shape{3, 2, features::WindowPolicy::fixed}, Shape{2, 3, features::WindowPolicy::fixed},
+                      Shape{3, 2, features::WindowPolicy::scaled},
+                      Shape{2, 3, features::WindowPolicy::scaled}),
     [](const auto& info) {
       return "N" + std::to_string(info.param.levels) + "M" + std::to_string(info.param.parts) +
-             "_" + audio::to_string(info.param.window);
+             "_" + features::to_string(info.param.window);
     });
 
 TEST(ShardLayout, FixedCropLevelsAreTheFinestTakenEveryStride) {
   // The identity DESIGN.md relies on: with the fixed window, level n's frame t of clip c is the
   // finest frame (k * M^(N-1) + c * T * stride_n + t * stride_n).
-  const auto c = small_config(4, 2, audio::WindowPolicy::fixed);
+  const auto c = small_config(4, 2, features::WindowPolicy::fixed);
   for (int n = 0; n < c.levels; ++n)
     for (int64_t clip = 0; clip < c.clips_at(n); ++clip)
       for (int64_t t = 0; t < c.frames; ++t) {
@@ -251,7 +251,7 @@ TEST(ShardLayout, FixedCropLevelsAreTheFinestTakenEveryStride) {
 }
 
 TEST(Shard, ZeroTrackShardIsValid) {
-  const auto c = small_config(3, 2, audio::WindowPolicy::fixed);
+  const auto c = small_config(3, 2, features::WindowPolicy::fixed);
   TempDir dir;
   const std::string path = dir.file("empty.h5");
   write_shard(path, c, {});
@@ -260,14 +260,14 @@ TEST(Shard, ZeroTrackShardIsValid) {
 }
 
 TEST(Shard, FeatureMismatchNamesTheFileTheParametersAndTheFix) {
-  const auto c = small_config(3, 2, audio::WindowPolicy::fixed);
+  const auto c = small_config(3, 2, features::WindowPolicy::fixed);
   TempDir dir;
   const std::string path = dir.file("a.h5");
   write_shard(path, c, {1.5});
   EXPECT_EQ(ShardReader::stored_features(path).canonical(), c.canonical());
-  audio::FeatureConfig other = c;
+  features::FeatureConfig other = c;
   other.n_mels = 16;
-  other.window = audio::WindowPolicy::scaled;
+  other.window = features::WindowPolicy::scaled;
   EXPECT_FALSE(ShardReader::is_complete(path, other));
   try {
     ShardReader r(path, other);
@@ -283,7 +283,7 @@ TEST(Shard, FeatureMismatchNamesTheFileTheParametersAndTheFix) {
 }
 
 TEST(Shard, FormatVersionMismatchIsAConfigError) {
-  const auto c = small_config(3, 2, audio::WindowPolicy::fixed);
+  const auto c = small_config(3, 2, features::WindowPolicy::fixed);
   TempDir dir;
   const std::string path = dir.file("v.h5");
   write_shard(path, c, {1.5});
@@ -306,7 +306,7 @@ TEST(Shard, FormatVersionMismatchIsAConfigError) {
 }
 
 TEST(Shard, UnfinishedWriterLeavesNothing) {
-  const auto c = small_config(3, 2, audio::WindowPolicy::fixed);
+  const auto c = small_config(3, 2, features::WindowPolicy::fixed);
   TempDir dir;
   const std::string path = dir.file("killed.h5");
   std::mt19937 rng(3);
@@ -336,7 +336,7 @@ TEST(Shard, UnfinishedWriterLeavesNothing) {
 }
 
 TEST(Shard, WriterRejectsWrongShapesBeforeWriting) {
-  const auto c = small_config(3, 2, audio::WindowPolicy::scaled);
+  const auto c = small_config(3, 2, features::WindowPolicy::scaled);
   TempDir dir;
   const std::string path = dir.file("bad.h5");
   std::mt19937 rng(4);
@@ -364,7 +364,7 @@ TEST(Shard, WriterRejectsWrongShapesBeforeWriting) {
 }
 
 TEST(Shard, IsCompleteRejectsGarbageTruncatedAndMissingFiles) {
-  const auto c = small_config(3, 2, audio::WindowPolicy::fixed);
+  const auto c = small_config(3, 2, features::WindowPolicy::fixed);
   TempDir dir;
   const std::string good = dir.file("good.h5");
   write_shard(good, c, {2.0, 3.0});
@@ -394,7 +394,7 @@ TEST(Shard, IsCompleteRejectsGarbageTruncatedAndMissingFiles) {
 }
 
 TEST(Shard, ConcurrentReadersGiveTheSameCrops) {
-  const auto c = small_config(3, 2, audio::WindowPolicy::scaled);
+  const auto c = small_config(3, 2, features::WindowPolicy::scaled);
   TempDir dir;
   const std::string path = dir.file("threads.h5");
   write_shard(path, c, {4.0, 4.0});
@@ -417,7 +417,7 @@ TEST(Shard, H5pyReadsTheShardAndAgreesWithTheReader) {
   const char* python = "/usr/bin/python3";
   if (std::system((std::string(python) + " -c 'import h5py, numpy' 2>/dev/null").c_str()) != 0)
     GTEST_SKIP() << python << " lacks h5py or numpy (apt install python3-h5py python3-numpy)";
-  for (auto window : {audio::WindowPolicy::fixed, audio::WindowPolicy::scaled}) {
+  for (auto window : {features::WindowPolicy::fixed, features::WindowPolicy::scaled}) {
     const auto c = small_config(3, 2, window);
     TempDir dir;
     const std::string path = dir.file("py.h5");

@@ -14,8 +14,8 @@ using namespace mart::train;
 
 namespace {
 
-audio::FeatureConfig features() {
-  audio::FeatureConfig f;
+features::FeatureConfig features() {
+  features::FeatureConfig f;
   f.sample_rate = 8000;
   f.levels = 3;
   f.parts = 2;
@@ -34,7 +34,7 @@ AugmentOptions none() {
   return o;
 }
 
-torch::Tensor logmel(int64_t b, int64_t clips, const audio::FeatureConfig& f, int seed = 1) {
+torch::Tensor logmel(int64_t b, int64_t clips, const features::FeatureConfig& f, int seed = 1) {
   torch::manual_seed(seed);
   return torch::randn({b, clips, f.n_mels, f.frames}, torch::kFloat64) * 2 - 4;
 }

@@ -32,8 +32,8 @@ struct Fixture {
   int64_t B = 8;  // global batch
   int64_t b() const { return B / world.size(); }
   // Features that match mo (hops 128, 64, 32 samples), for the fresh augmentation.
-  audio::FeatureConfig features = [this] {
-    audio::FeatureConfig f;
+  features::FeatureConfig features = [this] {
+    features::FeatureConfig f;
     f.levels = mo.levels;
     f.parts = mo.parts;
     f.n_mels = mo.n_mels;

@@ -16,8 +16,8 @@ using namespace mart;
 
 namespace {
 
-audio::FeatureConfig config() {
-  audio::FeatureConfig c;
+features::FeatureConfig config() {
+  features::FeatureConfig c;
   c.sample_rate = 8000;
   c.levels = 3;
   c.parts = 2;
@@ -31,7 +31,7 @@ audio::FeatureConfig config() {
 }
 
 // A run of one shard with 5 tracks of random log-mels, all in split "train".
-std::string make_run(const audio::FeatureConfig& c) {
+std::string make_run(const features::FeatureConfig& c) {
   const std::string dir = (fs::temp_directory_path() / "mart_loader_run").string();
   fs::remove_all(dir);
   fs::create_directories(dir);

@@ -29,7 +29,7 @@ struct MelParams {
   double f_max = 0.0;  // 0: sample_rate / 2
   double log_eps = 1e-6;
 
-  static MelParams at_level(const FeatureConfig& cfg, int level);
+  static MelParams at_level(const features::FeatureConfig& cfg, int level);
 };
 
 // HTK mel scale, as the filterbank uses it.
@@ -79,7 +79,7 @@ int64_t stft_frames(int64_t n_samples, int64_t hop);
 class LogMel {
  public:
   explicit LogMel(const MelParams& p);
-  LogMel(const FeatureConfig& cfg, int level) : LogMel(MelParams::at_level(cfg, level)) {}
+  LogMel(const features::FeatureConfig& cfg, int level) : LogMel(MelParams::at_level(cfg, level)) {}
   ~LogMel();
   LogMel(const LogMel&) = delete;
   LogMel& operator=(const LogMel&) = delete;
@@ -119,7 +119,7 @@ class LogMel {
 // One object per thread.
 class TrackLogMels {
  public:
-  explicit TrackLogMels(const FeatureConfig& cfg);
+  explicit TrackLogMels(const features::FeatureConfig& cfg);
   // The levels computed, finest last for the scaled policy: {levels - 1} or {0, ..., levels - 1}.
   const std::vector<int>& stored_levels() const { return levels_; }
   // One [frames_n, n_mels] row-major matrix per stored level, in stored_levels() order.
@@ -133,6 +133,6 @@ class TrackLogMels {
 
 // The start-up warning about empty mel filters (DESIGN.md section 1), or "" when no level has
 // any: e.g. "18 of 128 mel filters are empty at n_fft 256 (levels 0-3) ...".
-std::string empty_filter_warning(const FeatureConfig& cfg);
+std::string empty_filter_warning(const features::FeatureConfig& cfg);
 
 }  // namespace mart::audio

@@ -31,7 +31,7 @@ struct ManifestFailure {
 };
 
 struct Manifest {
-  audio::FeatureConfig features;
+  features::FeatureConfig features;
   std::string preprocess_config;  // the resolved INI of the run (Config::resolved_ini())
   uint64_t preprocess_hash = 0;   // Config::hash() of it; shards store the same value
   LabelSchema labels;
@@ -50,14 +50,14 @@ struct Manifest {
 
 // The feature parameters as a JSON object and back (checkpoints store them too); `origin` names
 // the source in a ConfigError about a missing or mistyped key.
-nlohmann::json features_to_json(const audio::FeatureConfig& c);
-audio::FeatureConfig features_from_json(const nlohmann::json& j, const std::string& origin);
+nlohmann::json features_to_json(const features::FeatureConfig& c);
+features::FeatureConfig features_from_json(const nlohmann::json& j, const std::string& origin);
 
 // Writes `dir`/manifest.json (or the given file path) atomically.
 void write_manifest(const std::string& path, const Manifest& m);
 // Loads and validates a manifest; with `expected`, also requires its feature config (ConfigError
 // naming both hashes and the fix otherwise).
 Manifest load_manifest(const std::string& path);
-Manifest load_manifest(const std::string& path, const audio::FeatureConfig& expected);
+Manifest load_manifest(const std::string& path, const features::FeatureConfig& expected);
 
 }  // namespace mart::data

@@ -29,16 +29,16 @@ constexpr int64_t kShardFormatVersion = 1;
 
 // Levels a shard stores: with the fixed window policy level n is the finest level taken every
 // frame_stride(n) frames, so only the finest (N-1) is stored; with scaled every level is.
-std::vector<int> stored_levels(const audio::FeatureConfig& cfg);
+std::vector<int> stored_levels(const features::FeatureConfig& cfg);
 
 // Frames of a whole track of `samples` samples at `level`: 1 + samples / hop_n (centered STFT).
-int64_t track_frames(const audio::FeatureConfig& cfg, int level, int64_t samples);
+int64_t track_frames(const features::FeatureConfig& cfg, int level, int64_t samples);
 
 // Number of valid top-clip starts k = 0, 1, ..., K-1 for a track whose stored levels have
 // `frames[i]` frames (i indexing stored_levels). Start k means the top clip S^0 covers samples
 // [k * hop_0, k * hop_0 + L0). 0 when the track is shorter than one top clip: such tracks are
 // never cropped (no padding); mart-preprocess reports them.
-int64_t valid_top_starts(const audio::FeatureConfig& cfg, const std::vector<int64_t>& frames);
+int64_t valid_top_starts(const features::FeatureConfig& cfg, const std::vector<int64_t>& frames);
 
 // The crop rule, as a pure function: for top-clip start k, the frame of the stored source array
 // that gives frame t of clip c at level n. The source is the finest level (fixed policy, taken
@@ -47,7 +47,7 @@ struct CropSource {
   int stored_level;  // which stored level to read
   int64_t frame;     // row in that level's whole-track array
 };
-CropSource crop_source(const audio::FeatureConfig& cfg, int64_t k, int level, int64_t clip,
+CropSource crop_source(const features::FeatureConfig& cfg, int64_t k, int level, int64_t clip,
                        int64_t t);
 
 // Names shared by all tracks of a run (and by every shard of it).
@@ -82,7 +82,7 @@ using TrackMels = std::vector<std::vector<LevelMel>>;
 class ShardWriter {
  public:
   // checksum = false only to measure what the Fletcher-32 checksums cost (bench/data).
-  ShardWriter(std::string path, const audio::FeatureConfig& cfg, LabelSchema labels,
+  ShardWriter(std::string path, const features::FeatureConfig& cfg, LabelSchema labels,
               uint64_t config_hash, bool checksum = true);
   ~ShardWriter();  // without finish(): closes and removes the temporary file
   ShardWriter(const ShardWriter&) = delete;
@@ -134,7 +134,7 @@ class ShardReader {
  public:
   // Throws ConfigError (naming the file, the differing parameters and the fix) when the format
   // version or the feature config differs from `expected`, or the shard is incomplete.
-  ShardReader(const std::string& path, const audio::FeatureConfig& expected);
+  ShardReader(const std::string& path, const features::FeatureConfig& expected);
   ~ShardReader();
   ShardReader(ShardReader&&) noexcept;
   ShardReader& operator=(ShardReader&&) noexcept;
@@ -142,13 +142,13 @@ class ShardReader {
   // A finished, self-consistent mart shard of this format version (with `expected`'s features,
   // in the second form). Never throws: garbage, truncated and .tmp files answer false.
   static bool is_complete(const std::string& path);
-  static bool is_complete(const std::string& path, const audio::FeatureConfig& expected);
+  static bool is_complete(const std::string& path, const features::FeatureConfig& expected);
   // The feature parameters a shard was made with (for messages and inspection tools); checks the
   // format like the constructor, except for the expected features. Throws ConfigError.
-  static audio::FeatureConfig stored_features(const std::string& path);
+  static features::FeatureConfig stored_features(const std::string& path);
 
   const std::string& path() const;
-  const audio::FeatureConfig& features() const;
+  const features::FeatureConfig& features() const;
   const LabelSchema& labels() const;
   uint64_t config_hash() const;  // of the preprocess run that wrote it
 

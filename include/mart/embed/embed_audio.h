@@ -24,20 +24,20 @@ namespace mart::embed {
 // last crop at the last valid start when the tail is not covered yet, so the whole file is
 // covered (its start is on the hop_0 grid, so up to hop_0 - 1 samples at the very end can stay
 // outside). A track shorter than one top clip must be zero-padded to L0 first: it has one crop.
-std::vector<int64_t> cover_starts(const audio::FeatureConfig& f, int64_t samples, int64_t step);
+std::vector<int64_t> cover_starts(const features::FeatureConfig& f, int64_t samples, int64_t step);
 
 // Centre of clip `clip` of `level` in the crop that starts at top-level hop k, in ms:
 // (k hop_0 + (clip + 0.5) L_level) / sample_rate * 1000.
-double clip_center_ms(const audio::FeatureConfig& f, int64_t k, int level, int64_t clip);
+double clip_center_ms(const features::FeatureConfig& f, int64_t k, int level, int64_t clip);
 
 // The top-level hops between crop starts for a requested hop in ms: 0 means non-overlapping
 // (T hops); otherwise the nearest whole number of hops, at least 1.
-int64_t crop_step(const audio::FeatureConfig& f, double hop_ms);
+int64_t crop_step(const features::FeatureConfig& f, double hop_ms);
 
 // Cuts the crop hierarchy of start k, [clips_total, n_mels, T] (level 0's clip first, then level
 // 1's M clips in time order, ...), out of whole-track log-mels `mels` (one [frames, n_mels]
 // row-major matrix per data::stored_levels(f), as audio::TrackLogMels::compute returns them).
-void cut_crop(const audio::FeatureConfig& f, const std::vector<std::vector<float>>& mels, int64_t k, float* out);
+void cut_crop(const features::FeatureConfig& f, const std::vector<std::vector<float>>& mels, int64_t k, float* out);
 
 // ---- One file ---------------------------------------------------------------------------------
 
@@ -56,7 +56,7 @@ class AudioEmbedder {
  public:
   // `step`: top-level hops between crop starts (crop_step); `batch_crops`: crops per forward.
   // A file's crops are batched in order, so its floats do not depend on which rank embeds it.
-  AudioEmbedder(const std::string& checkpoint_dir, const model::ModelOptions& m, const audio::FeatureConfig& f,
+  AudioEmbedder(const std::string& checkpoint_dir, const model::ModelOptions& m, const features::FeatureConfig& f,
                 int64_t step, int64_t batch_crops);
   ~AudioEmbedder();
   AudioEmbedder(const AudioEmbedder&) = delete;

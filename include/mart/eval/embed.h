@@ -29,7 +29,7 @@ class FeatureSource {
 std::vector<int64_t> eval_crop_starts(int64_t valid_starts, int frames);
 
 // Mean and standard deviation of every mel band over the top clip's frames: 2 * n_mels values.
-std::unique_ptr<FeatureSource> logmel_stats_source(const audio::FeatureConfig& f);
+std::unique_ptr<FeatureSource> logmel_stats_source(const features::FeatureConfig& f);
 
 struct TrackInfo {
   std::string id, split;

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-namespace mart::audio {
+namespace mart::features {
 
 // fixed: the paper's 256-point window at every level (the top level's hop exceeds its window).
 // scaled: n_fft_n = max(n_fft, 2 * hop_n), so every level's frames cover all of its audio.
@@ -51,4 +51,4 @@ struct FeatureConfig {
   uint64_t hash() const;
 };
 
-}  // namespace mart::audio
+}  // namespace mart::features

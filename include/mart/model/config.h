@@ -15,6 +15,6 @@ ModelOptions model_options_from(const Config& c);
 // The [model] section that reads back through declare_model_options (checkpoints keep it).
 std::string model_ini(const ModelOptions& m);
 // `m` with its input sizes (levels, parts, n_mels, frames) taken from the data's features.
-ModelOptions with_input_of(ModelOptions m, const audio::FeatureConfig& f);
+ModelOptions with_input_of(ModelOptions m, const features::FeatureConfig& f);
 
 }  // namespace mart::model

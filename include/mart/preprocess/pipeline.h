@@ -17,7 +17,7 @@ namespace mart::preprocess {
 
 struct PreprocessOptions {
   DatasetOptions dataset;
-  audio::FeatureConfig features;
+  features::FeatureConfig features;
   audio::AugmentConfig augment;
   uint64_t augment_seed = 1;
   std::string output;

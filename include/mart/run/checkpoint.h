@@ -22,7 +22,7 @@ struct TrainState {
   std::string model_canonical;   // the model options, so eval can check them
   // The features of the training data, so mart-embed can turn raw audio into the model's input
   // (absent in checkpoints written before it was stored).
-  std::optional<audio::FeatureConfig> features;
+  std::optional<features::FeatureConfig> features;
 };
 
 std::string checkpoint_dir(const std::string& run, int64_t step);

@@ -13,7 +13,7 @@ namespace mart::run {
 struct CheckpointInfo {
   std::string dir;                               // the checkpoint folder (holds model.pt)
   model::ModelOptions model;                     // from model.ini, with the hierarchy of `features`
-  std::optional<audio::FeatureConfig> features;  // absent in checkpoints older than this field
+  std::optional<features::FeatureConfig> features;  // absent in checkpoints older than this field
 };
 
 // Resolves `path` (checkpoint folder or run folder) and reads the model options. Throws
@@ -22,6 +22,6 @@ CheckpointInfo open_checkpoint(const std::string& path);
 
 // The model options for data with features `f`: throws ConfigError (showing both) when the
 // checkpoint was trained on another hierarchy or mel size.
-model::ModelOptions model_for_features(const CheckpointInfo& c, const audio::FeatureConfig& f);
+model::ModelOptions model_for_features(const CheckpointInfo& c, const features::FeatureConfig& f);
 
 }  // namespace mart::run

@@ -15,7 +15,7 @@ namespace mart::train {
 
 class LogMelAugmenter {
  public:
-  LogMelAugmenter(AugmentOptions o, const audio::FeatureConfig& f, uint64_t seed);
+  LogMelAugmenter(AugmentOptions o, const features::FeatureConfig& f, uint64_t seed);
   // x: [b, clips, n_mels, T], clips = 1 (view A's top clips) or clips_total (view B's
   // hierarchies, level 0 first); row i is global sample first_index + i; view 0 = A, 1 = B.
   torch::Tensor operator()(const torch::Tensor& x, int64_t step, int64_t first_index, int view) const;
@@ -25,7 +25,7 @@ class LogMelAugmenter {
 
  private:
   AugmentOptions o_;
-  audio::FeatureConfig f_;
+  features::FeatureConfig f_;
   uint64_t seed_;
   std::vector<double> centres_;                   // mel band centre frequencies
   std::vector<std::vector<double>> noise_share_;  // per level: white noise power per band / total

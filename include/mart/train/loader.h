@@ -22,7 +22,7 @@ class TrainingData {
  public:
   // Loads `dir`/manifest.json, checks every shard (format, features) before training starts.
   TrainingData(const std::string& dir, const std::vector<std::string>& splits);
-  const audio::FeatureConfig& features() const { return manifest_.features; }
+  const features::FeatureConfig& features() const { return manifest_.features; }
   const data::Manifest& manifest() const { return manifest_; }
   size_t num_tracks() const { return tracks_.size(); }
   const std::vector<uint32_t>& crop_starts() const { return starts_; }
@@ -50,7 +50,7 @@ std::pair<int, int> choose_views(uint64_t seed, uint64_t epoch, const dist::Crop
 uint32_t choose_start_a(uint64_t seed, uint64_t epoch, const dist::CropItem& it, uint32_t starts, int64_t max_offset);
 
 // A largest start offset in seconds as whole top-level hops (rounded down).
-int64_t offset_hops(double seconds, const audio::FeatureConfig& f);
+int64_t offset_hops(double seconds, const features::FeatureConfig& f);
 
 struct CropBatch {
   uint64_t epoch = 0, index = 0;  // which batch of the sampler this is
