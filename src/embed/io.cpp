@@ -24,12 +24,13 @@ namespace mart::embed {
 
 namespace {
 
-bool has_audio_extension(const fs::path& p) {
+bool has_audio_extension(const fs::path& path) {
   static const std::set<std::string> exts{".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3",
                                           ".au",  ".snd",  ".aif",  ".aiff", ".aifc"};
-  std::string e = p.extension().string();
-  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return exts.count(e) > 0;
+  std::string extension = path.extension().string();
+  std::transform(extension.begin(), extension.end(), extension.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return exts.count(extension) > 0;
 }
 
 }  // namespace
@@ -40,13 +41,13 @@ std::vector<std::string> list_inputs(const std::string& input, const std::string
                       "(a text file with one audio path per line)");
   std::vector<std::string> files;
   if (!input.empty()) {
-    std::error_code ec;
-    if (!fs::exists(input, ec))
+    std::error_code error;
+    if (!fs::exists(input, error))
       MART_CONFIG_ERROR("input '", input, "' does not exist: give an audio file or a folder of audio files");
-    if (fs::is_directory(input, ec)) {
+    if (fs::is_directory(input, error)) {
       std::vector<std::string> found;
-      for (const auto& e : fs::recursive_directory_iterator(input, fs::directory_options::follow_directory_symlink))
-        if (e.is_regular_file() && has_audio_extension(e.path())) found.push_back(e.path().string());
+      for (const auto& entry : fs::recursive_directory_iterator(input, fs::directory_options::follow_directory_symlink))
+        if (entry.is_regular_file() && has_audio_extension(entry.path())) found.push_back(entry.path().string());
       if (found.empty())
         MART_CONFIG_ERROR("input folder '", input, "' holds no audio files (searched recursively for wav, flac, ogg, ",
                           "opus, mp3, au, aiff): point --input at the folder that holds them");
@@ -57,15 +58,16 @@ std::vector<std::string> list_inputs(const std::string& input, const std::string
     }
   }
   if (!input_list.empty()) {
-    std::ifstream in(input_list);
-    if (!in) MART_CONFIG_ERROR("input list '", input_list, "' cannot be read: give a text file with one audio path per line");
+    std::ifstream list(input_list);
+    if (!list)
+      MART_CONFIG_ERROR("input list '", input_list, "' cannot be read: give a text file with one audio path per line");
     const fs::path base = fs::path(input_list).parent_path();
     size_t listed = 0;
-    for (std::string line; std::getline(in, line);) {
+    for (std::string line; std::getline(list, line);) {
       line = trim(line);
       if (line.empty() || line[0] == '#') continue;
-      const fs::path p(line);
-      files.push_back(p.is_absolute() || base.empty() ? p.string() : (base / p).string());
+      const fs::path path(line);
+      files.push_back(path.is_absolute() || base.empty() ? path.string() : (base / path).string());
       ++listed;
     }
     if (listed == 0) MART_CONFIG_ERROR("input list '", input_list, "' names no files (one path per line; '#' starts a comment)");
@@ -78,14 +80,15 @@ std::vector<std::string> list_inputs(const std::string& input, const std::string
 namespace {
 
 template <typename T>
-void write_npy_impl(const std::string& path, const std::vector<T>& v, const std::vector<int64_t>& shape,
+void write_npy_impl(const std::string& path, const std::vector<T>& values, const std::vector<int64_t>& shape,
                     const char* descr) {
   static_assert(sizeof(T) == 4 || sizeof(T) == 8, "float32 or float64");
-  int64_t n = 1;
+  int64_t count = 1;
   std::string dims;  // "(3, 4)", "(3,)" or "()"
-  for (size_t i = 0; i < shape.size(); ++i) n *= shape[i], dims += (i ? ", " : "") + std::to_string(shape[i]);
+  for (size_t i = 0; i < shape.size(); ++i) count *= shape[i], dims += (i ? ", " : "") + std::to_string(shape[i]);
   if (shape.size() == 1) dims += ",";
-  MART_CHECK(n == static_cast<int64_t>(v.size()), "npy '", path, "': shape holds ", n, " values, buffer ", v.size());
+  MART_CHECK(count == static_cast<int64_t>(values.size()), "npy '", path, "': shape holds ", count, " values, buffer ",
+             values.size());
   std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
   // Magic (6) + version (2) + length (2) + header, padded with spaces to a multiple of 64, '\n' last.
   const size_t total = (10 + header.size() + 1 + 63) / 64 * 64;
@@ -99,17 +102,17 @@ void write_npy_impl(const std::string& path, const std::vector<T>& v, const std:
   // x86 and ARM Linux are little-endian, which '<' declares; a big-endian host would need a swap.
   const uint16_t probe = 1;
   MART_CHECK(*reinterpret_cast<const uint8_t*>(&probe) == 1, "the .npy writer assumes a little-endian host");
-  out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+  out.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T));
   write_file_atomic(path, out);
 }
 
 }  // namespace
 
-void write_npy(const std::string& path, const std::vector<float>& v, const std::vector<int64_t>& shape) {
-  write_npy_impl(path, v, shape, "<f4");
+void write_npy(const std::string& path, const std::vector<float>& values, const std::vector<int64_t>& shape) {
+  write_npy_impl(path, values, shape, "<f4");
 }
-void write_npy(const std::string& path, const std::vector<double>& v, const std::vector<int64_t>& shape) {
-  write_npy_impl(path, v, shape, "<f8");
+void write_npy(const std::string& path, const std::vector<double>& values, const std::vector<int64_t>& shape) {
+  write_npy_impl(path, values, shape, "<f8");
 }
 
 // ---- Outputs (rank 0) -------------------------------------------------------------------------
@@ -132,23 +135,24 @@ class Rows {
     h5::Dataspace space(H5_CHECK(H5Screate_simple(rank, dims, maxdims)));
     h5::PropList plist(H5_CHECK(H5Pcreate(H5P_DATASET_CREATE)));
     H5_CHECK(H5Pset_chunk(plist.get(), rank, chunk));
-    ds_ = h5::Dataset(H5_CHECK(H5Dcreate2(loc, path.c_str(), type, space.get(), H5P_DEFAULT, plist.get(), H5P_DEFAULT)));
+    dataset_ =
+        h5::Dataset(H5_CHECK(H5Dcreate2(loc, path.c_str(), type, space.get(), H5P_DEFAULT, plist.get(), H5P_DEFAULT)));
   }
   void append(const void* data, hsize_t rows) {
     if (rows == 0) return;
     h5::Lock lock;
     const int rank = cols_ ? 2 : 1;
     const hsize_t start[2] = {rows_, 0}, count[2] = {rows, cols_}, extent[2] = {rows_ + rows, cols_};
-    H5_CHECK(H5Dset_extent(ds_.get(), extent));
-    h5::Dataspace file_space(H5_CHECK(H5Dget_space(ds_.get())));
+    H5_CHECK(H5Dset_extent(dataset_.get(), extent));
+    h5::Dataspace file_space(H5_CHECK(H5Dget_space(dataset_.get())));
     H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr));
     h5::Dataspace mem(H5_CHECK(H5Screate_simple(rank, count, nullptr)));
-    H5_CHECK(H5Dwrite(ds_.get(), type_, mem.get(), file_space.get(), H5P_DEFAULT, data));
+    H5_CHECK(H5Dwrite(dataset_.get(), type_, mem.get(), file_space.get(), H5P_DEFAULT, data));
     rows_ += rows;
   }
 
  private:
-  h5::Dataset ds_;
+  h5::Dataset dataset_;
   hid_t type_ = H5I_INVALID_HID;
   hsize_t cols_ = 0, rows_ = 0;
 };
@@ -173,53 +177,55 @@ class H5Out : public EmbeddingWriter {
       std::remove(tmp().c_str());
     }
   }
-  void append(const FileEmbedding& e) override {
+  void append(const FileEmbedding& embedding) override {
     try {
-      append_rows(e);
-    } catch (const Error& x) {  // a failed write is fatal, and named: never a failure of the input file
-      const std::string reason = io_reason(x.what());
-      MART_OUTPUT_ERROR("cannot write '", tmp(), "': ", reason.empty() ? std::string(x.what()) : reason, kOutputFix);
+      append_rows(embedding);
+    } catch (const Error& error) {  // a failed write is fatal, and named: never a failure of the input file
+      const std::string reason = io_reason(error.what());
+      MART_OUTPUT_ERROR("cannot write '", tmp(), "': ", reason.empty() ? std::string(error.what()) : reason,
+                        kOutputFix);
     }
   }
-  void append_rows(const FileEmbedding& e) {
-    paths_.push_back(e.path);
-    duration_.push_back(e.duration_s);
-    padded_.push_back(e.padded ? 1 : 0);
-    crops_.push_back(e.crops);
-    scene_.append(e.scene.data(), 1);
-    for (size_t l = 0; l < level_.size(); ++l) {
-      const hsize_t rows = e.timestamp_ms[l].size();
-      level_[l].append(e.level[l].data(), rows);
-      time_[l].append(e.timestamp_ms[l].data(), rows);
-      offsets_[l].push_back(offsets_[l].back() + static_cast<int64_t>(rows));
+  void append_rows(const FileEmbedding& embedding) {
+    paths_.push_back(embedding.path);
+    duration_.push_back(embedding.duration_s);
+    padded_.push_back(embedding.padded ? 1 : 0);
+    crops_.push_back(embedding.crops);
+    scene_.append(embedding.scene.data(), 1);
+    for (size_t level = 0; level < level_.size(); ++level) {
+      const hsize_t rows = embedding.timestamp_ms[level].size();
+      level_[level].append(embedding.level[level].data(), rows);
+      time_[level].append(embedding.timestamp_ms[level].data(), rows);
+      offsets_[level].push_back(offsets_[level].back() + static_cast<int64_t>(rows));
     }
   }
   void finish(const std::vector<Failure>& failures) override {
     h5::Lock lock;
-    const hid_t f = file_.get();
-    h5::write_strings(f, "files/path", paths_);
-    h5::write_array(f, "files/duration_s", duration_);
-    h5::write_array(f, "files/padded", padded_);
-    h5::write_array(f, "files/crops", crops_);
-    for (size_t l = 0; l < offsets_.size(); ++l) h5::write_array(f, "level_" + std::to_string(l) + "/offsets", offsets_[l]);
-    std::vector<std::string> fp, fr;
-    for (const auto& x : failures) fp.push_back(x.path), fr.push_back(x.reason);
-    h5::create_group(f, "failures");
-    h5::write_strings(f, "failures/path", fp);
-    h5::write_strings(f, "failures/reason", fr);
-    const auto& c = info_.features;
-    h5::write_attr(f, "format", std::string("mart-embed"));
-    h5::write_attr(f, "format_version", int64_t{1});
-    h5::write_attr(f, "checkpoint", info_.checkpoint);
-    h5::write_attr(f, "model_canonical", info_.model_canonical);
-    h5::write_attr(f, "feature_canonical", c.canonical());
-    h5::write_attr(f, "dim", info_.dim);
-    h5::write_attr(f, "levels", int64_t{c.levels});
-    h5::write_attr(f, "parts", int64_t{c.parts});
-    h5::write_attr(f, "sample_rate", int64_t{c.sample_rate});
-    h5::write_attr(f, "clip_samples", c.clip_samples);
-    h5::write_attr(f, "crop_step_samples", info_.step * c.hop(0));
-    H5_CHECK(H5Fflush(f, H5F_SCOPE_GLOBAL));  // a failed write surfaces here, not in a silent close
+    const hid_t file = file_.get();
+    h5::write_strings(file, "files/path", paths_);
+    h5::write_array(file, "files/duration_s", duration_);
+    h5::write_array(file, "files/padded", padded_);
+    h5::write_array(file, "files/crops", crops_);
+    for (size_t l = 0; l < offsets_.size(); ++l)
+      h5::write_array(file, "level_" + std::to_string(l) + "/offsets", offsets_[l]);
+    std::vector<std::string> failed_paths, failed_reasons;
+    for (const auto& failure : failures) failed_paths.push_back(failure.path), failed_reasons.push_back(failure.reason);
+    h5::create_group(file, "failures");
+    h5::write_strings(file, "failures/path", failed_paths);
+    h5::write_strings(file, "failures/reason", failed_reasons);
+    const auto& features = info_.features;
+    h5::write_attr(file, "format", std::string("mart-embed"));
+    h5::write_attr(file, "format_version", int64_t{1});
+    h5::write_attr(file, "checkpoint", info_.checkpoint);
+    h5::write_attr(file, "model_canonical", info_.model_canonical);
+    h5::write_attr(file, "feature_canonical", features.canonical());
+    h5::write_attr(file, "dim", info_.dim);
+    h5::write_attr(file, "levels", int64_t{features.levels});
+    h5::write_attr(file, "parts", int64_t{features.parts});
+    h5::write_attr(file, "sample_rate", int64_t{features.sample_rate});
+    h5::write_attr(file, "clip_samples", features.clip_samples);
+    h5::write_attr(file, "crop_step_samples", info_.step * features.hop(0));
+    H5_CHECK(H5Fflush(file, H5F_SCOPE_GLOBAL));  // a failed write surfaces here, not in a silent close
     file_.reset();
     fsync_file(tmp());  // on disk before the rename makes it look finished
     if (std::rename(tmp().c_str(), path_.c_str()) != 0)
@@ -230,17 +236,18 @@ class H5Out : public EmbeddingWriter {
   void create() {
     h5::Lock lock;
     file_ = h5::File(H5_CHECK(H5Fcreate(tmp().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)));
-    const auto& f = info_.features;
-    const hsize_t D = static_cast<hsize_t>(info_.dim);
+    const auto& features = info_.features;
+    const hsize_t width = static_cast<hsize_t>(info_.dim);
     h5::create_group(file_.get(), "files");
-    scene_ = Rows(file_.get(), "scene", H5T_NATIVE_FLOAT, D);
-    for (int l = 0; l < f.levels; ++l) {
-      const std::string g = "level_" + std::to_string(l);
-      h5::Group group = h5::create_group(file_.get(), g);
-      h5::write_attr(group.get(), "clip_ms", static_cast<double>(f.level_samples(l)) / f.sample_rate * 1000.0);
-      h5::write_attr(group.get(), "clips_per_crop", f.clips_at(l));
-      level_.emplace_back(file_.get(), g + "/embedding", H5T_NATIVE_FLOAT, D);
-      time_.emplace_back(file_.get(), g + "/timestamp_ms", H5T_NATIVE_DOUBLE, 0);
+    scene_ = Rows(file_.get(), "scene", H5T_NATIVE_FLOAT, width);
+    for (int level = 0; level < features.levels; ++level) {
+      const std::string name = "level_" + std::to_string(level);
+      h5::Group group = h5::create_group(file_.get(), name);
+      h5::write_attr(group.get(), "clip_ms",
+                     static_cast<double>(features.level_samples(level)) / features.sample_rate * 1000.0);
+      h5::write_attr(group.get(), "clips_per_crop", features.clips_at(level));
+      level_.emplace_back(file_.get(), name + "/embedding", H5T_NATIVE_FLOAT, width);
+      time_.emplace_back(file_.get(), name + "/timestamp_ms", H5T_NATIVE_DOUBLE, 0);
       offsets_.push_back({0});
     }
   }
@@ -267,9 +274,9 @@ void put_number(std::string& s, T v) {
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
+  std::string quoted = "\"";
+  for (char c : s) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return quoted + "\"";
 }
 
 // scene.csv (path,e0..) and level_<l>.csv (path,timestamp_ms,e0..), written to .tmp and renamed.
@@ -281,25 +288,26 @@ class CsvOut : public EmbeddingWriter {
     open(dir + "/scene.csv", "path" + header);
     for (int l = 0; l < levels; ++l) open(dir + "/level_" + std::to_string(l) + ".csv", "path,timestamp_ms" + header);
   }
-  void append(const FileEmbedding& e) override {
+  void append(const FileEmbedding& embedding) override {
     std::string line;
-    const std::string path = csv_field(e.path);
-    row(line, path, nullptr, e.scene.data());
+    const std::string path = csv_field(embedding.path);
+    row(line, path, nullptr, embedding.scene.data());
     write(0, line);
-    for (size_t l = 0; l < e.level.size(); ++l) {
+    for (size_t level = 0; level < embedding.level.size(); ++level) {
       line.clear();
-      for (size_t r = 0; r < e.timestamp_ms[l].size(); ++r)
-        row(line, path, &e.timestamp_ms[l][r], e.level[l].data() + r * static_cast<size_t>(dim_));
-      write(l + 1, line);
+      for (size_t index = 0; index < embedding.timestamp_ms[level].size(); ++index)
+        row(line, path, &embedding.timestamp_ms[level][index],
+            embedding.level[level].data() + index * static_cast<size_t>(dim_));
+      write(level + 1, line);
     }
   }
   void finish(const std::vector<Failure>&) override {
-    for (size_t i = 0; i < files_.size(); ++i) {
-      std::fflush(files_[i]);
-      const bool ok = !std::ferror(files_[i]);
-      std::fclose(files_[i]);
-      if (!ok || std::rename((paths_[i] + ".tmp").c_str(), paths_[i].c_str()) != 0)
-        MART_OUTPUT_ERROR("cannot write '", paths_[i], "': ", std::strerror(errno), kOutputFix);
+    for (size_t file_index = 0; file_index < files_.size(); ++file_index) {
+      std::fflush(files_[file_index]);
+      const bool ok = !std::ferror(files_[file_index]);
+      std::fclose(files_[file_index]);
+      if (!ok || std::rename((paths_[file_index] + ".tmp").c_str(), paths_[file_index].c_str()) != 0)
+        MART_OUTPUT_ERROR("cannot write '", paths_[file_index], "': ", std::strerror(errno), kOutputFix);
     }
     files_.clear();
   }
@@ -312,16 +320,16 @@ class CsvOut : public EmbeddingWriter {
 
  private:
   void open(const std::string& path, const std::string& header) {
-    FILE* f = std::fopen((path + ".tmp").c_str(), "w");
-    if (!f) MART_FAIL("cannot create '", path, ".tmp'");
-    files_.push_back(f);
+    FILE* file = std::fopen((path + ".tmp").c_str(), "w");
+    if (!file) MART_FAIL("cannot create '", path, ".tmp'");
+    files_.push_back(file);
     paths_.push_back(path);
     write(files_.size() - 1, header + "\n");
   }
-  void row(std::string& line, const std::string& path, const double* t, const float* e) const {
+  void row(std::string& line, const std::string& path, const double* timestamp, const float* values) const {
     line += path;
-    if (t) line += ',', put_number(line, *t);
-    for (int64_t d = 0; d < dim_; ++d) line += ',', put_number(line, e[d]);
+    if (timestamp) line += ',', put_number(line, *timestamp);
+    for (int64_t d = 0; d < dim_; ++d) line += ',', put_number(line, values[d]);
     line += '\n';
   }
   void write(size_t i, const std::string& s) {
@@ -345,19 +353,19 @@ std::unique_ptr<EmbeddingWriter> make_csv_writer(const std::string& dir, int lev
 
 // HEAR-style arrays per file under npy/: <NNNNNN>_<stem>.scene.npy [dim],
 // .level_<l>.npy [rows, dim] and .level_<l>.timestamp_ms.npy [rows]; NNNNNN is the input index.
-void write_file_npy(const std::string& dir, int64_t index, const FileEmbedding& e) {
+void write_file_npy(const std::string& dir, int64_t index, const FileEmbedding& embedding) {
   char num[16];
   std::snprintf(num, sizeof(num), "%06lld", static_cast<long long>(index));
-  std::string stem = fs::path(e.path).stem().string();
+  std::string stem = fs::path(embedding.path).stem().string();
   for (char& c : stem)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
   const std::string base = dir + "/" + num + "_" + stem;
-  const int64_t D = static_cast<int64_t>(e.scene.size());
-  write_npy(base + ".scene.npy", e.scene, {D});
-  for (size_t l = 0; l < e.level.size(); ++l) {
-    const int64_t rows = static_cast<int64_t>(e.timestamp_ms[l].size());
-    write_npy(base + ".level_" + std::to_string(l) + ".npy", e.level[l], {rows, D});
-    write_npy(base + ".level_" + std::to_string(l) + ".timestamp_ms.npy", e.timestamp_ms[l], {rows});
+  const int64_t width = static_cast<int64_t>(embedding.scene.size());
+  write_npy(base + ".scene.npy", embedding.scene, {width});
+  for (size_t level = 0; level < embedding.level.size(); ++level) {
+    const int64_t rows = static_cast<int64_t>(embedding.timestamp_ms[level].size());
+    write_npy(base + ".level_" + std::to_string(level) + ".npy", embedding.level[level], {rows, width});
+    write_npy(base + ".level_" + std::to_string(level) + ".timestamp_ms.npy", embedding.timestamp_ms[level], {rows});
   }
 }
 

@@ -48,32 +48,32 @@ class Packer {
 
 class Unpacker {
  public:
-  explicit Unpacker(const std::string& b) : b_(b) {}
-  bool done() const { return pos_ == b_.size(); }
+  explicit Unpacker(const std::string& bytes) : bytes_(bytes) {}
+  bool done() const { return pos_ == bytes_.size(); }
   template <typename T>
   T get() {
-    T v;
-    take(&v, sizeof(T));
-    return v;
+    T value;
+    take(&value, sizeof(T));
+    return value;
   }
   template <typename T>
   std::vector<T> get_vec() {
-    std::vector<T> v(static_cast<size_t>(get<int64_t>()));
-    take(v.data(), v.size() * sizeof(T));
-    return v;
+    std::vector<T> values(static_cast<size_t>(get<int64_t>()));
+    take(values.data(), values.size() * sizeof(T));
+    return values;
   }
   std::string get_str() {
-    const auto v = get_vec<char>();
-    return std::string(v.begin(), v.end());
+    const auto chars = get_vec<char>();
+    return std::string(chars.begin(), chars.end());
   }
 
  private:
-  void take(void* out, size_t n) {
-    MART_CHECK(pos_ + n <= b_.size(), "truncated embedding message");
-    if (n) std::memcpy(out, b_.data() + pos_, n);
-    pos_ += n;
+  void take(void* out, size_t size) {
+    MART_CHECK(pos_ + size <= bytes_.size(), "truncated embedding message");
+    if (size) std::memcpy(out, bytes_.data() + pos_, size);
+    pos_ += size;
   }
-  const std::string& b_;
+  const std::string& bytes_;
   size_t pos_ = 0;
 };
 
@@ -82,40 +82,43 @@ struct Outcome {
   int64_t index = 0;
   bool ok = false;
   std::string reason;
-  FileEmbedding e;
+  FileEmbedding embedding;
 };
 
-void pack(Packer& p, const Outcome& o) {
-  p.put<int64_t>(o.index);
-  p.put<uint8_t>(o.ok);
-  if (!o.ok) return p.put_str(o.reason);
-  p.put<double>(o.e.duration_s);
-  p.put<uint8_t>(o.e.padded);
-  p.put<int64_t>(o.e.crops);
-  p.put_vec(o.e.scene);
-  p.put<int64_t>(static_cast<int64_t>(o.e.level.size()));
-  for (size_t l = 0; l < o.e.level.size(); ++l) p.put_vec(o.e.level[l]), p.put_vec(o.e.timestamp_ms[l]);
+void pack(Packer& packer, const Outcome& outcome) {
+  packer.put<int64_t>(outcome.index);
+  packer.put<uint8_t>(outcome.ok);
+  if (!outcome.ok) return packer.put_str(outcome.reason);
+  packer.put<double>(outcome.embedding.duration_s);
+  packer.put<uint8_t>(outcome.embedding.padded);
+  packer.put<int64_t>(outcome.embedding.crops);
+  packer.put_vec(outcome.embedding.scene);
+  packer.put<int64_t>(static_cast<int64_t>(outcome.embedding.level.size()));
+  for (size_t level = 0; level < outcome.embedding.level.size(); ++level) {
+    packer.put_vec(outcome.embedding.level[level]);
+    packer.put_vec(outcome.embedding.timestamp_ms[level]);
+  }
 }
 
-Outcome unpack(Unpacker& u, const std::vector<std::string>& files) {
-  Outcome o;
-  o.index = u.get<int64_t>();
-  o.ok = u.get<uint8_t>();
-  if (!o.ok) {
-    o.reason = u.get_str();
-    return o;
+Outcome unpack(Unpacker& unpacker, const std::vector<std::string>& files) {
+  Outcome outcome;
+  outcome.index = unpacker.get<int64_t>();
+  outcome.ok = unpacker.get<uint8_t>();
+  if (!outcome.ok) {
+    outcome.reason = unpacker.get_str();
+    return outcome;
   }
-  o.e.path = files.at(static_cast<size_t>(o.index));
-  o.e.duration_s = u.get<double>();
-  o.e.padded = u.get<uint8_t>();
-  o.e.crops = u.get<int64_t>();
-  o.e.scene = u.get_vec<float>();
-  const int64_t levels = u.get<int64_t>();
-  for (int64_t l = 0; l < levels; ++l) {
-    o.e.level.push_back(u.get_vec<float>());
-    o.e.timestamp_ms.push_back(u.get_vec<double>());
+  outcome.embedding.path = files.at(static_cast<size_t>(outcome.index));
+  outcome.embedding.duration_s = unpacker.get<double>();
+  outcome.embedding.padded = unpacker.get<uint8_t>();
+  outcome.embedding.crops = unpacker.get<int64_t>();
+  outcome.embedding.scene = unpacker.get_vec<float>();
+  const int64_t levels = unpacker.get<int64_t>();
+  for (int64_t level = 0; level < levels; ++level) {
+    outcome.embedding.level.push_back(unpacker.get_vec<float>());
+    outcome.embedding.timestamp_ms.push_back(unpacker.get_vec<double>());
   }
-  return o;
+  return outcome;
 }
 
 // Which files the embeddings go to (embed.formats).
@@ -157,24 +160,24 @@ struct EmbedOptions {
   int threads = 0;  // intra-op threads per rank; 0: cores / ranks on the node
 };
 
-EmbedOptions embed_options_from(const Config& c) {
-  EmbedOptions o;
-  o.input = c.get<std::string>("input");
-  o.input_list = c.get<std::string>("input_list");
-  o.checkpoint = c.get<std::string>("checkpoint");
-  o.formats = parse_formats(c.get<std::string>("embed.formats"));
-  o.hop_ms = c.get<double>("embed.hop_ms");
-  if (o.hop_ms < 0) MART_CONFIG_ERROR("embed.hop_ms must be >= 0 (0: non-overlapping crops)");
-  o.batch_crops = c.get<int>("embed.batch_crops");
-  if (o.batch_crops < 1) MART_CONFIG_ERROR("embed.batch_crops must be at least 1");
-  o.files_per_round = c.get<int>("embed.files_per_round");
-  if (o.files_per_round < 1) MART_CONFIG_ERROR("embed.files_per_round must be at least 1");
-  o.threads = c.get<int>("embed.threads");
-  if (o.threads < 0) MART_CONFIG_ERROR("embed.threads must be >= 0 (0: cores / ranks)");
-  o.max_failures = c.get<double>("embed.max_failures");
-  if (!(o.max_failures >= 0 && o.max_failures <= 1))
-    MART_CONFIG_ERROR("embed.max_failures is a fraction in [0, 1], got ", o.max_failures);
-  return o;
+EmbedOptions embed_options_from(const Config& config) {
+  EmbedOptions options;
+  options.input = config.get<std::string>("input");
+  options.input_list = config.get<std::string>("input_list");
+  options.checkpoint = config.get<std::string>("checkpoint");
+  options.formats = parse_formats(config.get<std::string>("embed.formats"));
+  options.hop_ms = config.get<double>("embed.hop_ms");
+  if (options.hop_ms < 0) MART_CONFIG_ERROR("embed.hop_ms must be >= 0 (0: non-overlapping crops)");
+  options.batch_crops = config.get<int>("embed.batch_crops");
+  if (options.batch_crops < 1) MART_CONFIG_ERROR("embed.batch_crops must be at least 1");
+  options.files_per_round = config.get<int>("embed.files_per_round");
+  if (options.files_per_round < 1) MART_CONFIG_ERROR("embed.files_per_round must be at least 1");
+  options.threads = config.get<int>("embed.threads");
+  if (options.threads < 0) MART_CONFIG_ERROR("embed.threads must be >= 0 (0: cores / ranks)");
+  options.max_failures = config.get<double>("embed.max_failures");
+  if (!(options.max_failures >= 0 && options.max_failures <= 1))
+    MART_CONFIG_ERROR("embed.max_failures is a fraction in [0, 1], got ", options.max_failures);
+  return options;
 }
 
 features::FeatureConfig features_of(const run::CheckpointInfo& ckpt) {
@@ -193,15 +196,15 @@ class Outputs {
     if (formats.csv) csv_ = make_csv_writer(dir, levels, info.dim);
     if (formats.npy) fs::create_directories(dir + "/npy");
   }
-  void append(int64_t index, const FileEmbedding& e) {
-    if (h5_) h5_->append(e);
-    if (csv_) csv_->append(e);
-    if (npy_) write_file_npy(dir_ + "/npy", index, e);
+  void append(int64_t index, const FileEmbedding& embedding) {
+    if (h5_) h5_->append(embedding);
+    if (csv_) csv_->append(embedding);
+    if (npy_) write_file_npy(dir_ + "/npy", index, embedding);
   }
   void finish(const std::vector<Failure>& failures) {
-    nlohmann::json j = nlohmann::json::array();
-    for (const auto& failure : failures) j.push_back({{"path", failure.path}, {"reason", failure.reason}});
-    write_file_atomic(dir_ + "/failures.json", j.dump(2) + "\n");
+    nlohmann::json listed = nlohmann::json::array();
+    for (const auto& failure : failures) listed.push_back({{"path", failure.path}, {"reason", failure.reason}});
+    write_file_atomic(dir_ + "/failures.json", listed.dump(2) + "\n");
     if (h5_) h5_->finish(failures);
     if (csv_) csv_->finish(failures);
   }
@@ -217,14 +220,14 @@ Outcome embed_one(AudioEmbedder& embedder, const std::string& path, int64_t inde
   Outcome outcome;
   outcome.index = index;
   try {
-    outcome.e = embedder.embed_file(path);
+    outcome.embedding = embedder.embed_file(path);
     outcome.ok = true;
-  } catch (const audio::DecodeError& e) {
-    outcome.reason = std::string(audio::to_string(e.kind())) + ": " + e.reason();
+  } catch (const audio::DecodeError& error) {
+    outcome.reason = std::string(audio::to_string(error.kind())) + ": " + error.reason();
   } catch (const ConfigError&) {
     throw;
-  } catch (const std::exception& e) {
-    outcome.reason = e.what();
+  } catch (const std::exception& error) {
+    outcome.reason = error.what();
   }
   if (!outcome.ok) spdlog::debug("skipping {}: {}", path, outcome.reason);  // rank 0 reports it with the round
   return outcome;
@@ -240,8 +243,8 @@ std::vector<Outcome> embed_round(const dist::World& world, AudioEmbedder& embedd
     pack(mine, embed_one(embedder, files[static_cast<size_t>(i)], i));
   std::vector<Outcome> round;
   for (const std::string& bytes : world.all_gather_bytes(mine.bytes)) {
-    Unpacker in(bytes);
-    while (!in.done()) round.push_back(unpack(in, files));
+    Unpacker unpacker(bytes);
+    while (!unpacker.done()) round.push_back(unpack(unpacker, files));
   }
   std::sort(round.begin(), round.end(), [](const Outcome& a, const Outcome& b) { return a.index < b.index; });
   return round;
@@ -251,36 +254,44 @@ std::vector<Outcome> embed_round(const dist::World& world, AudioEmbedder& embedd
 
 // ---- The stage --------------------------------------------------------------------------------
 
-void declare_embed_options(Config& c) {
-  const EmbedOptions d;
-  c.add<std::string>("input", d.input, "an audio file, or a folder searched recursively for wav, flac, ogg, opus, "
-                     "mp3, au, aiff", "Data");
-  c.add<std::string>("input_list", d.input_list, "a text file with one audio path per line (relative to the list's "
-                     "folder; '#' comments); embedded after --input", "Data");
-  c.add_required<std::string>("checkpoint", "a mart-train run folder (its newest checkpoint) or a checkpoint folder",
-                              "Data");
-  c.add_required<std::string>("output", "output folder: embeddings.h5 (and CSV / NPY), failures.json, logs", "Data");
-  c.add<std::string>("embed.formats", formats_text(d.formats), "comma-separated: h5 (embeddings.h5), csv (scene.csv, "
-                     "level_<l>.csv), npy (npy/<NNNNNN>_<stem>.*.npy per file)", "Embedding");
-  c.add<double>("embed.hop_ms", d.hop_ms, "hop between top-clip starts in ms (rounded to the top level's hop); "
-                "0: non-overlapping crops", "Embedding");
-  c.add<int>("embed.batch_crops", d.batch_crops, "crops of one file per forward pass; each is 1 + M + ... + M^(N-1) "
-             "clips (15 with the paper's: the first conv layer's output alone is 126 MB per crop)", "Embedding");
-  c.add<double>("embed.max_failures", d.max_failures, "fraction of files allowed to fail before the run is an error "
-                "(exit 1); a run where every file fails is always an error", "Embedding");
-  c.add<int>("embed.files_per_round", d.files_per_round, "files per rank between two gathers to rank 0 (bounds rank "
-             "0's memory)", "Execution");
-  c.add<int>("embed.threads", d.threads, "intra-op threads per rank (0: cores / ranks on the node)", "Execution");
+void declare_embed_options(Config& config) {
+  const EmbedOptions defaults;
+  config.add<std::string>("input", defaults.input,
+                          "an audio file, or a folder searched recursively for wav, flac, ogg, opus, mp3, au, aiff",
+                          "Data");
+  config.add<std::string>("input_list", defaults.input_list,
+                          "a text file with one audio path per line (relative to the list's folder; '#' comments); "
+                          "embedded after --input", "Data");
+  config.add_required<std::string>("checkpoint",
+                                   "a mart-train run folder (its newest checkpoint) or a checkpoint folder", "Data");
+  config.add_required<std::string>("output", "output folder: embeddings.h5 (and CSV / NPY), failures.json, logs",
+                                   "Data");
+  config.add<std::string>("embed.formats", formats_text(defaults.formats),
+                          "comma-separated: h5 (embeddings.h5), csv (scene.csv, level_<l>.csv), npy "
+                          "(npy/<NNNNNN>_<stem>.*.npy per file)", "Embedding");
+  config.add<double>("embed.hop_ms", defaults.hop_ms,
+                     "hop between top-clip starts in ms (rounded to the top level's hop); 0: non-overlapping crops",
+                     "Embedding");
+  config.add<int>("embed.batch_crops", defaults.batch_crops,
+                  "crops of one file per forward pass; each is 1 + M + ... + M^(N-1) clips (15 with the paper's: the "
+                  "first conv layer's output alone is 126 MB per crop)", "Embedding");
+  config.add<double>("embed.max_failures", defaults.max_failures,
+                     "fraction of files allowed to fail before the run is an error (exit 1); a run where every file "
+                     "fails is always an error", "Embedding");
+  config.add<int>("embed.files_per_round", defaults.files_per_round,
+                  "files per rank between two gathers to rank 0 (bounds rank 0's memory)", "Execution");
+  config.add<int>("embed.threads", defaults.threads, "intra-op threads per rank (0: cores / ranks on the node)",
+                  "Execution");
 }
 
-void check_embed_options(const Config& c) {
-  const EmbedOptions o = embed_options_from(c);
-  list_inputs(o.input, o.input_list);
-  features_of(run::open_checkpoint(o.checkpoint)).validate();
+void check_embed_options(const Config& config) {
+  const EmbedOptions options = embed_options_from(config);
+  list_inputs(options.input, options.input_list);
+  features_of(run::open_checkpoint(options.checkpoint)).validate();
 }
 
 int run_embed(app::StageContext& ctx) {
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto started = std::chrono::steady_clock::now();
   const EmbedOptions options = embed_options_from(ctx.cfg);
   const dist::World& world = ctx.world;
   const run::CheckpointInfo ckpt = run::open_checkpoint(options.checkpoint);
@@ -320,11 +331,11 @@ int run_embed(app::StageContext& ctx) {
         if (world.is_root()) spdlog::warn("skipping {}: {}", failures.back().path, outcome.reason);
         continue;
       }
-      audio_s += outcome.e.duration_s;
-      if (outputs) outputs->append(outcome.index, outcome.e);
+      audio_s += outcome.embedding.duration_s;
+      if (outputs) outputs->append(outcome.index, outcome.embedding);
     }
     if (world.is_root()) {
-      const double secs = seconds_since(t0);
+      const double secs = seconds_since(started);
       spdlog::info("{}/{} files embedded ({} failed), {:.2f} h of audio at {:.1f}x real time; ETA {:.0f} s", last, total,
                    failures.size(), audio_s / 3600, audio_s / std::max(secs, 1e-9),
                    secs / static_cast<double>(last) * static_cast<double>(total - last));
@@ -335,7 +346,7 @@ int run_embed(app::StageContext& ctx) {
   if (outputs) {
     outputs->finish(failures);
     spdlog::info("wrote {}: {} files embedded, {} failed (see failures.json); {:.1f} s", ctx.run_dir, total - failed,
-                 failed, seconds_since(t0));
+                 failed, seconds_since(started));
   }
   const double fraction = static_cast<double>(failed) / static_cast<double>(total);
   if (failed == total) {

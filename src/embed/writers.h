@@ -25,7 +25,7 @@ struct RunInfo {
 class EmbeddingWriter {
  public:
   virtual ~EmbeddingWriter() = default;
-  virtual void append(const FileEmbedding& e) = 0;        // the next file, in input order
+  virtual void append(const FileEmbedding& embedding) = 0;        // the next file, in input order
   virtual void finish(const std::vector<Failure>& failures) = 0;  // complete: rename into place
 };
 
@@ -34,6 +34,6 @@ std::unique_ptr<EmbeddingWriter> make_h5_writer(const std::string& path, const R
 // scene.csv (path,e0..) and level_<l>.csv (path,timestamp_ms,e0..) in `dir`.
 std::unique_ptr<EmbeddingWriter> make_csv_writer(const std::string& dir, int levels, int64_t dim);
 // <dir>/<NNNNNN>_<stem>.scene.npy, .level_<l>.npy and .level_<l>.timestamp_ms.npy for input `index`.
-void write_file_npy(const std::string& dir, int64_t index, const FileEmbedding& e);
+void write_file_npy(const std::string& dir, int64_t index, const FileEmbedding& embedding);
 
 }  // namespace mart::embed

@@ -11,36 +11,36 @@ int64_t estimate_batch_norm(model::FcnEncoderImpl& encoder, size_t n_batches,
   std::vector<model::FcnBlockImpl*> blocks;
   for (const auto& b : *encoder.blocks) blocks.push_back(b->as<model::FcnBlockImpl>());
   int64_t total = 0;
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    const int64_t channels = blocks[i]->conv->options.out_channels();
+  for (size_t block = 0; block < blocks.size(); ++block) {
+    const int64_t channels = blocks[block]->conv->options.out_channels();
     // [sum (C), sum of squares (C), values per channel, clips]
     auto acc = torch::zeros({2 * channels + 2}, torch::kFloat64);
-    for (size_t b = 0; b < n_batches; ++b) {
-      auto x = clips(b);
-      MART_CHECK(x.dim() == 3 || (x.dim() == 4 && x.size(1) == 1),
-                 "estimate_batch_norm: clips are [n, 1, n_mels, T] or [n, n_mels, T], got ", x.sizes());
-      if (x.size(0) == 0) continue;
-      if (x.dim() == 3) x = x.unsqueeze(1);
-      for (size_t j = 0; j < i; ++j) x = blocks[j]->forward(x);
-      const auto y = blocks[i]->conv(x).to(torch::kFloat64);
-      acc.slice(0, 0, channels) += y.sum({0, 2, 3});
-      acc.slice(0, channels, 2 * channels) += y.square().sum({0, 2, 3});
-      acc[2 * channels] += static_cast<double>(y.numel() / channels);
-      acc[2 * channels + 1] += static_cast<double>(y.size(0));
+    for (size_t batch = 0; batch < n_batches; ++batch) {
+      auto activations = clips(batch);
+      MART_CHECK(activations.dim() == 3 || (activations.dim() == 4 && activations.size(1) == 1),
+                 "estimate_batch_norm: clips are [n, 1, n_mels, T] or [n, n_mels, T], got ", activations.sizes());
+      if (activations.size(0) == 0) continue;
+      if (activations.dim() == 3) activations = activations.unsqueeze(1);
+      for (size_t j = 0; j < block; ++j) activations = blocks[j]->forward(activations);
+      const auto conv_out = blocks[block]->conv(activations).to(torch::kFloat64);
+      acc.slice(0, 0, channels) += conv_out.sum({0, 2, 3});
+      acc.slice(0, channels, 2 * channels) += conv_out.square().sum({0, 2, 3});
+      acc[2 * channels] += static_cast<double>(conv_out.numel() / channels);
+      acc[2 * channels + 1] += static_cast<double>(conv_out.size(0));
     }
     if (comm != nullptr && comm->size() > 1) {
       comm->all_reduce(acc);
       comm->broadcast(acc, 0);  // MPI does not promise every rank the same bits of a sum
     }
-    const double n = acc[2 * channels].item<double>();
+    const double values = acc[2 * channels].item<double>();
     total = static_cast<int64_t>(acc[2 * channels + 1].item<double>());
-    if (n == 0) return 0;
-    const auto mean = acc.slice(0, 0, channels) / n;
+    if (values == 0) return 0;
+    const auto mean = acc.slice(0, 0, channels) / values;
     // Unbiased, as BatchNorm keeps its running variance; with a single value the variance is 0.
-    const auto var = ((acc.slice(0, channels, 2 * channels) / n - mean.square()).clamp_min(0) *
-                      (n > 1 ? n / (n - 1) : 1.0));
-    blocks[i]->bn->running_mean.copy_(mean.to(torch::kFloat32));
-    blocks[i]->bn->running_var.copy_(var.to(torch::kFloat32));
+    const auto var = ((acc.slice(0, channels, 2 * channels) / values - mean.square()).clamp_min(0) *
+                      (values > 1 ? values / (values - 1) : 1.0));
+    blocks[block]->bn->running_mean.copy_(mean.to(torch::kFloat32));
+    blocks[block]->bn->running_var.copy_(var.to(torch::kFloat32));
   }
   return total;
 }

@@ -26,8 +26,8 @@ CoversModel parse_covers_model(const std::string& name) {
   MART_CONFIG_ERROR("unknown covers model '", name, "' (models: cqtnet, mart, mart+cqtnet)");
 }
 
-std::string covers_model_name(CoversModel m) {
-  switch (m) {
+std::string covers_model_name(CoversModel kind) {
+  switch (kind) {
     case CoversModel::cqtnet: return "cqtnet";
     case CoversModel::mart: return "mart";
     case CoversModel::mart_cqtnet: return "mart+cqtnet";
@@ -37,12 +37,12 @@ std::string covers_model_name(CoversModel m) {
 
 std::vector<int64_t> draw_train_crops(std::vector<int64_t> starts, size_t want, Rng& rng) {
   MART_CHECK(!starts.empty() && want >= 1, "draw_train_crops: no crop to draw or none wanted");
-  const size_t n = starts.size();
+  const size_t available = starts.size();
   std::vector<int64_t> chosen;
   chosen.reserve(want);
   for (size_t k = 0; k < want; ++k) {
-    if (want < n) std::swap(starts[k], starts[k + rng.next() % (n - k)]);
-    chosen.push_back(starts[k % n]);
+    if (want < available) std::swap(starts[k], starts[k + rng.next() % (available - k)]);
+    chosen.push_back(starts[k % available]);
   }
   return chosen;
 }
@@ -53,70 +53,72 @@ namespace {
 // kept in memory: 84 floats per 0.46 s) and the log-mel crop hierarchies, read from the shards.
 class TrackReader {
  public:
-  TrackReader(const CoversSet& s, bool need_cqt) : dir_(s.data_dir), e_(*s.tracks), crops_(s.data_dir, *s.tracks) {
+  TrackReader(const CoversSet& set, bool need_cqt)
+      : dir_(set.data_dir), tracks_(*set.tracks), crops_(set.data_dir, *set.tracks) {
     if (need_cqt)
-      for (const auto& t : e_.tracks)
+      for (const auto& t : tracks_.tracks)
         MART_CHECK(crops_.reader(t.shard).cqt_bins() > 0, "the shards in '", dir_, "' have no constant-Q: the covers "
                    "models cqtnet and mart+cqtnet need mart-preprocess --features.cqt true");
   }
-  int bins() { return e_.tracks.empty() ? 0 : crops_.reader(e_.tracks[0].shard).cqt_bins(); }
+  int bins() { return tracks_.tracks.empty() ? 0 : crops_.reader(tracks_.tracks[0].shard).cqt_bins(); }
 
   // [bins, T] divided by its largest value.
-  const torch::Tensor& cqt(size_t i) {
-    auto it = cqt_.find(i);
-    if (it == cqt_.end()) {
-      const auto& t = e_.tracks[i];
-      const auto& r = crops_.reader(t.shard);
-      auto v = r.track_cqt(t.shard_track);
-      const int64_t bins = r.cqt_bins(), rows = static_cast<int64_t>(v.size()) / bins;
-      MART_CHECK(rows > 0, "track '", t.id, "' has no constant-Q frames (shorter than 20 hops?)");
-      auto x = torch::from_blob(v.data(), {rows, bins}, torch::kFloat32).t().contiguous();
-      it = cqt_.emplace(i, model::cqtnet_normalize(x)).first;
+  const torch::Tensor& cqt(size_t track) {
+    auto cached = cqt_.find(track);
+    if (cached == cqt_.end()) {
+      const auto& info = tracks_.tracks[track];
+      const auto& reader = crops_.reader(info.shard);
+      auto values = reader.track_cqt(info.shard_track);
+      const int64_t bins = reader.cqt_bins(), rows = static_cast<int64_t>(values.size()) / bins;
+      MART_CHECK(rows > 0, "track '", info.id, "' has no constant-Q frames (shorter than 20 hops?)");
+      auto raw = torch::from_blob(values.data(), {rows, bins}, torch::kFloat32).t().contiguous();
+      cached = cqt_.emplace(track, model::cqtnet_normalize(raw)).first;
     }
-    return it->second;
+    return cached->second;
   }
   // A segment of `len` frames from `offset` (zero-padded past the end), [bins, len].
-  torch::Tensor segment(size_t i, int64_t len, Rng& rng) {
-    const auto& x = cqt(i);
-    const int64_t T = x.size(1);
-    if (T <= len) return torch::constant_pad_nd(x, {0, len - T});
-    const int64_t off = static_cast<int64_t>(rng.next() % static_cast<uint64_t>(T - len));  // as cut_data: [0, T - len)
-    return x.slice(1, off, off + len);
+  torch::Tensor segment(size_t track, int64_t len, Rng& rng) {
+    const auto& full = cqt(track);
+    const int64_t frames = full.size(1);
+    if (frames <= len) return torch::constant_pad_nd(full, {0, len - frames});
+    const int64_t off =
+        static_cast<int64_t>(rng.next() % static_cast<uint64_t>(frames - len));  // as cut_data: [0, T - len)
+    return full.slice(1, off, off + len);
   }
   // The top-clip starts of the track's evaluation crops.
-  std::vector<int64_t> crop_starts(size_t i) { return crops_.starts(i); }
-  // The hierarchies of `starts` of track i: [n, clips_total, n_mels, T].
-  torch::Tensor crops(size_t i, const std::vector<int64_t>& starts) {
+  std::vector<int64_t> crop_starts(size_t track) { return crops_.starts(track); }
+  // The hierarchies of `starts` of `track`: [n, clips_total, n_mels, T].
+  torch::Tensor crops(size_t track, const std::vector<int64_t>& starts) {
     std::vector<std::pair<size_t, int64_t>> pairs;
-    for (int64_t k : starts) pairs.emplace_back(i, k);
+    for (int64_t start : starts) pairs.emplace_back(track, start);
     return crops_.hierarchies(pairs);
   }
 
  private:
   std::string dir_;
-  const EmbeddingSet& e_;
+  const EmbeddingSet& tracks_;
   TrackCrops crops_;
   std::map<size_t, torch::Tensor> cqt_;
 };
 
 // The network: CQTNet's pooled features and/or MART's s^0, concatenated, -> embedding -> works.
 struct CoversNet : torch::nn::Module {
-  CoversNet(CoversModel kind, const model::ModelOptions& m, const std::string& checkpoint_dir, const CoversFinetuneOptions& o,
-            int64_t bins, int64_t works) {
-    int64_t in = 0;
+  CoversNet(CoversModel kind, const model::ModelOptions& mart_options, const std::string& checkpoint_dir,
+            const CoversFinetuneOptions& options, int64_t bins, int64_t works) {
+    int64_t in_features = 0;
     if (kind != CoversModel::mart) {
-      auto co = model::cqtnet_options(o.cqtnet_width);
-      co.bins = bins;
-      cqtnet = register_module("cqtnet", model::CqtNet(co));
-      in += co.channels.back();
+      auto cqt_options = model::cqtnet_options(options.cqtnet_width);
+      cqt_options.bins = bins;
+      cqtnet = register_module("cqtnet", model::CqtNet(cqt_options));
+      in_features += cqt_options.channels.back();
     }
     if (kind != CoversModel::cqtnet) {
-      mart = register_module("mart", model::MartModel(m));
+      mart = register_module("mart", model::MartModel(mart_options));
       if (!checkpoint_dir.empty()) model::load_weights(*mart, checkpoint_dir + "/model.pt", torch::kCPU);
-      in += m.dim;
+      in_features += mart_options.dim;
     }
-    fc0 = register_module("fc0", torch::nn::Linear(in, o.embedding));
-    fc1 = register_module("fc1", torch::nn::Linear(o.embedding, works));
+    fc0 = register_module("fc0", torch::nn::Linear(in_features, options.embedding));
+    fc1 = register_module("fc1", torch::nn::Linear(options.embedding, works));
   }
   // cqt: [B, bins, L] (undefined without CQTNet); hier: [B, crops_per_item, clips_total, n_mels, T]
   // (undefined without MART): s^0 averaged over an item's crops. -> the embedding [B, embedding].
@@ -126,31 +128,31 @@ struct CoversNet : torch::nn::Module {
     if (mart) {
       // s^0 of every crop, averaged per item; 8 crops per forward at most (a whole song's crops at
       // once would hold gigabytes of activations), which gives the same mean.
-      const int64_t b = hier.size(0), k = hier.size(1);
+      const int64_t items = hier.size(0), crops = hier.size(1);
       const auto flat = hier.flatten(0, 1);
       std::vector<torch::Tensor> s0;
       for (int64_t c = 0; c < flat.size(0); c += 8)
         s0.push_back(mart->embed(flat.slice(0, c, std::min<int64_t>(flat.size(0), c + 8))).hat[0].squeeze(1));
-      parts.push_back(torch::cat(s0).reshape({b, k, -1}).mean(1));
+      parts.push_back(torch::cat(s0).reshape({items, crops, -1}).mean(1));
     }
     return fc0(parts.size() == 1 ? parts[0] : torch::cat(parts, 1));
   }
   // What the task trains (the MART projection head is unused): the pretrained part (MART's
   // encoder and part-whole transformer) and the new one (CQTNet, the embedding layer, the classifier).
   std::vector<torch::Tensor> pretrained_parameters() {
-    std::vector<torch::Tensor> p;
+    std::vector<torch::Tensor> params;
     if (mart) {
-      for (auto& x : mart->encoder->parameters()) p.push_back(x);
-      if (mart->pwt) for (auto& x : mart->pwt->parameters()) p.push_back(x);
+      for (auto& x : mart->encoder->parameters()) params.push_back(x);
+      if (mart->pwt) for (auto& x : mart->pwt->parameters()) params.push_back(x);
     }
-    return p;
+    return params;
   }
   std::vector<torch::Tensor> new_parameters() {
-    std::vector<torch::Tensor> p;
-    if (cqtnet) for (auto& x : cqtnet->parameters()) p.push_back(x);
-    for (auto& x : fc0->parameters()) p.push_back(x);
-    for (auto& x : fc1->parameters()) p.push_back(x);
-    return p;
+    std::vector<torch::Tensor> params;
+    if (cqtnet) for (auto& x : cqtnet->parameters()) params.push_back(x);
+    for (auto& x : fc0->parameters()) params.push_back(x);
+    for (auto& x : fc1->parameters()) params.push_back(x);
+    return params;
   }
   std::vector<torch::nn::BatchNorm2dImpl*> batch_norms() {
     std::vector<torch::nn::BatchNorm2dImpl*> out;
@@ -166,16 +168,17 @@ struct CoversNet : torch::nn::Module {
 
 // Training works -> class indices, in order of first appearance in `train`. A valid or test track
 // of a training work is an error: the split must be by work.
-std::map<int64_t, int64_t> training_works(const EmbeddingSet& e, const std::vector<size_t>& train,
+std::map<int64_t, int64_t> training_works(const EmbeddingSet& set, const std::vector<size_t>& train,
                                           const std::vector<size_t>& valid, const std::vector<size_t>& test) {
   std::map<int64_t, int64_t> work_class;
   for (size_t i : train) {
-    MART_CHECK(e.tracks[i].cover_group >= 0, "covers fine-tuning: training track '", e.tracks[i].id, "' has no work");
-    work_class.emplace(e.tracks[i].cover_group, static_cast<int64_t>(work_class.size()));
+    MART_CHECK(set.tracks[i].cover_group >= 0, "covers fine-tuning: training track '", set.tracks[i].id,
+               "' has no work");
+    work_class.emplace(set.tracks[i].cover_group, static_cast<int64_t>(work_class.size()));
   }
   for (const auto* side : {&valid, &test})
     for (size_t i : *side)
-      MART_CHECK(work_class.count(e.tracks[i].cover_group) == 0, "covers fine-tuning: track '", e.tracks[i].id,
+      MART_CHECK(work_class.count(set.tracks[i].cover_group) == 0, "covers fine-tuning: track '", set.tracks[i].id,
                  "' is not a training track but its work is trained on (split by work first)");
   return work_class;
 }
@@ -192,12 +195,22 @@ class CoversTraining {
  public:
   CoversTraining(CoversModel kind, const CoversSet& set, const std::vector<size_t>& train,
                  const std::vector<size_t>& valid, const std::vector<size_t>& test, const std::string& checkpoint_dir,
-                 const model::ModelOptions& m, const CoversFinetuneOptions& o, MPI_Comm group)
-      : kind_(kind), options_(o), use_cqt_(kind != CoversModel::mart), use_mart_(kind != CoversModel::cqtnet),
-        tracks_(*set.tracks), comm_(group), reader_(set, use_cqt_), work_class_(training_works(tracks_, train, valid, test)),
-        net_(seeded_net(m, checkpoint_dir)), params_(trained_parameters()), opt_(param_groups(), adam(o.lr)),
-        reducer_(params_, comm_, dist::ReducerOptions::after_backward()), order_(train),
-        order_rng_(seed_of(o.seed, 0x636f7665ull)), bn_items_(batch_norm_items(train)) {
+                 const model::ModelOptions& model_options, const CoversFinetuneOptions& options, MPI_Comm group)
+      : kind_(kind),
+        options_(options),
+        use_cqt_(kind != CoversModel::mart),
+        use_mart_(kind != CoversModel::cqtnet),
+        tracks_(*set.tracks),
+        comm_(group),
+        reader_(set, use_cqt_),
+        work_class_(training_works(tracks_, train, valid, test)),
+        net_(seeded_net(model_options, checkpoint_dir)),
+        params_(trained_parameters()),
+        opt_(param_groups(), adam(options.lr)),
+        reducer_(params_, comm_, dist::ReducerOptions::after_backward()),
+        order_(train),
+        order_rng_(seed_of(options.seed, 0x636f7665ull)),
+        bn_items_(batch_norm_items(train)) {
     trained_.insert(bn_items_.begin(), bn_items_.end());
   }
 
@@ -229,12 +242,12 @@ class CoversTraining {
       opt_.zero_grad();
       for (size_t first = start + begin; first < start + end; first += micro) {
         const std::vector<size_t> items = slice(order_, first, std::min(start + end, first + micro));
-        const NetInputs in = train_inputs(items, frames, static_cast<uint64_t>(epoch), first);
+        const NetInputs inputs = train_inputs(items, frames, static_cast<uint64_t>(epoch), first);
         auto works = torch::empty({static_cast<int64_t>(items.size())}, torch::kLong);
         for (size_t j = 0; j < items.size(); ++j)
           works[static_cast<int64_t>(j)] = work_class_.at(tracks_.tracks[items[j]].cover_group);
         const auto loss = torch::nn::functional::cross_entropy(
-            net_.fc1(net_.embed(in.cqt, in.crops)), works,
+            net_.fc1(net_.embed(inputs.cqt, inputs.crops)), works,
             torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
         loss_sum += loss.item<double>();
         // The reducer averages over the group: scale so the result is the mean over the global batch.
@@ -264,8 +277,8 @@ class CoversTraining {
     const auto [begin, end] = dist::chunk_block(bn_items_.size(), micro, comm_.rank(), comm_.size());
     for (size_t first = begin; first < end; first += micro) {
       const auto items = slice(bn_items_, first, std::min(end, first + micro));
-      const NetInputs in = train_inputs(items, options_.segments[0], 0xb0b0, first);
-      net_.embed(in.cqt, in.crops);
+      const NetInputs inputs = train_inputs(items, options_.segments[0], 0xb0b0, first);
+      net_.embed(inputs.cqt, inputs.crops);
     }
     // Sum over ranks of (statistics x batches), then divide by all batches.
     std::vector<torch::Tensor> sums;
@@ -280,17 +293,17 @@ class CoversTraining {
       comm_.all_reduce(all);
       comm_.broadcast(all, 0);  // every rank the same bits
     }
-    int64_t at = 0;
-    for (size_t i = 0; i < norms.size(); ++i) {
-      auto* norm = norms[i];
+    int64_t offset = 0;
+    for (size_t index = 0; index < norms.size(); ++index) {
+      auto* norm = norms[index];
       const int64_t channels = norm->running_mean.size(0);
-      const double batches = all[at + 2 * channels].item<double>();
+      const double batches = all[offset + 2 * channels].item<double>();
       if (batches > 0) {
-        norm->running_mean.copy_((all.slice(0, at, at + channels) / batches).to(torch::kFloat32));
-        norm->running_var.copy_((all.slice(0, at + channels, at + 2 * channels) / batches).to(torch::kFloat32));
+        norm->running_mean.copy_((all.slice(0, offset, offset + channels) / batches).to(torch::kFloat32));
+        norm->running_var.copy_((all.slice(0, offset + channels, offset + 2 * channels) / batches).to(torch::kFloat32));
       }
-      norm->options.momentum(momentum[i]);
-      at += 2 * channels + 1;
+      norm->options.momentum(momentum[index]);
+      offset += 2 * channels + 1;
     }
     net_.eval();
   }
@@ -344,14 +357,14 @@ class CoversTraining {
   // each, drawn from (seed, epoch, position): the same on any rank that builds them.
   NetInputs train_inputs(const std::vector<size_t>& items, int64_t frames, uint64_t epoch, size_t first_position) {
     std::vector<torch::Tensor> cqts, crops;
-    for (size_t j = 0; j < items.size(); ++j) {
-      Rng rng(seed_of(options_.seed, epoch, first_position + j));
-      if (use_cqt_) cqts.push_back(reader_.segment(items[j], frames, rng));
+    for (size_t index = 0; index < items.size(); ++index) {
+      Rng rng(seed_of(options_.seed, epoch, first_position + index));
+      if (use_cqt_) cqts.push_back(reader_.segment(items[index], frames, rng));
       if (use_mart_) {
-        auto starts = reader_.crop_starts(items[j]);
-        MART_CHECK(!starts.empty(), "track '", tracks_.tracks[items[j]].id, "' has no crop");
+        auto starts = reader_.crop_starts(items[index]);
+        MART_CHECK(!starts.empty(), "track '", tracks_.tracks[items[index]].id, "' has no crop");
         const auto chosen = draw_train_crops(std::move(starts), static_cast<size_t>(options_.train_crops), rng);
-        crops.push_back(reader_.crops(items[j], chosen));
+        crops.push_back(reader_.crops(items[index], chosen));
       }
     }
     return {use_cqt_ ? torch::stack(cqts) : torch::Tensor(), use_mart_ ? torch::stack(crops) : torch::Tensor()};
@@ -363,12 +376,12 @@ class CoversTraining {
     net_.eval();
     const auto [begin, end] = dist::contiguous_block(items.size(), comm_.rank(), comm_.size());
     std::vector<torch::Tensor> rows;
-    for (size_t j = begin; j < end; ++j) {
-      const size_t track = items[j];
-      NetInputs in;
-      if (use_cqt_) in.cqt = reader.cqt(track).unsqueeze(0);
-      if (use_mart_) in.crops = reader.crops(track, reader.crop_starts(track)).unsqueeze(0);
-      rows.push_back(net_.embed(in.cqt, in.crops));
+    for (size_t index = begin; index < end; ++index) {
+      const size_t track = items[index];
+      NetInputs inputs;
+      if (use_cqt_) inputs.cqt = reader.cqt(track).unsqueeze(0);
+      if (use_mart_) inputs.crops = reader.crops(track, reader.crop_starts(track)).unsqueeze(0);
+      rows.push_back(net_.embed(inputs.cqt, inputs.crops));
     }
     auto mine = rows.empty() ? torch::empty({0, options_.embedding}) : torch::cat(rows);
     return (comm_.size() > 1 ? comm_.all_gather_v(mine.contiguous()) : mine).contiguous();
@@ -396,11 +409,12 @@ class CoversTraining {
 CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, const std::vector<size_t>& train,
                                      const std::vector<size_t>& valid, const std::vector<size_t>& test,
                                      const CoversSet& transfer, const std::string& checkpoint_dir,
-                                     const model::ModelOptions& m, const CoversFinetuneOptions& o, MPI_Comm group) {
+                                     const model::ModelOptions& model_options, const CoversFinetuneOptions& options,
+                                     MPI_Comm group) {
   MART_CHECK(set.tracks != nullptr && !train.empty() && !valid.empty() && !test.empty(),
              "covers fine-tuning needs train, valid and test works");
-  CoversTraining training(kind, set, train, valid, test, checkpoint_dir, m, o, group);
-  EarlyStopping stop(o.max_epochs, o.patience, EarlyStopping::Better::higher, 1e-12);
+  CoversTraining training(kind, set, train, valid, test, checkpoint_dir, model_options, options, group);
+  EarlyStopping stop(options.max_epochs, options.patience, EarlyStopping::Better::higher, 1e-12);
   while (stop.more()) {
     const double loss = training.train_epoch(stop.epochs() + 1);
     training.precise_batch_norm();
@@ -408,7 +422,7 @@ CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, con
     const bool best = stop.record(valid_map, training.state());
     if (training.leader())
       spdlog::info("  covers {} epoch {}/{}: train loss {:.4f}, valid MAP {:.4f}{}", covers_model_name(kind),
-                   stop.epochs(), o.max_epochs, loss, valid_map, best ? " (best)" : "");
+                   stop.epochs(), options.max_epochs, loss, valid_map, best ? " (best)" : "");
   }
   MART_CHECK(stop.improved_once(), "covers fine-tuning (", covers_model_name(kind), "): the valid MAP was never a "
              "number: the model diverged; lower eval.covers_lr or eval.covers_pretrained_lr");

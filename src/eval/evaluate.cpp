@@ -137,9 +137,9 @@ std::vector<CoversJob> plan_covers_jobs(const EvalOptions& options, int groups) 
 
 // Identities use canonical paths: "run/", "./run" and a symlink to it are the same model.
 std::string canonical_path(const std::string& path) {
-  std::string s = fs::weakly_canonical(fs::absolute(path)).string();
-  while (s.size() > 1 && s.back() == '/') s.pop_back();
-  return s;
+  std::string canonical = fs::weakly_canonical(fs::absolute(path)).string();
+  while (canonical.size() > 1 && canonical.back() == '/') canonical.pop_back();
+  return canonical;
 }
 
 // mart-eval's phases and what they share: the stage's world and options, the data, the rank groups
@@ -230,7 +230,7 @@ class Evaluation {
       FinetuneOptions tuning = options_.finetune;
       tuning.seed = job.seed;
       const TaskTracks tracks = task_tracks(set, job.task, job.fraction, tuning.seed, job.fold, options_.folds);
-      const auto t0 = std::chrono::steady_clock::now();
+      const auto started = std::chrono::steady_clock::now();
       if (groups_.leader())
         spdlog::info("{} fine-tuning on {}: {} training tracks ({}%), seed {}, group {} of {}", set.source, job.task,
                      tracks.train.size(), job.fraction * 100, tuning.seed, groups_.index() + 1, groups_.count());
@@ -240,7 +240,7 @@ class Evaluation {
       if (!groups_.leader()) continue;
       spdlog::info("{} fine-tuned on {} ({} training tracks, seed {}): {} epochs, best valid loss {:.4f}, {:.1f} s",
                    set.source, job.task, tracks.train.size(), tuning.seed, result.epochs, result.best_valid_loss,
-                   seconds_since(t0));
+                   seconds_since(started));
       TaskScore stamp;
       stamp.source = set.source, stamp.protocol = "finetune", stamp.fraction = job.fraction, stamp.seed = tuning.seed;
       stamp.fold = job.fold;
@@ -261,11 +261,11 @@ class Evaluation {
     const size_t dim = static_cast<size_t>(set.dim);
     std::vector<int64_t> works;
     std::vector<float> ranked;
-    for (size_t i = 0; i < set.tracks.size(); ++i) {
-      if (split.source != CoversSplitSource::none && split.split[i] != "test") continue;
-      works.push_back(set.tracks[i].cover_group);
-      ranked.insert(ranked.end(), set.track_level[0].begin() + static_cast<std::ptrdiff_t>(i * dim),
-                    set.track_level[0].begin() + static_cast<std::ptrdiff_t>((i + 1) * dim));
+    for (size_t track = 0; track < set.tracks.size(); ++track) {
+      if (split.source != CoversSplitSource::none && split.split[track] != "test") continue;
+      works.push_back(set.tracks[track].cover_group);
+      ranked.insert(ranked.end(), set.track_level[0].begin() + static_cast<std::ptrdiff_t>(track * dim),
+                    set.track_level[0].begin() + static_cast<std::ptrdiff_t>((track + 1) * dim));
     }
     if (world_.is_root()) log_covers_split(set.source, split, works);
     const auto summary = rank_covers(ranked.data(), works.size(), dim, works, world_);
@@ -314,14 +314,15 @@ class Evaluation {
                                  metrics::chance_retrieval(works_of(transfer_tracks_->tracks))));
     }
     write_file_atomic(out_ + "/results.json", results_json(scores_, options_.score_split));
-    const std::string md = (options_.develop() ? std::string("Scored on the **valid** split (eval.score_split valid: "
-                                                             "a development run for choosing settings; no test label "
-                                                             "or score was used).\n\n")
-                                               : std::string()) +
-                           markdown_report(scores_, options_.score_split);
-    write_file_atomic(out_ + "/report.md", "# mart-eval on " + options_.data + "\n\n" + md);
+    const std::string markdown =
+        (options_.develop() ? std::string("Scored on the **valid** split (eval.score_split valid: "
+                                          "a development run for choosing settings; no test label "
+                                          "or score was used).\n\n")
+                            : std::string()) +
+        markdown_report(scores_, options_.score_split);
+    write_file_atomic(out_ + "/report.md", "# mart-eval on " + options_.data + "\n\n" + markdown);
     spdlog::info("report ({} probe{}, {} seed(s)); written to {}/report.md\n{}", probe_kind_name(options_.probe.kind),
-                 options_.finetune_fractions.empty() ? "" : " and fine-tuning", options_.seeds, out_, md);
+                 options_.finetune_fractions.empty() ? "" : " and fine-tuning", options_.seeds, out_, markdown);
     const std::string bars = app::plot("results", out_);
     if (!bars.empty()) spdlog::info("the report's bars per task: {}", bars);
   }
@@ -444,12 +445,12 @@ class Evaluation {
     if (sides.split.source == CoversSplitSource::none)
       MART_CONFIG_ERROR("eval.covers_models needs a split by work: a covers list with a split column, or "
                         "eval.covers_split (e.g. 0.8/0.1/0.1)");
-    for (size_t i = 0; i < tracks.size(); ++i) {
-      const std::string& side = sides.split.split[i];
-      if (side == "test") sides.test.push_back(i);  // with the distractors (no work) of the test side
-      else if (tracks[i].cover_group < 0) continue;
-      else if (side == "train") sides.train.push_back(i);
-      else if (side == "valid") sides.valid.push_back(i);  // "held_out" (eval.score_split valid): never read
+    for (size_t track = 0; track < tracks.size(); ++track) {
+      const std::string& side = sides.split.split[track];
+      if (side == "test") sides.test.push_back(track);  // with the distractors (no work) of the test side
+      else if (tracks[track].cover_group < 0) continue;
+      else if (side == "train") sides.train.push_back(track);
+      else if (side == "valid") sides.valid.push_back(track);  // "held_out" (eval.score_split valid): never read
     }
     return sides;
   }
@@ -460,7 +461,7 @@ class Evaluation {
     CoversFinetuneOptions covers = options_.covers;
     covers.seed = job.seed;
     const std::string name = covers_model_name(job.model), scored = options_.score_split;
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto started = std::chrono::steady_clock::now();
     if (groups_.leader())
       spdlog::info("covers: training {} on {} tracks of {} works (early stopping on {} tracks, {} {}), seed {}, group "
                    "{} of {}", name, sides.train.size(), sides.split.works[0], sides.valid.size(), scored,
@@ -473,11 +474,12 @@ class Evaluation {
     spdlog::info("covers: {} (seed {}): {} epochs, best early-stopping MAP {:.4f} at epoch {}; {} MAP {:.4f}{}; {:.1f} s",
                  name, covers.seed, result.epochs, result.best_valid_map, result.best_epoch, scored, result.test.map,
                  result.has_transfer ? ", transfer MAP " + std::to_string(result.transfer.map) : std::string(),
-                 seconds_since(t0));
+                 seconds_since(started));
     std::string trained = "data\ttrack\tsplit\twork\n";
-    for (size_t i : result.trained) {
-      const auto& t = covers_tracks_->tracks[i];
-      trained += options_.data + "\t" + t.id + "\t" + sides.split.split[i] + "\t" + std::to_string(t.cover_group) + "\n";
+    for (size_t track : result.trained) {
+      const auto& info = covers_tracks_->tracks[track];
+      trained += options_.data + "\t" + info.id + "\t" + sides.split.split[track] + "\t" +
+                 std::to_string(info.cover_group) + "\n";
     }
     write_file_atomic(out_ + "/covers-" + name + "-seed" + std::to_string(covers.seed) + "-trained.tsv", trained);
     auto scores = covers_scores(name, "covers_finetune", "covers", covers.seed, result.test);

@@ -29,16 +29,16 @@ struct Row {
 // The evaluation crops of `tracks`, in track order, and the shards they are read from.
 class CropTable {
  public:
-  CropTable(const std::string& dir, const EmbeddingSet& e) : e_(e), crops_(dir, e) {}
+  CropTable(const std::string& dir, const EmbeddingSet& set) : tracks_(set), crops_(dir, set) {}
 
   std::vector<Row> rows(const std::vector<size_t>& tracks) {
     std::vector<Row> out;
-    for (size_t i : tracks) {
-      const auto& t = e_.tracks[i];
-      const auto starts = crops_.starts(i);
-      MART_CHECK(static_cast<int64_t>(starts.size()) == t.crop_end - t.crop_begin, "track '", t.id,
+    for (size_t track : tracks) {
+      const auto& info = tracks_.tracks[track];
+      const auto starts = crops_.starts(track);
+      MART_CHECK(static_cast<int64_t>(starts.size()) == info.crop_end - info.crop_begin, "track '", info.id,
                  "': the shards give another crop count than the embeddings; were they made from other data?");
-      for (int64_t k : starts) out.push_back({i, k});
+      for (int64_t start : starts) out.push_back({track, start});
     }
     return out;
   }
@@ -51,30 +51,34 @@ class CropTable {
   }
 
  private:
-  const EmbeddingSet& e_;
+  const EmbeddingSet& tracks_;
   TrackCrops crops_;
 };
 
 // Targets of rows [begin, end): [n, k] 0/1 floats (multilabel) or [n] class indices.
-torch::Tensor targets(const EmbeddingSet& e, const std::vector<Row>& rows, size_t begin, size_t end, TaskKind task) {
-  const int64_t n = static_cast<int64_t>(end - begin);
+torch::Tensor targets(const EmbeddingSet& set, const std::vector<Row>& rows, size_t begin, size_t end, TaskKind task) {
+  const int64_t count = static_cast<int64_t>(end - begin);
   if (task == TaskKind::multiclass) {
-    auto y = torch::empty({n}, torch::kLong);
-    for (size_t r = begin; r < end; ++r) y[static_cast<int64_t>(r - begin)] = e.tracks[rows[r].track].class_index;
-    return y;
+    auto target = torch::empty({count}, torch::kLong);
+    for (size_t r = begin; r < end; ++r)
+      target[static_cast<int64_t>(r - begin)] = set.tracks[rows[r].track].class_index;
+    return target;
   }
-  const int64_t k = static_cast<int64_t>(e.tag_names.size());
-  auto y = torch::empty({n, k});
+  const int64_t tags = static_cast<int64_t>(set.tag_names.size());
+  auto target = torch::empty({count, tags});
   for (size_t r = begin; r < end; ++r)
-    for (int64_t j = 0; j < k; ++j) y[static_cast<int64_t>(r - begin)][j] = static_cast<float>(e.tracks[rows[r].track].tags[static_cast<size_t>(j)]);
-  return y;
+    for (int64_t j = 0; j < tags; ++j)
+      target[static_cast<int64_t>(r - begin)][j] =
+          static_cast<float>(set.tracks[rows[r].track].tags[static_cast<size_t>(j)]);
+  return target;
 }
 
 // Per-row losses [n].
-torch::Tensor row_losses(const torch::Tensor& logits, const torch::Tensor& y, TaskKind task) {
+torch::Tensor row_losses(const torch::Tensor& logits, const torch::Tensor& target, TaskKind task) {
   if (task == TaskKind::multilabel)
-    return torch::binary_cross_entropy_with_logits(logits, y, {}, {}, at::Reduction::None).mean(1);
-  return torch::nn::functional::cross_entropy(logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+    return torch::binary_cross_entropy_with_logits(logits, target, {}, {}, at::Reduction::None).mean(1);
+  return torch::nn::functional::cross_entropy(logits, target,
+                                              torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
 }
 
 struct Net {
@@ -82,11 +86,11 @@ struct Net {
   torch::nn::Linear head{nullptr};
   torch::Tensor forward(const torch::Tensor& x) { return head->forward(model->embed(x).hat[0].squeeze(1)); }
   std::vector<torch::Tensor> parameters() const {  // what the task trains: the projection head is unused
-    std::vector<torch::Tensor> p;
-    for (auto& x : model->encoder->parameters()) p.push_back(x);
-    if (model->pwt) for (auto& x : model->pwt->parameters()) p.push_back(x);
-    for (auto& x : head->parameters()) p.push_back(x);
-    return p;
+    std::vector<torch::Tensor> params;
+    for (auto& x : model->encoder->parameters()) params.push_back(x);
+    if (model->pwt) for (auto& x : model->pwt->parameters()) params.push_back(x);
+    for (auto& x : head->parameters()) params.push_back(x);
+    return params;
   }
 };
 
@@ -94,15 +98,23 @@ struct Net {
 // training, validation and test tracks. Each step of the job is a member.
 class FineTuning {
  public:
-  FineTuning(const std::string& data_dir, const EmbeddingSet& e, const std::string& checkpoint_dir,
-             const model::ModelOptions& m, const std::vector<size_t>& train, const std::vector<size_t>& valid,
-             const std::vector<size_t>& test, TaskKind task, const FinetuneOptions& o, MPI_Comm group)
-      : e_(e), task_(task), options_(o), comm_(group), table_(data_dir, e), train_rows_(table_.rows(train)),
-        valid_rows_(table_.rows(valid)), test_rows_(table_.rows(test)), net_(initial_net(checkpoint_dir, m)),
+  FineTuning(const std::string& data_dir, const EmbeddingSet& set, const std::string& checkpoint_dir,
+             const model::ModelOptions& model_options, const std::vector<size_t>& train,
+             const std::vector<size_t>& valid, const std::vector<size_t>& test, TaskKind task,
+             const FinetuneOptions& options, MPI_Comm group)
+      : tracks_(set),
+        task_(task),
+        options_(options),
+        comm_(group),
+        table_(data_dir, set),
+        train_rows_(table_.rows(train)),
+        valid_rows_(table_.rows(valid)),
+        test_rows_(table_.rows(test)),
+        net_(initial_net(checkpoint_dir, model_options)),
         params_(net_.parameters()),
-        opt_(params_, torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay)),
+        opt_(params_, torch::optim::AdamOptions(options.lr).weight_decay(options.weight_decay)),
         reducer_(params_, comm_, dist::ReducerOptions::after_backward()),
-        order_rng_(seed_of(o.seed, 0x66696e65ull)) {}
+        order_rng_(seed_of(options.seed, 0x66696e65ull)) {}
 
   bool leader() const { return comm_.rank() == 0; }
   const std::vector<torch::Tensor>& parameters() const { return params_; }
@@ -124,7 +136,7 @@ class FineTuning {
       opt_.zero_grad();
       if (!mine.empty()) {
         const auto losses = row_losses(net_.forward(table_.batch(mine, 0, mine.size())),
-                                       targets(e_, mine, 0, mine.size(), task_), task_);
+                                       targets(tracks_, mine, 0, mine.size(), task_), task_);
         // The reducer takes the mean over the group: scale so it is the mean over the global batch.
         (losses.sum() * (static_cast<double>(comm_.size()) / static_cast<double>(global))).backward();
       }
@@ -142,8 +154,10 @@ class FineTuning {
     double sum = 0;
     for (size_t start = begin; start < end; start += static_cast<size_t>(options_.batch_size)) {
       const size_t stop = std::min(end, start + static_cast<size_t>(options_.batch_size));
-      sum += row_losses(net_.forward(table_.batch(valid_rows_, start, stop)), targets(e_, valid_rows_, start, stop, task_),
-                        task_).sum().item<double>();
+      sum += row_losses(net_.forward(table_.batch(valid_rows_, start, stop)),
+                        targets(tracks_, valid_rows_, start, stop, task_), task_)
+                 .sum()
+                 .item<double>();
     }
     auto total = torch::tensor({sum}, torch::kFloat64);
     comm_.all_reduce(total);
@@ -170,17 +184,17 @@ class FineTuning {
 
  private:
   int64_t outputs() const {
-    return static_cast<int64_t>(task_ == TaskKind::multilabel ? e_.tag_names.size() : e_.class_names.size());
+    return static_cast<int64_t>(task_ == TaskKind::multilabel ? tracks_.tag_names.size() : tracks_.class_names.size());
   }
 
   // The model every rank of the group builds from the seed: the checkpoint's weights (a random
   // initialisation without one, its BatchNorm statistics measured) and a new linear head.
-  Net initial_net(const std::string& checkpoint_dir, const model::ModelOptions& m) {
+  Net initial_net(const std::string& checkpoint_dir, const model::ModelOptions& model_options) {
     torch::manual_seed(static_cast<int64_t>(options_.seed));
     Net net;
-    net.model = model::MartModel(m);
+    net.model = model::MartModel(model_options);
     if (!checkpoint_dir.empty()) model::load_weights(*net.model, checkpoint_dir + "/model.pt", comm_.device());
-    net.head = torch::nn::Linear(m.dim, outputs());
+    net.head = torch::nn::Linear(model_options.dim, outputs());
     if (checkpoint_dir.empty() && options_.frozen_batch_norm && options_.bn_estimate_crops > 0)
       measure_batch_norm(*net.model);
     return net;
@@ -195,15 +209,19 @@ class FineTuning {
     for (size_t i = 0; i < crops; ++i) sample.push_back(train_rows_[i * train_rows_.size() / crops]);
     const auto [begin, end] = dist::contiguous_block(sample.size(), comm_.rank(), comm_.size());
     const size_t batch = static_cast<size_t>(options_.batch_size);
-    const int64_t clips = estimate_batch_norm(*model.encoder, (end - begin + batch - 1) / batch, [&](size_t b) {
-      const auto x = table_.batch(sample, begin + b * batch, std::min(end, begin + (b + 1) * batch));
-      return x.reshape({-1, 1, x.size(2), x.size(3)});
-    }, &comm_);
+    const int64_t clips = estimate_batch_norm(
+        *model.encoder, (end - begin + batch - 1) / batch,
+        [&](size_t batch_index) {
+          const auto hierarchies =
+              table_.batch(sample, begin + batch_index * batch, std::min(end, begin + (batch_index + 1) * batch));
+          return hierarchies.reshape({-1, 1, hierarchies.size(2), hierarchies.size(3)});
+        },
+        &comm_);
     if (leader())
       spdlog::info("  random initialisation: BatchNorm statistics measured on {} training crops ({} clips)", crops, clips);
   }
 
-  const EmbeddingSet& e_;
+  const EmbeddingSet& tracks_;
   TaskKind task_;
   FinetuneOptions options_;
   dist::MpiCommunicator comm_;
@@ -218,28 +236,29 @@ class FineTuning {
 
 }  // namespace
 
-ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& e, const std::string& checkpoint_dir,
-                  const model::ModelOptions& m, const std::vector<size_t>& train, const std::vector<size_t>& valid,
-                  const std::vector<size_t>& test, TaskKind task, const FinetuneOptions& o, MPI_Comm group) {
+ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& set, const std::string& checkpoint_dir,
+                  const model::ModelOptions& model_options, const std::vector<size_t>& train,
+                  const std::vector<size_t>& valid, const std::vector<size_t>& test, TaskKind task,
+                  const FinetuneOptions& options, MPI_Comm group) {
   MART_CHECK(!train.empty() && !valid.empty(), "fine-tuning needs training and validation tracks");
-  FineTuning tuning(data_dir, e, checkpoint_dir, m, train, valid, test, task, o, group);
-  EarlyStopping stop(o.max_epochs, o.patience, EarlyStopping::Better::lower, 1e-9);
+  FineTuning tuning(data_dir, set, checkpoint_dir, model_options, train, valid, test, task, options, group);
+  EarlyStopping stop(options.max_epochs, options.patience, EarlyStopping::Better::lower, 1e-9);
   while (stop.more()) {
     tuning.train_epoch();
     const double valid_loss = tuning.valid_loss();
     const bool best = stop.record(valid_loss, tuning.parameters());
     if (tuning.leader())
-      spdlog::info("  fine-tuning epoch {}/{}: valid loss {:.4f}{}", stop.epochs(), o.max_epochs, valid_loss,
+      spdlog::info("  fine-tuning epoch {}/{}: valid loss {:.4f}{}", stop.epochs(), options.max_epochs, valid_loss,
                    best ? " (best)" : "");
   }
   MART_CHECK(stop.improved_once(), "fine-tuning: the validation loss was never finite (", stop.best(),
              "): the model diverged; lower eval.finetune_lr");
   stop.restore(tuning.parameters());  // the early-stopping point
-  ProbeRun r;
-  r.scores = tuning.test_scores();
-  r.epochs = stop.epochs();
-  r.best_valid_loss = stop.best();
-  return r;
+  ProbeRun result;
+  result.scores = tuning.test_scores();
+  result.epochs = stop.epochs();
+  result.best_valid_loss = stop.best();
+  return result;
 }
 
 }  // namespace mart::eval

@@ -13,19 +13,21 @@ namespace mart::eval {
 
 namespace {
 
-torch::Tensor rows(const std::vector<float>& v, int64_t n, int64_t d) {
-  return torch::from_blob(const_cast<float*>(v.data()), {n, d}).clone();
+// [rows, columns] of row-major `values`, copied.
+torch::Tensor matrix(const std::vector<float>& values, int64_t rows, int64_t columns) {
+  return torch::from_blob(const_cast<float*>(values.data()), {rows, columns}).clone();
 }
 
-torch::Tensor loss_of(const torch::Tensor& logits, const torch::Tensor& y, TaskKind task) {
-  return task == TaskKind::multilabel ? torch::binary_cross_entropy_with_logits(logits, y)
-                                      : torch::nn::functional::cross_entropy(logits, y.to(torch::kLong));
+torch::Tensor loss_of(const torch::Tensor& logits, const torch::Tensor& targets, TaskKind task) {
+  return task == TaskKind::multilabel ? torch::binary_cross_entropy_with_logits(logits, targets)
+                                      : torch::nn::functional::cross_entropy(logits, targets.to(torch::kLong));
 }
 
 class MartSource : public FeatureSource {
  public:
-  MartSource(const std::string& checkpoint, const model::ModelOptions& m, uint64_t seed, EmbeddingVector vector)
-      : model_(model::inference_model(m, checkpoint, seed)),
+  MartSource(const std::string& checkpoint, const model::ModelOptions& model_options, uint64_t seed,
+             EmbeddingVector vector)
+      : model_(model::inference_model(model_options, checkpoint, seed)),
         name_(checkpoint.empty() ? "random_init" : "mart"),
         vector_(vector) {}
   std::string name() const override { return name_; }
@@ -33,10 +35,11 @@ class MartSource : public FeatureSource {
     return model_->options.dim * (vector_ == EmbeddingVector::levels ? model_->options.levels : 1);
   }
   int levels() const override { return vector_ == EmbeddingVector::levels ? 1 : model_->options.levels; }
-  void embed(const float* hier, int64_t n, std::vector<std::vector<float>>* out) override {
+  void embed(const float* hier, int64_t count, std::vector<std::vector<float>>* out) override {
     torch::NoGradGuard no_grad;
     const auto& shape = model_->options;
-    const auto crops = torch::from_blob(const_cast<float*>(hier), {n, shape.clips_total(), shape.n_mels, shape.frames});
+    const auto crops =
+        torch::from_blob(const_cast<float*>(hier), {count, shape.clips_total(), shape.n_mels, shape.frames});
     const auto embeddings = model_->embed(crops);
     auto assign = [&](size_t level, const torch::Tensor& t) {
       const auto values = t.contiguous();
@@ -89,57 +92,61 @@ const char* embedding_vector_name(EmbeddingVector vector) {
 }
 
 ProbeRun train_probe(const ProbeSet& train, const ProbeSet& valid, const std::vector<float>& test_x, int64_t n_test,
-                     TaskKind task, const ProbeOptions& o) {
-  MART_CHECK(train.n > 0 && valid.n > 0, "a probe needs training and validation examples");
-  torch::manual_seed(static_cast<int64_t>(o.seed));
-  const int64_t dim = train.d, outputs = train.k;
+                     TaskKind task, const ProbeOptions& options) {
+  MART_CHECK(train.rows > 0 && valid.rows > 0, "a probe needs training and validation examples");
+  torch::manual_seed(static_cast<int64_t>(options.seed));
+  const int64_t dim = train.dim, outputs = train.outputs;
   // Standardised with the training statistics.
-  const auto train_raw = rows(train.x, train.n, dim);
+  const auto train_raw = matrix(train.features, train.rows, dim);
   const auto mean = train_raw.mean(0), std_dev = train_raw.std(0).clamp_min(1e-6);
-  const auto train_in = (train_raw - mean) / std_dev, valid_in = (rows(valid.x, valid.n, dim) - mean) / std_dev;
-  const auto train_y = task == TaskKind::multilabel ? rows(train.y, train.n, outputs) : torch::tensor(train.y);
-  const auto valid_y = task == TaskKind::multilabel ? rows(valid.y, valid.n, outputs) : torch::tensor(valid.y);
+  const auto train_in = (train_raw - mean) / std_dev;
+  const auto valid_in = (matrix(valid.features, valid.rows, dim) - mean) / std_dev;
+  auto targets = [&](const ProbeSet& set) {
+    return task == TaskKind::multilabel ? matrix(set.targets, set.rows, outputs) : torch::tensor(set.targets);
+  };
+  const auto train_targets = targets(train), valid_targets = targets(valid);
   torch::nn::Sequential net;
-  if (o.kind == ProbeKind::linear) {
+  if (options.kind == ProbeKind::linear) {
     net->push_back(torch::nn::Linear(dim, outputs));
   } else {
-    net->push_back(torch::nn::Linear(dim, o.hidden));
+    net->push_back(torch::nn::Linear(dim, options.hidden));
     net->push_back(torch::nn::ReLU());
-    net->push_back(torch::nn::Linear(o.hidden, outputs));
+    net->push_back(torch::nn::Linear(options.hidden, outputs));
   }
-  torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
-  EarlyStopping stop(o.max_epochs, o.patience, EarlyStopping::Better::lower, 1e-9);
+  torch::optim::Adam opt(net->parameters(),
+                         torch::optim::AdamOptions(options.lr).weight_decay(options.weight_decay));
+  EarlyStopping stop(options.max_epochs, options.patience, EarlyStopping::Better::lower, 1e-9);
   while (stop.more()) {
     net->train();
-    const auto order = torch::randperm(train.n);
-    for (int64_t start = 0; start < train.n; start += o.batch_size) {
-      const auto batch = order.narrow(0, start, std::min<int64_t>(o.batch_size, train.n - start));
+    const auto order = torch::randperm(train.rows);
+    for (int64_t start = 0; start < train.rows; start += options.batch_size) {
+      const auto batch = order.narrow(0, start, std::min<int64_t>(options.batch_size, train.rows - start));
       opt.zero_grad();
-      loss_of(net->forward(train_in.index_select(0, batch)), train_y.index_select(0, batch), task).backward();
+      loss_of(net->forward(train_in.index_select(0, batch)), train_targets.index_select(0, batch), task).backward();
       opt.step();
     }
     torch::NoGradGuard no_grad;
     net->eval();
-    stop.record(loss_of(net->forward(valid_in), valid_y, task).item<double>(), net->parameters());
+    stop.record(loss_of(net->forward(valid_in), valid_targets, task).item<double>(), net->parameters());
   }
   MART_CHECK(stop.improved_once(), "the probe's validation loss was never finite (", stop.best(),
              "): the embeddings hold NaN or inf, or the probe diverged");
   stop.restore(net->parameters());  // the early-stopping point
   torch::NoGradGuard no_grad;
   net->eval();
-  const auto logits = net->forward((rows(test_x, n_test, dim) - mean) / std_dev);
+  const auto logits = net->forward((matrix(test_x, n_test, dim) - mean) / std_dev);
   const auto probs = (task == TaskKind::multilabel ? torch::sigmoid(logits) : torch::softmax(logits, 1)).contiguous();
-  ProbeRun r;
-  r.scores.assign(probs.data_ptr<float>(), probs.data_ptr<float>() + probs.numel());
-  r.epochs = stop.epochs();
-  r.best_valid_loss = stop.best();
-  return r;
+  ProbeRun result;
+  result.scores.assign(probs.data_ptr<float>(), probs.data_ptr<float>() + probs.numel());
+  result.epochs = stop.epochs();
+  result.best_valid_loss = stop.best();
+  return result;
 }
 
-std::unique_ptr<FeatureSource> mart_source(const std::string& checkpoint, const model::ModelOptions& m,
+std::unique_ptr<FeatureSource> mart_source(const std::string& checkpoint, const model::ModelOptions& model_options,
                                            uint64_t seed, int threads, EmbeddingVector vector) {
   if (threads > 0) at::set_num_threads(threads);
-  return std::make_unique<MartSource>(checkpoint, m, seed, vector);
+  return std::make_unique<MartSource>(checkpoint, model_options, seed, vector);
 }
 
 }  // namespace mart::eval

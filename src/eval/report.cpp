@@ -67,29 +67,29 @@ std::string table(const std::vector<TaskScore>& scores) {
     if (std::find(columns.begin(), columns.end(), col.str()) == columns.end()) columns.push_back(col.str());
     cells[{score.source, col.str()}].push_back(score.value);
   }
-  std::ostringstream md;
-  md << "| model |";
-  for (const auto& column : columns) md << " " << column << " |";
-  md << "\n|---|";
-  for (size_t i = 0; i < columns.size(); ++i) md << "---|";
-  md << "\n";
+  std::ostringstream markdown;
+  markdown << "| model |";
+  for (const auto& column : columns) markdown << " " << column << " |";
+  markdown << "\n|---|";
+  for (size_t i = 0; i < columns.size(); ++i) markdown << "---|";
+  markdown << "\n";
   for (const auto& src : sources) {
-    md << "| " << src << " |";
+    markdown << "| " << src << " |";
     for (const auto& column : columns) {
-      auto it = cells.find({src, column});
-      if (it == cells.end()) {
-        md << " - |";
+      auto cell = cells.find({src, column});
+      if (cell == cells.end()) {
+        markdown << " - |";
         continue;
       }
-      const auto spread = metrics::mean_std(it->second);
+      const auto spread = metrics::mean_std(cell->second);
       char buf[64];
       if (spread.n > 1) std::snprintf(buf, sizeof buf, " %.4f ± %.4f |", spread.mean, spread.std);
       else std::snprintf(buf, sizeof buf, " %.4f |", spread.mean);
-      md << buf;
+      markdown << buf;
     }
-    md << "\n";
+    markdown << "\n";
   }
-  return md.str();
+  return markdown.str();
 }
 
 }  // namespace
@@ -120,19 +120,21 @@ std::string markdown_report(const std::vector<TaskScore>& scores, const std::str
     }
   }
   if (tuned.empty() && covers.empty()) return table(frozen);
-  std::string md;
-  if (!frozen.empty()) md += "Frozen embeddings (probes; covers by cosine similarity):\n\n" + table(frozen) + "\n";
-  if (!tuned.empty()) md += "Fine-tuned whole model (encoder and part-whole transformer):\n\n" + table(tuned) + "\n";
+  std::string markdown;
+  if (!frozen.empty())
+    markdown += "Frozen embeddings (probes; covers by cosine similarity):\n\n" + table(frozen) + "\n";
+  if (!tuned.empty())
+    markdown += "Fine-tuned whole model (encoder and part-whole transformer):\n\n" + table(tuned) + "\n";
   if (!covers.empty()) {
     // Fine-tuned rows first, as the paper lists them.
     std::stable_partition(covers.begin(), covers.end(),
                           [](const TaskScore& score) { return score.protocol == "covers_finetune"; });
     const bool transfer = std::any_of(covers.begin(), covers.end(),
                                       [](const TaskScore& score) { return score.task == "covers_transfer"; });
-    md += "Cover songs as the paper's table 3 (" + scored + " works" +
+    markdown += "Cover songs as the paper's table 3 (" + scored + " works" +
           (transfer ? "; covers_transfer: the transfer set, never trained on" : "") + "):\n\n" + table(covers) + "\n";
   }
-  return md;
+  return markdown;
 }
 
 }  // namespace mart::eval

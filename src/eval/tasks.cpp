@@ -54,12 +54,12 @@ std::vector<int> stratified_folds(const EmbeddingSet& set, const std::vector<siz
 TaskTracks task_tracks(const EmbeddingSet& set, const std::string& task, double fraction, uint64_t seed, int fold,
                        int folds) {
   TaskTracks tracks;
-  for (size_t i = 0; i < set.tracks.size(); ++i) {
-    const auto& t = set.tracks[i];
-    if (task == "classification" && t.class_index < 0) continue;
-    if (t.split == "train") tracks.train.push_back(i);
-    else if (t.split == "valid") tracks.valid.push_back(i);
-    else if (t.split == "test") tracks.test.push_back(i);
+  for (size_t track = 0; track < set.tracks.size(); ++track) {
+    const auto& info = set.tracks[track];
+    if (task == "classification" && info.class_index < 0) continue;
+    if (info.split == "train") tracks.train.push_back(track);
+    else if (info.split == "valid") tracks.valid.push_back(track);
+    else if (info.split == "test") tracks.test.push_back(track);
   }
   if (fold >= 0) {  // no test split: fold `fold` of the training tracks tests
     MART_CHECK(tracks.test.empty(), "task ", task, ": folds asked for although the data has a test split");
@@ -91,22 +91,23 @@ namespace {
 
 // The probe's rows: every crop of `tracks` with its track's labels.
 ProbeSet crop_rows(const EmbeddingSet& set, const std::vector<size_t>& tracks, const std::string& task) {
-  ProbeSet rows;
-  rows.d = set.dim;
-  rows.k = static_cast<int64_t>(task == "tagging" ? set.tag_names.size() : set.class_names.size());
-  for (size_t i : tracks) {
-    const auto& t = set.tracks[i];
-    for (int64_t crop = t.crop_begin; crop < t.crop_end; ++crop) {
-      rows.x.insert(rows.x.end(), set.crops.begin() + crop * set.dim, set.crops.begin() + (crop + 1) * set.dim);
+  ProbeSet examples;
+  examples.dim = set.dim;
+  examples.outputs = static_cast<int64_t>(task == "tagging" ? set.tag_names.size() : set.class_names.size());
+  for (size_t track : tracks) {
+    const auto& info = set.tracks[track];
+    for (int64_t crop = info.crop_begin; crop < info.crop_end; ++crop) {
+      examples.features.insert(examples.features.end(), set.crops.begin() + crop * set.dim,
+                               set.crops.begin() + (crop + 1) * set.dim);
       if (task == "tagging") {
-        for (auto tag : t.tags) rows.y.push_back(static_cast<float>(tag));
+        for (auto tag : info.tags) examples.targets.push_back(static_cast<float>(tag));
       } else {
-        rows.y.push_back(static_cast<float>(t.class_index));
+        examples.targets.push_back(static_cast<float>(info.class_index));
       }
-      ++rows.n;
+      ++examples.rows;
     }
   }
-  return rows;
+  return examples;
 }
 
 }  // namespace
@@ -118,18 +119,18 @@ std::vector<TaskScore> score_tracks(const EmbeddingSet& set, const std::string& 
   std::vector<uint8_t> tags;
   std::vector<int64_t> classes;
   size_t row = 0;
-  for (size_t i : test) {
-    const auto& t = set.tracks[i];
-    const size_t crops = static_cast<size_t>(t.crop_end - t.crop_begin);
+  for (size_t track : test) {
+    const auto& info = set.tracks[track];
+    const size_t crops = static_cast<size_t>(info.crop_end - info.crop_begin);
     MART_CHECK((row + crops) * outputs <= crop_scores.size(), "fewer crop scores than test crops");
-    for (size_t j = 0; j < outputs; ++j) {
+    for (size_t output = 0; output < outputs; ++output) {
       double sum = 0;
-      for (size_t crop = 0; crop < crops; ++crop) sum += crop_scores[(row + crop) * outputs + j];
+      for (size_t crop = 0; crop < crops; ++crop) sum += crop_scores[(row + crop) * outputs + output];
       scores.push_back(sum / static_cast<double>(crops));
     }
     row += crops;
-    tags.insert(tags.end(), t.tags.begin(), t.tags.end());
-    classes.push_back(t.class_index);
+    tags.insert(tags.end(), info.tags.begin(), info.tags.end());
+    classes.push_back(info.class_index);
   }
   MART_CHECK(row * outputs == crop_scores.size(), "more crop scores than test crops");
   std::vector<TaskScore> out;
@@ -157,7 +158,7 @@ std::vector<TaskScore> run_probe_task(const EmbeddingSet& set, const std::string
   const TaskKind kind = task == "tagging" ? TaskKind::multilabel : TaskKind::multiclass;
   const ProbeSet train = crop_rows(set, tracks.train, task), valid = crop_rows(set, tracks.valid, task),
                  test = crop_rows(set, tracks.test, task);
-  const ProbeRun probe = train_probe(train, valid, test.x, test.n, kind, options);
+  const ProbeRun probe = train_probe(train, valid, test.features, test.rows, kind, options);
   TaskScore stamp;
   stamp.source = set.source, stamp.protocol = probe_kind_name(options.kind);
   stamp.fraction = fraction, stamp.seed = options.seed, stamp.fold = fold;

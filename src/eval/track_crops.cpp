@@ -5,26 +5,29 @@
 
 namespace mart::eval {
 
-TrackCrops::TrackCrops(const std::string& dir, const EmbeddingSet& e) : e_(e), shards_(dir) {
-  for (const auto& t : e_.tracks)
+TrackCrops::TrackCrops(const std::string& dir, const EmbeddingSet& set) : tracks_(set), shards_(dir) {
+  for (const auto& t : tracks_.tracks)
     MART_CHECK(t.shard >= 0, "track '", t.id, "' has no shard position (embeddings written by an older mart-eval): "
                "rerun with --eval.force true");
 }
 
-std::vector<int64_t> TrackCrops::starts(size_t i) {
-  const auto& t = e_.tracks[i];
-  return eval_crop_starts(reader(t.shard).valid_starts(t.shard_track), shards_.manifest().features.frames);
+std::vector<int64_t> TrackCrops::starts(size_t track) {
+  const auto& info = tracks_.tracks[track];
+  return eval_crop_starts(reader(info.shard).valid_starts(info.shard_track), shards_.manifest().features.frames);
 }
 
 torch::Tensor TrackCrops::hierarchies(const std::vector<std::pair<size_t, int64_t>>& crops) {
-  const auto& f = shards_.manifest().features;
-  const int64_t hier = f.clips_total() * f.n_mels * f.frames;
-  auto x = torch::empty({static_cast<int64_t>(crops.size()), f.clips_total(), f.n_mels, f.frames});
-  for (size_t k = 0; k < crops.size(); ++k) {
-    const auto& t = e_.tracks[crops[k].first];
-    reader(t.shard).crop_into(t.shard_track, crops[k].second, 0, x.data_ptr<float>() + static_cast<int64_t>(k) * hier);
+  const auto& features = shards_.manifest().features;
+  const int64_t hier = features.clips_total() * features.n_mels * features.frames;
+  auto batch =
+      torch::empty({static_cast<int64_t>(crops.size()), features.clips_total(), features.n_mels, features.frames});
+  for (size_t index = 0; index < crops.size(); ++index) {
+    const auto& [track, start] = crops[index];
+    const auto& info = tracks_.tracks[track];
+    float* into = batch.data_ptr<float>() + static_cast<int64_t>(index) * hier;
+    reader(info.shard).crop_into(info.shard_track, start, 0, into);
   }
-  return x;
+  return batch;
 }
 
 }  // namespace mart::eval

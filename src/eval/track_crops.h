@@ -19,17 +19,17 @@ class TrackCrops {
  public:
   // Every track must have a shard position (embeddings written by an older mart-eval do not:
   // the error names --eval.force).
-  TrackCrops(const std::string& dir, const EmbeddingSet& e);
+  TrackCrops(const std::string& dir, const EmbeddingSet& set);
 
-  // The top-clip starts of track i's evaluation crops (eval_crop_starts).
-  std::vector<int64_t> starts(size_t i);
+  // The top-clip starts of `track`'s evaluation crops (eval_crop_starts).
+  std::vector<int64_t> starts(size_t track);
   // [n, clips_total, n_mels, T]: the hierarchies of the (track, top-clip start) pairs, in order.
   torch::Tensor hierarchies(const std::vector<std::pair<size_t, int64_t>>& crops);
 
   const data::ShardReader& reader(int64_t shard) { return shards_.shard(shard); }
 
  private:
-  const EmbeddingSet& e_;
+  const EmbeddingSet& tracks_;
   data::ShardSet shards_;
 };
 

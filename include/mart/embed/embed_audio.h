@@ -34,10 +34,12 @@ double clip_center_ms(const features::FeatureConfig& f, int64_t k, int level, in
 // (T hops); otherwise the nearest whole number of hops, at least 1.
 int64_t crop_step(const features::FeatureConfig& f, double hop_ms);
 
-// Cuts the crop hierarchy of start k, [clips_total, n_mels, T] (level 0's clip first, then level
-// 1's M clips in time order, ...), out of whole-track log-mels `mels` (one [frames, n_mels]
-// row-major matrix per data::stored_levels(f), as audio::TrackLogMels::compute returns them).
-void cut_crop(const features::FeatureConfig& f, const std::vector<std::vector<float>>& mels, int64_t k, float* out);
+// Cuts the crop hierarchy of top-level hop `start`, [clips_total, n_mels, T] (level 0's clip first,
+// then level 1's M clips in time order, ...), out of whole-track log-mels `mels` (one
+// [frames, n_mels] row-major matrix per data::stored_levels(features), as
+// audio::TrackLogMels::compute returns them).
+void cut_crop(const features::FeatureConfig& features, const std::vector<std::vector<float>>& mels, int64_t start,
+              float* out);
 
 // ---- One file ---------------------------------------------------------------------------------
 
@@ -56,8 +58,8 @@ class AudioEmbedder {
  public:
   // `step`: top-level hops between crop starts (crop_step); `batch_crops`: crops per forward.
   // A file's crops are batched in order, so its floats do not depend on which rank embeds it.
-  AudioEmbedder(const std::string& checkpoint_dir, const model::ModelOptions& m, const features::FeatureConfig& f,
-                int64_t step, int64_t batch_crops);
+  AudioEmbedder(const std::string& checkpoint_dir, const model::ModelOptions& model_options,
+                const features::FeatureConfig& features, int64_t step, int64_t batch_crops);
   ~AudioEmbedder();
   AudioEmbedder(const AudioEmbedder&) = delete;
   AudioEmbedder& operator=(const AudioEmbedder&) = delete;
@@ -84,13 +86,13 @@ class AudioEmbedder {
 std::vector<std::string> list_inputs(const std::string& input, const std::string& input_list);
 
 // A NumPy .npy file (format 1.0, little-endian float32 '<f4' or float64 '<f8', C order).
-void write_npy(const std::string& path, const std::vector<float>& v, const std::vector<int64_t>& shape);
-void write_npy(const std::string& path, const std::vector<double>& v, const std::vector<int64_t>& shape);
+void write_npy(const std::string& path, const std::vector<float>& values, const std::vector<int64_t>& shape);
+void write_npy(const std::string& path, const std::vector<double>& values, const std::vector<int64_t>& shape);
 
 // ---- The stage --------------------------------------------------------------------------------
 
-void declare_embed_options(Config& c);
-void check_embed_options(const Config& c);  // inputs, checkpoint and its features: before any work
+void declare_embed_options(Config& config);
+void check_embed_options(const Config& config);  // inputs, checkpoint and its features: before any work
 int run_embed(app::StageContext& ctx);
 
 }  // namespace mart::embed

@@ -37,7 +37,7 @@ namespace mart::eval {
 enum class CoversModel { cqtnet, mart, mart_cqtnet };
 // "cqtnet", "mart", "mart+cqtnet"; anything else is a ConfigError listing them.
 CoversModel parse_covers_model(const std::string& name);
-std::string covers_model_name(CoversModel m);
+std::string covers_model_name(CoversModel kind);
 
 // `want` crop starts for one training item: distinct ones drawn from `starts` (a partial
 // Fisher-Yates shuffle with `rng`) when there are more than `want`, else every start in order,
@@ -81,6 +81,7 @@ struct CoversFinetuneResult {
 CoversFinetuneResult covers_finetune(CoversModel kind, const CoversSet& set, const std::vector<size_t>& train,
                                      const std::vector<size_t>& valid, const std::vector<size_t>& test,
                                      const CoversSet& transfer, const std::string& checkpoint_dir,
-                                     const model::ModelOptions& m, const CoversFinetuneOptions& o, MPI_Comm group);
+                                     const model::ModelOptions& model_options, const CoversFinetuneOptions& options,
+                                     MPI_Comm group);
 
 }  // namespace mart::eval

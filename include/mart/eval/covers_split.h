@@ -49,6 +49,6 @@ std::string develop_split(const std::string& split);
 // with two versions; throws ConfigError naming the fix otherwise. Tracks without a work follow
 // their split the same way (a valid distractor is scored, a test one held out; with a seeded split
 // every distractor is "test", so a development ranking has none).
-CoversSplit develop_covers_split(const CoversSplit& s, const std::vector<int64_t>& groups, uint64_t seed);
+CoversSplit develop_covers_split(const CoversSplit& given, const std::vector<int64_t>& groups, uint64_t seed);
 
 }  // namespace mart::eval

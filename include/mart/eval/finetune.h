@@ -30,13 +30,15 @@ struct FinetuneOptions {
   int bn_estimate_crops = 512;
 };
 
-// `e` must come from extract() on `data_dir`, or from its embeddings file (its tracks know their
-// shard). `checkpoint_dir` empty: start from a model initialised with `o.seed` (the from-scratch
-// baseline), its BatchNorm statistics measured on the training crops (o.bn_estimate_crops). With frozen BatchNorm (as mart-train's frozen mode) the result does not depend on
-// how a batch is split over the group. Every rank of `group` calls this with the same arguments
-// and gets the same ProbeRun.
-ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& e, const std::string& checkpoint_dir,
-                  const model::ModelOptions& m, const std::vector<size_t>& train, const std::vector<size_t>& valid,
-                  const std::vector<size_t>& test, TaskKind task, const FinetuneOptions& o, MPI_Comm group);
+// `set` must come from extract() on `data_dir`, or from its embeddings file (its tracks know their
+// shard). `checkpoint_dir` empty: start from a model initialised with `options.seed` (the
+// from-scratch baseline), its BatchNorm statistics measured on the training crops
+// (options.bn_estimate_crops). With frozen BatchNorm (as mart-train's frozen mode) the result does
+// not depend on how a batch is split over the group. Every rank of `group` calls this with the same
+// arguments and gets the same ProbeRun.
+ProbeRun finetune(const std::string& data_dir, const EmbeddingSet& set, const std::string& checkpoint_dir,
+                  const model::ModelOptions& model_options, const std::vector<size_t>& train,
+                  const std::vector<size_t>& valid, const std::vector<size_t>& test, TaskKind task,
+                  const FinetuneOptions& options, MPI_Comm group);
 
 }  // namespace mart::eval

@@ -52,13 +52,13 @@ struct EvalOptions {
   bool covers_read_cqt() const;
 };
 
-void declare_options(Config& c);
+void declare_options(Config& config);
 // Parses and checks every value (ConfigError naming the key); reads no file.
-EvalOptions options_from(const Config& c);
+EvalOptions options_from(const Config& config);
 // Against the data before any work: the tasks asked for have their labels, covers models that read
 // the constant-Q find it in the shards, and the transfer set has the evaluation data's features.
-void check_against_data(const EvalOptions& o, const data::Manifest& manifest);
+void check_against_data(const EvalOptions& options, const data::Manifest& manifest);
 // mart-eval's check before any work (app::Stage::check): options_from, then check_against_data.
-void check_options(const Config& c);
+void check_options(const Config& config);
 
 }  // namespace mart::eval

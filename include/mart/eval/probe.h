@@ -30,27 +30,28 @@ struct ProbeOptions {
   uint64_t seed = 1;
 };
 
-// Rows of features with targets: multilabel y is [n, k] 0/1; multiclass y is [n] class indices.
+// Rows of features with targets: multilabel targets are [rows, outputs] 0/1; multiclass targets
+// are [rows] class indices.
 struct ProbeSet {
-  std::vector<float> x;
-  std::vector<float> y;
-  int64_t n = 0, d = 0, k = 0;
+  std::vector<float> features;  // [rows, dim]
+  std::vector<float> targets;
+  int64_t rows = 0, dim = 0, outputs = 0;
 };
 
 struct ProbeRun {
-  std::vector<float> scores;  // [n_test, k]: sigmoid (multilabel) or softmax (multiclass)
+  std::vector<float> scores;  // [n_test, outputs]: sigmoid (multilabel) or softmax (multiclass)
   int epochs = 0;             // epochs trained before early stopping
   double best_valid_loss = 0;
 };
 
 // Trains on `train`, stops early on `valid`, scores `test_x` ([n_test, d]).
 ProbeRun train_probe(const ProbeSet& train, const ProbeSet& valid, const std::vector<float>& test_x, int64_t n_test,
-                     TaskKind task, const ProbeOptions& o);
+                     TaskKind task, const ProbeOptions& options);
 
 // The MART model of a checkpoint directory (or a randomly initialised one when `checkpoint` is
 // empty) as a feature source: the per-level means of s^ (after the part-whole transformer), level 0
 // the `vector` the downstream tasks see.
-std::unique_ptr<FeatureSource> mart_source(const std::string& checkpoint, const model::ModelOptions& m,
+std::unique_ptr<FeatureSource> mart_source(const std::string& checkpoint, const model::ModelOptions& model_options,
                                            uint64_t seed, int threads,
                                            EmbeddingVector vector = EmbeddingVector::hat0);
 
