@@ -59,6 +59,228 @@ model::ModelOptions model_for(const model::ModelOptions& options, const features
   m.validate();
   return m;
 }
+
+// The CPU, or with train.device = cuda the GPU of this rank's local rank.
+torch::Device training_device(const TrainOptions& o, const dist::World& world) {
+  if (o.device != "cuda") return torch::Device(torch::kCPU);
+  if (!torch::cuda::is_available())
+    MART_CONFIG_ERROR("train.device = cuda but this LibTorch sees no GPU (a CPU build, or no GPU on the node): "
+                      "build against a CUDA LibTorch (-DTorch_DIR=...) or use train.device = cpu");
+  return torch::Device(torch::kCUDA, dist::gpu_for_local_rank(world.local_rank(), world.local_size(),
+                                                              static_cast<int>(torch::cuda::device_count())));
+}
+
+// Each rank's share of the global batch, which must split evenly.
+int local_batch_size(const TrainOptions& o, const dist::World& world) {
+  if (o.batch_size % world.size() != 0)
+    MART_CONFIG_ERROR("train.batch_size ", o.batch_size, " does not split evenly over ", world.size(),
+                      " ranks: use a multiple of ", world.size());
+  return o.batch_size / world.size();
+}
+
+dist::SamplerOptions sampler_options(const TrainOptions& o, int local_batch) {
+  dist::SamplerOptions so;
+  so.seed = o.seed;
+  so.batch_size = static_cast<size_t>(local_batch);
+  so.crops_per_track = static_cast<uint32_t>(o.crops_per_track);
+  return so;
+}
+
+// The model options the objective trains: model.*, except that the supervised positive control's
+// projection head gives class logits (and then every training track needs a class).
+model::ModelOptions objective_model_options(const TrainOptions& o, const TrainingData& data, const dist::World& world) {
+  model::ModelOptions model_options = o.model;
+  if (o.objective != "supervised") return model_options;
+  const auto& classes = data.manifest().labels.class_names;
+  for (uint32_t t = 0; t < data.num_tracks(); ++t)
+    if (data.class_index(t) < 0)
+      MART_CONFIG_ERROR("train.objective = supervised needs a class for every training track, and track ", t,
+                        " of '", o.data, "' has none: give the data labels (e.g. --dataset.labels_csv with a "
+                        "class column) or train with train.objective = mart");
+  model_options.projection_dim = static_cast<int64_t>(classes.size());
+  if (world.is_root())
+    spdlog::info("train.objective = supervised: {} classes; model.projection_dim set to {}", classes.size(),
+                 classes.size());
+  return model_options;
+}
+
+// The run's state: resumed from its newest intact checkpoint (with --train.resume), or fresh, every
+// rank then starting from rank 0's initialisation.
+TrainState start_or_resume(const TrainOptions& o, TrainState fresh, model::MartModel& model,
+                           run::ForeachAdam& optimizer, dist::DistributedSampler& sampler, dist::Communicator& comm,
+                           torch::Device device) {
+  const auto latest = latest_checkpoint(o.run);
+  if (latest && !o.resume)
+    MART_CONFIG_ERROR("run directory '", o.run, "' already holds checkpoints (", *latest,
+                      "): pass --train.resume to continue that run, or choose another --run");
+  if (!latest) {
+    sampler.set_epoch(0);
+    dist::broadcast_parameters(*model, comm);
+    return fresh;
+  }
+  const std::string from = resume_checkpoint(o.run);  // the newest intact one
+  TrainState state = load_checkpoint(from, model, &optimizer, device);
+  sampler.restore(state.sampler);
+  spdlog::info("resumed from {} at step {} (epoch {}, batch {})", from, state.step, state.sampler.epoch,
+               state.sampler.batch);
+  return state;
+}
+
+std::vector<torch::Tensor> trainable_parameters(model::MartModel& model) {
+  std::vector<torch::Tensor> params;
+  for (auto& p : model->parameters())
+    if (p.requires_grad()) params.push_back(p);
+  return params;
+}
+
+PrefetchOptions prefetch_options(const TrainOptions& o, const features::FeatureConfig& f, int64_t batches) {
+  PrefetchOptions po;
+  po.seed = o.seed;
+  po.depth = o.prefetch;
+  po.batches = batches;
+  po.crop_offset = offset_hops(o.crop_offset_s, f);
+  po.stored_views = o.stored_views;
+  po.repeat_first = o.repeat_first_batch;
+  return po;
+}
+
+void set_learning_rate(run::ForeachAdam& optimizer, double lr) {
+  for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
+}
+
+// A step's forward pass: what it reads besides the batch, fixed for the run.
+struct Forward {
+  const TrainOptions& options;
+  const model::ModelOptions& model_options;
+  const features::FeatureConfig& feature_config;
+  model::MartModel& model;
+  const loss::HierarchicalContrastiveLoss& loss_fn;
+  const LogMelAugmenter& augment;
+  dist::Communicator* comm;
+  torch::Device device;
+  int64_t first_sample;  // the global index of this rank's first sample in a batch
+
+  // Both views to the device, freshly augmented, through the model and the loss under autocast
+  // (the backward follows the dtypes it chose).
+  StepLoss operator()(CropBatch& batch, int64_t step, bool log_step) const {
+    const features::FeatureConfig& f = feature_config;
+    // On a GPU the batch goes through pinned memory and copies without blocking the host.
+    auto to_device = [&](torch::Tensor host) { return device.is_cuda() ? host.pin_memory().to(device, true) : host; };
+    auto a = to_device(torch::from_blob(batch.view_a.data(), {batch.size, 1, f.n_mels, f.frames}));
+    auto b = to_device(torch::from_blob(batch.view_b.data(), {batch.size, f.clips_total(), f.n_mels, f.frames}));
+    // Fresh draws per (seed, step, global sample index, view): any rank split and a resume agree.
+    a = augment(a, step, first_sample, 0);
+    b = augment(b, step, first_sample, 1);
+    const Bf16Autocast autocast(options.bf16, device.type());
+    if (options.objective == "supervised")
+      return run::forward_supervised(model, a, b, torch::tensor(batch.label, torch::kLong), comm, log_step);
+    // Track ids only where the loss masks same-track pairs (model.same_track = masked).
+    const auto track =
+        model_options.loss.same_track == "masked" ? torch::tensor(batch.track, torch::kLong) : torch::Tensor();
+    return forward_loss(model, loss_fn, a, b, comm, track, log_step);
+  }
+};
+
+// metrics.jsonl and the log line. The steps since the last log line wait here: their losses stay on
+// the device until a log step (or a checkpoint), when one collective sums the ranks' shares and one
+// copy brings them to the host: a step that does not log reads nothing back (issue 27; on a GPU a
+// read waits for the queue).
+class MetricsLog {
+ public:
+  struct Step {
+    int64_t step;
+    uint64_t epoch;
+    double lr, step_s, wait_s, comm_s;
+  };
+
+  MetricsLog(const TrainOptions& o, const features::FeatureConfig& f, const dist::World& world,
+             dist::Communicator& comm, int64_t total_steps)
+      : o_(o), f_(f), world_(world), comm_(comm), total_steps_(total_steps) {
+    if (world.is_root()) metrics_.open(o.run + "/metrics.jsonl", std::ios::app);
+  }
+
+  void add(const Step& step, const torch::Tensor& local_loss, int64_t host_reads) {
+    pending_.push_back(step);
+    pending_loss_.push_back(local_loss.reshape({1}));
+    quiet_reads_ += host_reads;
+  }
+
+  // Writes the pending steps' metrics lines (diagnostics on the last, when it logged) and, on a
+  // log step, the log line. Every rank calls it at the same steps (it all-reduces).
+  void flush(const std::vector<std::pair<std::string, double>>& diagnostics, bool log_line, int64_t step) {
+    if (pending_.empty()) return;
+    auto losses = torch::stack(pending_loss_).contiguous();
+    if (comm_.size() > 1) comm_.all_reduce(losses);
+    const auto host = run::read_back_tensor(losses);
+    const double* loss = host.data_ptr<double>();
+    if (world_.is_root()) {
+      write_lines(loss, diagnostics, log_line);
+      if (log_line) log(loss, diagnostics, step);
+    }
+    pending_.clear();
+    pending_loss_.clear();
+    if (log_line) quiet_reads_ = 0;
+  }
+
+ private:
+  void write_lines(const double* loss, const std::vector<std::pair<std::string, double>>& diagnostics,
+                   bool log_line) {
+    for (size_t i = 0; i < pending_.size(); ++i) {
+      const Step& p = pending_[i];
+      nlohmann::json line{{"step", p.step}, {"epoch", p.epoch}, {"loss", loss[i]}, {"lr", p.lr},
+                          {"samples_per_s", o_.batch_size / p.step_s}, {"step_s", p.step_s},
+                          {"data_wait_s", p.wait_s}, {"comm_s", p.comm_s}};
+      if (i + 1 == pending_.size()) {
+        for (const auto& [k, v] : diagnostics) line[k] = v;
+        if (log_line) line["host_reads"] = quiet_reads_;
+      }
+      metrics_ << line.dump() << "\n";
+    }
+    metrics_.flush();
+    if (!metrics_) MART_OUTPUT_ERROR("cannot write '", o_.run, "/metrics.jsonl': ", std::strerror(errno), kOutputFix);
+  }
+
+  void log(const double* loss, const std::vector<std::pair<std::string, double>>& diagnostics, int64_t step) const {
+    double sum_loss = 0, sum_wait = 0, sum_comm = 0, sum_time = 0;
+    for (size_t i = 0; i < pending_.size(); ++i) {
+      const Step& p = pending_[i];
+      sum_loss += loss[i], sum_wait += p.wait_s, sum_comm += p.comm_s, sum_time += p.step_s;
+    }
+    const double n = static_cast<double>(pending_.size());
+    // x real time: seconds of audio (one top clip per sample) per second of training.
+    const double per_s = o_.batch_size * n / sum_time;
+    std::map<std::string, double> d(diagnostics.begin(), diagnostics.end());
+    spdlog::info("step {}/{} epoch {} loss {:.4f} lr {:.2e} {:.1f} samples/s = {:.0f}x real time "
+                 "(data wait {:.0f} ms, comm {:.0f} ms per step); ETA {:.0f} s; top1 {:.3f} log_pw {:.2f} "
+                 "pos/neg logit {:.2f}/{:.2f} align {:.3f} uniform {:.3f} eff_rank {:.1f}",
+                 step, total_steps_, pending_.back().epoch, sum_loss / n, pending_.back().lr, per_s,
+                 per_s * static_cast<double>(f_.clip_samples) / f_.sample_rate, 1e3 * sum_wait / n,
+                 1e3 * sum_comm / n, static_cast<double>(total_steps_ - step) * sum_time / n, d["top1"],
+                 d["log_pw"], d["pos_logit"], d["neg_logit"], d["align"], d["uniform"], d["eff_rank"]);
+  }
+
+  const TrainOptions& o_;
+  const features::FeatureConfig& f_;
+  const dist::World& world_;
+  dist::Communicator& comm_;
+  const int64_t total_steps_;
+  std::ofstream metrics_;
+  std::vector<Step> pending_;
+  std::vector<torch::Tensor> pending_loss_;
+  // Device-to-host reads (run::read_back) made by the steps that did not log, reported on the
+  // next log line as "host_reads"; tests/train/test_train_stage.cpp requires 0.
+  int64_t quiet_reads_ = 0;
+};
+
+// The end of a run: the PyTorch state dict beside the last checkpoint, and the curves.
+void export_results(const TrainOptions& o, const TrainState& state, model::MartModel& model) {
+  model::export_state_dict(*model, o.run + "/model_state_dict.pt");
+  spdlog::info("done: {} steps; checkpoint in {}, PyTorch state dict in {}/model_state_dict.pt", state.step,
+               checkpoint_dir(o.run, state.step), o.run);
+  const std::string curves = app::plot("curves", o.run);
+  if (!curves.empty()) spdlog::info("training curves: {}", curves);
+}
+
 }  // namespace
 
 void install_preemption_handlers() {
@@ -74,43 +296,17 @@ int run(app::StageContext& ctx) {
   const int threads = dist::threads_per_rank(world, o.threads);
   at::set_num_threads(threads);
   if (o.huge_pages) run::use_huge_page_cpu_allocator();  // before the model and the first batch
-  torch::Device device(torch::kCPU);
-  if (o.device == "cuda") {
-    if (!torch::cuda::is_available())
-      MART_CONFIG_ERROR("train.device = cuda but this LibTorch sees no GPU (a CPU build, or no GPU on the node): "
-                        "build against a CUDA LibTorch (-DTorch_DIR=...) or use train.device = cpu");
-    device = torch::Device(torch::kCUDA, dist::gpu_for_local_rank(world.local_rank(), world.local_size(),
-                                                                  static_cast<int>(torch::cuda::device_count())));
-  }
+  const torch::Device device = training_device(o, world);
 
   // Data first: a wrong manifest or shard stops here, before any model is built.
   const TrainingData data(o.data, o.splits);
   const auto& f = data.features();
-  if (o.batch_size % world.size() != 0)
-    MART_CONFIG_ERROR("train.batch_size ", o.batch_size, " does not split evenly over ", world.size(),
-                      " ranks: use a multiple of ", world.size());
-  const int local_batch = o.batch_size / world.size();
-  dist::SamplerOptions so;
-  so.seed = o.seed;
-  so.batch_size = static_cast<size_t>(local_batch);
-  so.crops_per_track = static_cast<uint32_t>(o.crops_per_track);
-  dist::DistributedSampler sampler(data.crop_starts(), world.rank(), world.size(), so);
+  const int local_batch = local_batch_size(o, world);
+  dist::DistributedSampler sampler(data.crop_starts(), world.rank(), world.size(), sampler_options(o, local_batch));
   const int64_t total_steps =
       o.max_steps > 0 ? o.max_steps : static_cast<int64_t>(sampler.batches_per_epoch()) * o.epochs;
 
-  model::ModelOptions model_options = o.model;
-  if (o.objective == "supervised") {  // the positive control: the projection head gives class logits
-    const auto& classes = data.manifest().labels.class_names;
-    for (uint32_t t = 0; t < data.num_tracks(); ++t)
-      if (data.class_index(t) < 0)
-        MART_CONFIG_ERROR("train.objective = supervised needs a class for every training track, and track ", t,
-                          " of '", o.data, "' has none: give the data labels (e.g. --dataset.labels_csv with a "
-                          "class column) or train with train.objective = mart");
-    model_options.projection_dim = static_cast<int64_t>(classes.size());
-    if (world.is_root())
-      spdlog::info("train.objective = supervised: {} classes; model.projection_dim set to {}", classes.size(),
-                   classes.size());
-  }
+  const model::ModelOptions model_options = objective_model_options(o, data, world);
   torch::manual_seed(o.seed);
   const model::ModelOptions mo = model_for(model_options, f);
   model::MartModel model(mo);
@@ -121,32 +317,17 @@ int run(app::StageContext& ctx) {
   run::ForeachAdam optimizer(model->parameters(), torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
   const loss::HierarchicalContrastiveLoss loss_fn(mo.loss_options());
 
-  TrainState state;
-  state.seed = o.seed;
-  state.config_hash = hex64(ctx.cfg.hash());
-  state.model_canonical = mo.canonical();
-  state.features = f;
-  const auto latest = latest_checkpoint(o.run);
-  if (latest && !o.resume)
-    MART_CONFIG_ERROR("run directory '", o.run, "' already holds checkpoints (", *latest,
-                      "): pass --train.resume to continue that run, or choose another --run");
-  if (latest) {
-    const std::string from = resume_checkpoint(o.run);  // the newest intact one
-    state = load_checkpoint(from, model, &optimizer, device);
-    sampler.restore(state.sampler);
-    spdlog::info("resumed from {} at step {} (epoch {}, batch {})", from, state.step, state.sampler.epoch,
-                 state.sampler.batch);
-  } else {
-    sampler.set_epoch(0);
-    dist::broadcast_parameters(*model, *comm);  // every rank starts from rank 0's initialisation
-  }
+  TrainState fresh;
+  fresh.seed = o.seed;
+  fresh.config_hash = hex64(ctx.cfg.hash());
+  fresh.model_canonical = mo.canonical();
+  fresh.features = f;
+  TrainState state = start_or_resume(o, fresh, model, optimizer, sampler, *comm, device);
   model->use_channels_last(o.channels_last);  // after a resume, which loads the weights in their saved layout
   model->train();
   if (o.batch_norm == "frozen") freeze_batch_norm(*model);
 
-  std::vector<torch::Tensor> params;
-  for (auto& p : model->parameters())
-    if (p.requires_grad()) params.push_back(p);
+  const std::vector<torch::Tensor> params = trainable_parameters(model);
   dist::ReducerOptions ro;
   ro.bucket_bytes = static_cast<size_t>(o.bucket_mb * (1 << 20));
   ro.overlap = o.overlap;
@@ -160,76 +341,13 @@ int run(app::StageContext& ctx) {
                  n_params, world.size(), threads, device.str(), o.batch_size, local_batch,
                  sampler.batches_per_epoch(), state.step, total_steps);
 
-  std::ofstream metrics;
-  if (world.is_root()) metrics.open(o.run + "/metrics.jsonl", std::ios::app);
-  PrefetchOptions po;
-  po.seed = o.seed;
-  po.depth = o.prefetch;
-  po.batches = total_steps - state.step;
-  po.crop_offset = offset_hops(o.crop_offset_s, f);
-  po.stored_views = o.stored_views;
-  po.repeat_first = o.repeat_first_batch;
-  Prefetcher loader(data, sampler, po);
+  MetricsLog metrics(o, f, world, *comm, total_steps);
+  Prefetcher loader(data, sampler, prefetch_options(o, f, total_steps - state.step));
   const LogMelAugmenter augment(o.augment, f, o.seed);
-  const int64_t clips = f.clips_total();
+  const Forward forward{o, mo, f, model, loss_fn, augment, comm.get(), device, int64_t{world.rank()} * local_batch};
   auto checkpoint = [&] {
     if (world.is_root()) save_checkpoint(o.run, state, model, optimizer, o.keep_checkpoints);
     world.barrier();  // no rank leaves before the checkpoint is on disk
-  };
-  // The steps since the last log line. Their losses stay on the device until a log step (or a
-  // checkpoint), when one collective sums the ranks' shares and one copy brings them to the host:
-  // a step that does not log reads nothing back (issue 27; on a GPU a read waits for the queue).
-  struct Pending {
-    int64_t step;
-    uint64_t epoch;
-    double lr, step_s, wait_s, comm_s;
-  };
-  std::vector<Pending> pending;
-  std::vector<torch::Tensor> pending_loss;
-  // Device-to-host reads (run::read_back) made by the steps that did not log, reported on the
-  // next log line as "host_reads"; tests/train/test_train_stage.cpp requires 0.
-  int64_t quiet_reads = 0;
-  // Writes the pending steps' metrics lines (diagnostics on the last, when it logged) and, on a log
-  // step, the log line. Every rank calls it at the same steps (it all-reduces).
-  auto flush = [&](const std::vector<std::pair<std::string, double>>& diagnostics, bool log_line) {
-    if (pending.empty()) return;
-    auto losses = torch::stack(pending_loss).contiguous();
-    if (comm->size() > 1) comm->all_reduce(losses);
-    const auto host = run::read_back_tensor(losses);
-    const double* loss = host.data_ptr<double>();
-    if (world.is_root()) {
-      double sum_loss = 0, sum_wait = 0, sum_comm = 0, sum_time = 0;
-      for (size_t i = 0; i < pending.size(); ++i) {
-        const Pending& p = pending[i];
-        nlohmann::json line{{"step", p.step}, {"epoch", p.epoch}, {"loss", loss[i]}, {"lr", p.lr},
-                            {"samples_per_s", o.batch_size / p.step_s}, {"step_s", p.step_s},
-                            {"data_wait_s", p.wait_s}, {"comm_s", p.comm_s}};
-        if (i + 1 == pending.size()) {
-          for (const auto& [k, v] : diagnostics) line[k] = v;
-          if (log_line) line["host_reads"] = quiet_reads;
-        }
-        metrics << line.dump() << "\n";
-        sum_loss += loss[i], sum_wait += p.wait_s, sum_comm += p.comm_s, sum_time += p.step_s;
-      }
-      metrics.flush();
-      if (!metrics) MART_OUTPUT_ERROR("cannot write '", o.run, "/metrics.jsonl': ", std::strerror(errno), kOutputFix);
-      if (log_line) {
-        const double n = static_cast<double>(pending.size());
-        // x real time: seconds of audio (one top clip per sample) per second of training.
-        const double per_s = o.batch_size * n / sum_time;
-        std::map<std::string, double> d(diagnostics.begin(), diagnostics.end());
-        spdlog::info("step {}/{} epoch {} loss {:.4f} lr {:.2e} {:.1f} samples/s = {:.0f}x real time "
-                     "(data wait {:.0f} ms, comm {:.0f} ms per step); ETA {:.0f} s; top1 {:.3f} log_pw {:.2f} "
-                     "pos/neg logit {:.2f}/{:.2f} align {:.3f} uniform {:.3f} eff_rank {:.1f}",
-                     state.step, total_steps, pending.back().epoch, sum_loss / n, pending.back().lr, per_s,
-                     per_s * static_cast<double>(f.clip_samples) / f.sample_rate, 1e3 * sum_wait / n,
-                     1e3 * sum_comm / n, static_cast<double>(total_steps - state.step) * sum_time / n, d["top1"],
-                     d["log_pw"], d["pos_logit"], d["neg_logit"], d["align"], d["uniform"], d["eff_rank"]);
-      }
-    }
-    pending.clear();
-    pending_loss.clear();
-    if (log_line) quiet_reads = 0;
   };
   while (state.step < total_steps) {
     const auto t0 = Clock::now();
@@ -237,27 +355,10 @@ int run(app::StageContext& ctx) {
     double wait_s = 0;
     CropBatch batch = loader.next(&wait_s);
     const double lr = learning_rate(o.lr, state.step, total_steps, o.warmup_steps, o.cosine);
-    for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
+    set_learning_rate(optimizer, lr);
     const bool log_step = (state.step + 1) % o.log_every == 0 || state.step + 1 == total_steps;
-    // On a GPU the batch goes through pinned memory and copies without blocking the host.
-    auto to_device = [&](torch::Tensor host) { return device.is_cuda() ? host.pin_memory().to(device, true) : host; };
-    auto a = to_device(torch::from_blob(batch.view_a.data(), {batch.size, 1, f.n_mels, f.frames}));
-    auto b = to_device(torch::from_blob(batch.view_b.data(), {batch.size, clips, f.n_mels, f.frames}));
-    // Fresh draws per (seed, step, global sample index, view): any rank split and a resume agree.
-    a = augment(a, state.step, int64_t{world.rank()} * local_batch, 0);
-    b = augment(b, state.step, int64_t{world.rank()} * local_batch, 1);
     optimizer.zero_grad();
-    StepLoss l;
-    {  // autocast covers the forward; backward follows the dtypes it chose
-      const Bf16Autocast autocast(o.bf16, device.type());
-      if (o.objective == "supervised") {
-        l = run::forward_supervised(model, a, b, torch::tensor(batch.label, torch::kLong), comm.get(), log_step);
-      } else {
-        // Track ids only where the loss masks same-track pairs (model.same_track = masked).
-        const auto track = mo.loss.same_track == "masked" ? torch::tensor(batch.track, torch::kLong) : torch::Tensor();
-        l = forward_loss(model, loss_fn, a, b, comm.get(), track, log_step);
-      }
-    }
+    const StepLoss l = forward(batch, state.step, log_step);
     l.backward.backward();
     reducer.finalize();
     if (o.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params, o.clip_grad_norm);
@@ -268,30 +369,24 @@ int run(app::StageContext& ctx) {
     // On GPUs the host only sees launches: the communicator reports the collectives' device time.
     const double device_comm_s = comm->take_device_seconds();
     const double comm_s = device_comm_s >= 0 ? device_comm_s : l.gather_s + reducer.last_timing().finalize_s;
-    pending.push_back({state.step, batch.epoch, lr, step_s, wait_s, comm_s});
-    pending_loss.push_back(l.local.reshape({1}));
-    if (!log_step) quiet_reads += run::read_backs() - reads_before;
-    if (log_step) flush(l.diagnostics, true);
+    metrics.add({state.step, batch.epoch, lr, step_s, wait_s, comm_s}, l.local,
+                log_step ? 0 : run::read_backs() - reads_before);
+    if (log_step) metrics.flush(l.diagnostics, true, state.step);
     // Preemption: a signal on any rank stops every rank at this same step.
     if (world.any(preemption_requested())) {
       spdlog::warn("preemption signal: checkpointing at step {} and exiting with {}", state.step, app::kExitPreempted);
-      flush({}, false);
+      metrics.flush({}, false, state.step);
       checkpoint();
       return app::kExitPreempted;
     }
     if (o.checkpoint_every > 0 && state.step % o.checkpoint_every == 0 && state.step < total_steps) {
-      flush({}, false);  // a resume continues after the checkpoint: its steps' lines are written first
+      // A resume continues after the checkpoint: its steps' lines are written first.
+      metrics.flush({}, false, state.step);
       checkpoint();
     }
   }
   checkpoint();
-  if (world.is_root()) {
-    model::export_state_dict(*model, o.run + "/model_state_dict.pt");
-    spdlog::info("done: {} steps; checkpoint in {}, PyTorch state dict in {}/model_state_dict.pt", state.step,
-                 checkpoint_dir(o.run, state.step), o.run);
-    const std::string curves = app::plot("curves", o.run);
-    if (!curves.empty()) spdlog::info("training curves: {}", curves);
-  }
+  if (world.is_root()) export_results(o, state, model);
   return app::kExitOk;
 }
 
