@@ -23,6 +23,8 @@ TEST(EvalOptions, AnEmptyConfigAndTheStructsAgreeOnEveryDefault) {
   const EvalOptions got = mart::eval::options_from(parsed({"--data", "d", "--run", "r"}));
   EvalOptions want;
   want.data = "d", want.run = "r";
+  EXPECT_EQ(got.data, want.data);
+  EXPECT_EQ(got.run, want.run);
   EXPECT_EQ(got.checkpoint, want.checkpoint);
   EXPECT_EQ(got.transfer_data, want.transfer_data);
   EXPECT_EQ(got.force, want.force);
@@ -43,10 +45,15 @@ TEST(EvalOptions, AnEmptyConfigAndTheStructsAgreeOnEveryDefault) {
   EXPECT_EQ(got.threads, want.threads);
   // The probes (the seed is each job's).
   EXPECT_EQ(got.probe.kind, want.probe.kind);
+  EXPECT_EQ(got.probe.lr, want.probe.lr);
+  EXPECT_EQ(got.probe.weight_decay, want.probe.weight_decay);
   EXPECT_EQ(got.probe.max_epochs, want.probe.max_epochs);
   EXPECT_EQ(got.probe.patience, want.probe.patience);
+  EXPECT_EQ(got.probe.batch_size, want.probe.batch_size);
+  EXPECT_EQ(got.probe.hidden, want.probe.hidden);
   // Fine-tuning.
   EXPECT_EQ(got.finetune.lr, want.finetune.lr);
+  EXPECT_EQ(got.finetune.weight_decay, want.finetune.weight_decay);
   EXPECT_EQ(got.finetune.max_epochs, want.finetune.max_epochs);
   EXPECT_EQ(got.finetune.patience, want.finetune.patience);
   EXPECT_EQ(got.finetune.batch_size, want.finetune.batch_size);
@@ -54,6 +61,7 @@ TEST(EvalOptions, AnEmptyConfigAndTheStructsAgreeOnEveryDefault) {
   EXPECT_EQ(got.finetune.bn_estimate_crops, want.finetune.bn_estimate_crops);
   // The covers models.
   EXPECT_EQ(got.covers.lr, want.covers.lr);
+  EXPECT_EQ(got.covers.weight_decay, want.covers.weight_decay);
   EXPECT_EQ(got.covers.pretrained_lr, want.covers.pretrained_lr);
   EXPECT_EQ(got.covers.max_epochs, want.covers.max_epochs);
   EXPECT_EQ(got.covers.patience, want.covers.patience);
@@ -62,6 +70,8 @@ TEST(EvalOptions, AnEmptyConfigAndTheStructsAgreeOnEveryDefault) {
   EXPECT_EQ(got.covers.train_crops, want.covers.train_crops);
   EXPECT_EQ(got.covers.segments, want.covers.segments);
   EXPECT_EQ(got.covers.cqtnet_width, want.covers.cqtnet_width);
+  EXPECT_EQ(got.covers.embedding, want.covers.embedding);
+  EXPECT_EQ(got.covers.bn_items, want.covers.bn_items);
 }
 
 // Each value is checked where it is parsed: a bad one names its key.
