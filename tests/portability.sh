@@ -103,7 +103,8 @@ for s in "${runnable_suite[@]}"; do
     if [ "$status" = Passed ]; then p=$((p + 1)); else f=$((f + 1)); failed+=" $name"; fi
   done
   env_text=$(setting_env "$s")
-  echo "| $s | ${env_text:+\`$env_text\`}${env_text:-none: the kernels this CPU picks} | $p | $f${failed:+ ($failed )} |"
+  if [ -n "$env_text" ]; then env_text="\`$env_text\`"; else env_text="none: the kernels this CPU picks"; fi
+  echo "| $s | $env_text | $p | $f${failed:+ ($failed )} |"
 done
 
 if grep -q '^[0-9]*: learns: ' "$OUT"/*.log 2>/dev/null; then
