@@ -133,7 +133,10 @@ def plot(points, path):
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    axes = [a for a in dict.fromkeys(p[0] for p in points)]
+    # An axis with one point has no curve: it stays in the table only.
+    axes = [a for a in dict.fromkeys(p[0] for p in points) if sum(p[0] == a for p in points) > 1]
+    if not axes:
+        return False
     fig, ax = plt.subplots(1, len(axes), figsize=(4.2 * len(axes), 3.6), sharey=True, squeeze=False)
     for i, axis in enumerate(axes):
         pts = [p for p in points if p[0] == axis]
@@ -143,6 +146,7 @@ def plot(points, path):
             err = [[p[k][0] - p[k][1] for p in pts], [p[k][2] - p[k][0] for p in pts]]
             ax[0][i].errorbar(x + (j - 0.5) * 0.08, y, yerr=err, marker="o", capsize=3, label=name)
         ax[0][i].axhline(0, color="gray", lw=0.8)
+        ax[0][i].set_xlim(-0.3, len(pts) - 0.7)
         ax[0][i].set_xticks(x)
         ax[0][i].set_xticklabels([p[1].split(" (")[0] for p in pts])
         ax[0][i].set_title(axis)
