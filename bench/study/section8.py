@@ -65,31 +65,29 @@ def rows_table(study, rows):
     return "\n".join(lines)
 
 
+_DIFFS = {}  # (study, a, b) -> diff(): the scaling table reuses the controls' pairs
+
+
+def diff(study, a, b):
+    """(a, b, {metric: (point, lo, hi)}, seeds), or None when a row is missing."""
+    if (study, a, b) not in _DIFFS:
+        try:
+            res, seeds = yardstick.difference(study, a, b)
+            _DIFFS[(study, a, b)] = (a, b, res, seeds)
+        except SystemExit:
+            _DIFFS[(study, a, b)] = None
+    return _DIFFS[(study, a, b)]
+
+
 def diffs(study, pairs):
     """[(a, b, {metric: (point, lo, hi)}, seeds)] for the pairs whose rows both exist."""
-    out = []
-    for a, b in pairs:
-        try:
-            pa, pb = yardstick.predictions(study, a), yardstick.predictions(study, b)
-        except SystemExit:
-            continue
-        yardstick.check_same_tracks(pa, pb, a, b)
-        res = {}
-        for name, m in yardstick.METRICS.items():
-            res[name] = yardstick.bootstrap(pa, pb, m, np.random.default_rng(0))
-        out.append((a, b, res, (len(pa), len(pb))))
-    return out
+    return [d for d in (diff(study, a, b) for a, b in pairs) if d is not None]
 
 
 def diff_table(results):
     lines = ["| A - B | seeds A / B | game ID accuracy [95%] | game ID ROC-AUC [95%] |", "|---|---|---|---|"]
     for a, b, res, (na, nb) in results:
-        cells = []
-        for name in yardstick.METRICS:
-            p, lo, hi = res[name]
-            mark = " **>0**" if lo > 0 else " **<0**" if hi < 0 else ""
-            cells.append(f"{p:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}")
-        lines.append(f"| {a} - {b} | {na} / {nb} | " + " | ".join(cells) + " |")
+        lines.append(f"| {a} - {b} | {na} / {nb} | " + " | ".join(yardstick.interval_cell(*res[n]) for n in yardstick.METRICS) + " |")
     return "\n".join(lines)
 
 

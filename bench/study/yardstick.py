@@ -184,22 +184,28 @@ def bootstrap(pa, pb, metric, rng):
     return point, lo, hi
 
 
+def difference(study, a, b, rng_seed=0):
+    """({metric: (A - B, lo, hi)}, (A's seeds, B's seeds)); each metric from a fresh rng(rng_seed)."""
+    pa, pb = predictions(study, a), predictions(study, b)
+    check_same_tracks(pa, pb, a, b)
+    res = {name: bootstrap(pa, pb, m, np.random.default_rng(rng_seed)) for name, m in METRICS.items()}
+    return res, (len(pa), len(pb))
+
+
+def interval_cell(point, lo, hi):
+    """A difference and its interval as a table cell, marked when the interval excludes 0."""
+    mark = " **>0**" if lo > 0 else " **<0**" if hi < 0 else ""
+    return f"{point:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}"
+
+
 def diff(study, pairs, rng_seed=0):
     print("| A - B | seeds | game ID accuracy [95% interval] | game ID ROC-AUC [95% interval] |")
     print("|---|---|---|---|")
     results = []
     for a, b in pairs:
-        pa, pb = predictions(study, a), predictions(study, b)
-        check_same_tracks(pa, pb, a, b)
-        cells, row = [], {"a": a, "b": b}
-        for name, m in METRICS.items():
-            rng = np.random.default_rng(rng_seed)
-            point, lo, hi = bootstrap(pa, pb, m, rng)
-            mark = " **>0**" if lo > 0 else " **<0**" if hi < 0 else ""
-            cells.append(f"{point:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}")
-            row[name] = (point, lo, hi)
-        results.append(row)
-        print(f"| {a} - {b} | {len(pa)} / {len(pb)} | " + " | ".join(cells) + " |")
+        res, (na, nb) = difference(study, a, b, rng_seed)
+        results.append({"a": a, "b": b, **res})
+        print(f"| {a} - {b} | {na} / {nb} | " + " | ".join(interval_cell(*res[n]) for n in METRICS) + " |")
     return results
 
 
