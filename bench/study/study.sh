@@ -45,6 +45,16 @@ preprocess() {  # INPUT OUTPUT [flags]
     --input "$in" --output "$out" "$@" ${MART_STUDY_FEATURES:-}
 }
 
+record_features() {  # a study folder holds one set of features: refuse another, else record it
+  local features=${MART_STUDY_FEATURES:-}
+  if [ -f "$STUDY/features.txt" ] && [ "$(cat "$STUDY/features.txt")" != "$features" ]; then
+    echo "study: $STUDY was prepared with MART_STUDY_FEATURES='$(cat "$STUDY/features.txt")', not '$features':" \
+      "use another MART_STUDY folder" >&2
+    exit 2
+  fi
+  echo "$features" > "$STUDY/features.txt"
+}
+
 evaluate_row() {  # DIR [--eval.* ...]: DIR/run's checkpoint on every evaluation set, frozen
   local dir=$1; shift
   for target in ${STUDY_TARGETS:-music demo covers-dev covers-test}; do
@@ -59,13 +69,7 @@ case "$cmd" in
     music=${1:?usage: study.sh prepare MUSIC_DIR}
     music=$(cd "$music" && pwd)
     [ -d "$music/train" ] || { echo "study: $music/train is missing (run scripts/study/fetch-music.sh $music)" >&2; exit 2; }
-    features=${MART_STUDY_FEATURES:-}
-    if [ -f "$STUDY/features.txt" ] && [ "$(cat "$STUDY/features.txt")" != "$features" ]; then
-      echo "study: $STUDY was prepared with MART_STUDY_FEATURES='$(cat "$STUDY/features.txt")', not '$features':" \
-        "use another MART_STUDY folder" >&2
-      exit 2
-    fi
-    echo "$features" > "$STUDY/features.txt"
+    record_features
     covers_list=$music/covers/list.tsv
     [ -f "$covers_list" ] || { echo "study: $covers_list is missing (run scripts/study/fetch-music.sh $music)" >&2; exit 2; }
     # Pretraining music: every track gets a split by a hash of its path (70/15/15), so the
@@ -112,13 +116,7 @@ PY
     music=${1:?usage: study.sh prepare-scaling MUSIC_DIR}
     music=$(cd "$music" && pwd)
     [ -f "$music/train.csv" ] || { echo "study: $music/train.csv is missing (run scripts/study/fetch-music.sh $music)" >&2; exit 2; }
-    features=${MART_STUDY_FEATURES:-}
-    if [ -f "$STUDY/features.txt" ] && [ "$(cat "$STUDY/features.txt")" != "$features" ]; then
-      echo "study: $STUDY was prepared with MART_STUDY_FEATURES='$(cat "$STUDY/features.txt")', not '$features':" \
-        "use another MART_STUDY folder" >&2
-      exit 2
-    fi
-    echo "$features" > "$STUDY/features.txt"
+    record_features
     /usr/bin/python3 "$HERE/scaling_splits.py" "$music" "$STUDY"
     preprocess "$STUDY/music-pool" "$STUDY/shards-music" --dataset.kind folder --dataset.labels_csv "$STUDY/music-labels.csv"
     preprocess "$STUDY/music-eval" "$STUDY/shards-music-eval" --dataset.kind folder \
