@@ -180,8 +180,8 @@ json run_child(const std::string& cmd) {
 }
 
 // glibc's defaults give freed large blocks back to the kernel (mmap threshold, trim), so every
-// step faults its activations in again: on the paper shape about 0.9 M minor faults per sample of
-// a step, and a quarter of the twin's time (measured, docs/dist.md). A PyTorch user can avoid that
+// step faults its activations in again: on the paper shape about 0.45 M minor faults per sample
+// per step, and a quarter of the twin's time (measured, docs/dist.md). A PyTorch user can avoid that
 // with three environment variables; the twin runs both ways and the faster is the baseline.
 const char* const kTunedMalloc = "MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736 "
                                  "MALLOC_TOP_PAD_=1073741824";
@@ -255,10 +255,10 @@ int main(int argc, char** argv) try {
     std::cerr << "batch " << b << ": C++ ..." << std::endl;
     r.cpp = run_child(worker + " --huge-pages 1");
     std::cerr << "batch " << b << ": Python ..." << std::endl;
-    r.py_default = run_child(a.python + " " + a.script + " bench" + bs + common.str());
+    const std::string twin = a.python + " " + a.script + " bench" + bs + common.str();
+    r.py_default = run_child(twin);
     std::cerr << "batch " << b << ": Python with a tuned malloc ..." << std::endl;
-    r.py_tuned = run_child(std::string("env ") + kTunedMalloc + " " + a.python + " " + a.script + " bench" + bs +
-                           common.str());
+    r.py_tuned = run_child(std::string("env ") + kTunedMalloc + " " + twin);
     std::cerr << "batch " << b << ": C++ with glibc's allocator ..." << std::endl;
     r.cpp_glibc = run_child(worker + " --huge-pages 0");
     rows.push_back(r);
