@@ -65,9 +65,10 @@ torch::Tensor local_diagnostics(const model::MartOutputs& o) {
 }
 
 namespace {
-// Names the global sums: `sums` = [loss, LossStat..., local diagnostics...] over `ranks` ranks.
+// Names the global sums: `sums` = [loss, LossStat..., local diagnostics...] over `ranks` ranks,
+// already on the host (the callers read them back, once).
 std::vector<std::pair<std::string, double>> name_diagnostics(const torch::Tensor& sums, int ranks, int levels) {
-  const auto c = read_back_tensor(sums).contiguous();
+  const auto c = sums.contiguous();
   const double* s = c.data_ptr<double>() + 1;
   const double n = std::max(1.0, s[loss::kInstances]);
   std::vector<std::pair<std::string, double>> d{
