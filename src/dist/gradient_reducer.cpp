@@ -1,5 +1,9 @@
 #include "mart/dist/gradient_reducer.h"
 
+#include <c10/util/strides.h>
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
 #include <chrono>
 
 #include "mart/core/clock.h"
@@ -16,12 +20,14 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator
                "GradientReducer: every parameter must be defined and require a gradient");
   added_.assign(params_.size(), false);
   build_buckets(options_.bucket_bytes);
+  make_views();
   if (options_.overlap) register_hooks();
 }
 
 GradientReducer::~GradientReducer() {
-  for (size_t i = 0; i < hooks_.size(); ++i) params_[i].remove_hook(hooks_[i]);
-  // Unwaited work finishes in Work's destructor, before the buckets' memory goes.
+  for (size_t i = 0; i < hooks_.size(); ++i) accumulators_[i]->del_post_hook(hooks_[i]);
+  // The parameters' .grad views keep the buckets' memory alive after the reducer is gone.
+  // Unwaited work finishes in Work's destructor.
 }
 
 // Reverse parameter order, cut when a bucket would pass bucket_bytes or the dtype/device
@@ -55,44 +61,80 @@ void GradientReducer::build_buckets(size_t bucket_bytes) {
   }
 }
 
-void GradientReducer::register_hooks() {
-  hooks_.reserve(params_.size());
-  for (size_t i = 0; i < params_.size(); ++i)
-    hooks_.push_back(params_[i].register_hook([this, i](const torch::Tensor& grad) { add(i, grad); }));
+// Each parameter's slice of its bucket, with the parameter's own strides where its layout is dense
+// (channels-last included), so the gradient layout contract holds; .grad becomes that slice,
+// keeping what .grad held.
+void GradientReducer::make_views() {
+  torch::NoGradGuard no_grad;
+  views_.reserve(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const torch::Tensor& p = params_[i];
+    const Bucket& b = buckets_[bucket_of_[i]];
+    const int64_t offset = b.offsets[index_in_bucket_[i]];
+    // An alias of the bucket's storage made with set_(), not an autograd view (as_strided): an
+    // optimizer's zero_grad() calls detach_() on every .grad, which autograd refuses on a view.
+    c10::DimVector strides(p.strides().begin(), p.strides().end());
+    if (!p.is_non_overlapping_and_dense()) strides = c10::contiguous_strides(p.sizes());
+    views_.push_back(torch::empty({0}, b.flat.options()).set_(b.flat.storage(), offset, p.sizes(), strides));
+    const torch::Tensor& current = p.grad();
+    MART_CHECK(!current.defined() || !current.is_sparse(), "GradientReducer: sparse gradients are not supported");
+    if (current.defined()) views_[i].copy_(current);
+    params_[i].mutable_grad() = views_[i];
+  }
 }
 
-torch::Tensor GradientReducer::slot(size_t index) {
-  const Bucket& b = buckets_[bucket_of_[index]];
-  return b.flat.narrow(0, b.offsets[index_in_bucket_[index]], params_[index].numel());
+// The hook runs after AccumulateGrad has added this step's gradient to .grad, that is, into the
+// bucket: nothing is left to copy.
+void GradientReducer::register_hooks() {
+  accumulators_.reserve(params_.size());
+  hooks_.reserve(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    accumulators_.push_back(torch::autograd::impl::grad_accumulator(params_[i]));
+    MART_CHECK(accumulators_.back(), "GradientReducer: parameter ", i, " is not a leaf that accumulates a gradient");
+    hooks_.push_back(accumulators_.back()->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+        [this, i](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+          add(i);
+          return outputs;
+        })));
+  }
+}
+
+void GradientReducer::zero_grad() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  torch::NoGradGuard no_grad;
+  for (Bucket& b : buckets_) b.flat.zero_();
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (!params_[i].grad().is_same(views_[i])) params_[i].mutable_grad() = views_[i];
+}
+
+// .grad is the bucket view unless something replaced it since: then its value goes into the
+// bucket (zeros if it is none: no gradient this step contributes zeros, so every rank sums the
+// same buckets) and the view comes back.
+void GradientReducer::attach_view(size_t index) {
+  torch::Tensor& g = params_[index].mutable_grad();
+  if (g.is_same(views_[index])) return;
+  torch::NoGradGuard no_grad;
+  if (g.defined()) {
+    MART_CHECK(!g.is_sparse(), "GradientReducer: sparse gradients are not supported");
+    views_[index].copy_(g);
+    ++grads_copied_;
+  } else {
+    views_[index].zero_();
+  }
+  g = views_[index];
 }
 
 void GradientReducer::add(size_t index) {
   std::lock_guard<std::mutex> lock(mutex_);
-  add_locked(index, nullptr);
+  add_locked(index);
 }
 
-void GradientReducer::add(size_t index, const torch::Tensor& grad) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  add_locked(index, &grad);
-}
-
-void GradientReducer::add_locked(size_t index, const torch::Tensor* grad) {
+void GradientReducer::add_locked(size_t index) {
   MART_CHECK(index < params_.size(), "GradientReducer::add: no parameter ", index);
   MART_CHECK(!added_[index], "GradientReducer::add: parameter ", index,
              " was added twice in one step; call finalize() after every backward, or use "
              "overlap=false to accumulate several backward passes before one finalize()");
-  torch::NoGradGuard no_grad;
-  torch::Tensor s = slot(index);
-  const torch::Tensor& current = params_[index].grad();
-  if (grad) {
-    MART_CHECK(!grad->is_sparse(), "GradientReducer: sparse gradients are not supported");
-    s.copy_(grad->reshape({-1}));
-    if (current.defined()) s.add_(current.reshape({-1}));
-  } else if (current.defined()) {
-    s.copy_(current.reshape({-1}));
-  } else {
-    s.zero_();  // no gradient this step: contributes zeros, so every rank sums the same buckets
-  }
+  attach_view(index);
   added_[index] = true;
   --buckets_[bucket_of_[index]].pending;
   launch_ready_buckets();
@@ -122,7 +164,7 @@ void GradientReducer::finalize() {
   const auto t0 = std::chrono::steady_clock::now();
   finalizing_ = true;
   for (size_t n = params_.size(); n-- > 0;)
-    if (!added_[n]) add_locked(n, nullptr);
+    if (!added_[n]) add_locked(n);
   finalizing_ = false;
   const auto t_wait = std::chrono::steady_clock::now();
   wait_all();
@@ -140,19 +182,12 @@ void GradientReducer::wait_all() {
   }
 }
 
-// Sum over ranks -> mean, then each parameter's slice of its bucket becomes its .grad.
+// Sum over ranks -> mean, in place: every .grad is a view of its bucket.
 void GradientReducer::write_back() {
   torch::NoGradGuard no_grad;
+  if (comm_.size() == 1) return;
   const double inv = 1.0 / comm_.size();
   for (Bucket& b : buckets_) b.flat.mul_(inv);
-  for (size_t i = 0; i < params_.size(); ++i) {
-    torch::Tensor& g = params_[i].mutable_grad();
-    const torch::Tensor mean = slot(i).view(params_[i].sizes());
-    if (g.defined())
-      g.copy_(mean);
-    else
-      g = mean.clone();
-  }
 }
 
 void GradientReducer::reset() {

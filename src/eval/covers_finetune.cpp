@@ -239,7 +239,7 @@ class CoversTraining {
                       order_.begin() + static_cast<std::ptrdiff_t>(start + global));
       const int64_t frames = options_.segments[batch_index % options_.segments.size()];
       const auto [begin, end] = dist::chunk_block(global, micro, comm_.rank(), comm_.size());
-      opt_.zero_grad();
+      reducer_.zero_grad();
       for (size_t first = start + begin; first < start + end; first += micro) {
         const std::vector<size_t> items = slice(order_, first, std::min(start + end, first + micro));
         const NetInputs inputs = train_inputs(items, frames, static_cast<uint64_t>(epoch), first);

@@ -133,7 +133,7 @@ class FineTuning {
       const auto [begin, end] = dist::contiguous_block(global, comm_.rank(), comm_.size());
       std::vector<Row> mine;
       for (size_t i = start + begin; i < start + end; ++i) mine.push_back(train_rows_[order[i]]);
-      opt_.zero_grad();
+      reducer_.zero_grad();
       if (!mine.empty()) {
         const auto losses = row_losses(net_.forward(table_.batch(mine, 0, mine.size())),
                                        targets(tracks_, mine, 0, mine.size(), task_), task_);

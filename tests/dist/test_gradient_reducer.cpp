@@ -1,6 +1,7 @@
 // GradientReducer on 2 ranks: after backward + finalize every rank holds the mean of the per-rank
 // gradients (the reference is all-gathered from an independent backward), with small buckets so
-// several are used, with and without hooks; broadcast_parameters makes the ranks' models equal.
+// several are used, with and without hooks; every .grad is a view of its bucket (nothing copied);
+// broadcast_parameters makes the ranks' models equal.
 #include <gtest/gtest.h>
 
 #include "mart/dist/communicator.h"
@@ -118,6 +119,89 @@ TEST_F(Reducer, SeveralStepsStayCorrect) {
     reducer.finalize();
   }
   EXPECT_TRUE(torch::allclose(flat_grads(m->parameters()), reference_mean_grad(), 1e-12, 1e-14));
+}
+
+// The set-to-none path above copies each gradient in; zero_grad() keeps .grad the bucket's view,
+// so backward accumulates into the bucket and nothing is copied.
+TEST_F(Reducer, GradientsAreViewsOfTheBucketsAndNothingIsCopied) {
+  auto m = model();
+  const auto params = m->parameters();
+  GradientReducer reducer(params, *comm, {512, true});
+  std::vector<const void*> where;
+  for (int step = 0; step < 3; ++step) {
+    reducer.zero_grad();
+    loss_on_own_batch(m).backward();
+    reducer.finalize();
+    for (size_t i = 0; i < params.size(); ++i) {
+      const torch::Tensor& g = params[i].grad();
+      ASSERT_TRUE(g.is_alias_of(reducer.bucket(reducer.bucket_of(i)))) << "parameter " << i;
+      if (step == 0) where.push_back(g.data_ptr());
+      EXPECT_EQ(g.data_ptr(), where[i]) << "parameter " << i << " moved at step " << step;
+    }
+  }
+  EXPECT_EQ(reducer.grads_copied(), 0);
+  EXPECT_TRUE(torch::allclose(flat_grads(params), reference_mean_grad(), 1e-12, 1e-14));
+}
+
+TEST_F(Reducer, SetToNoneGradientsAreCopiedInAndTheViewsComeBack) {
+  auto m = model();
+  const auto params = m->parameters();
+  GradientReducer reducer(params, *comm, {512, true});
+  for (auto& p : m->parameters()) p.mutable_grad() = torch::Tensor();
+  loss_on_own_batch(m).backward();
+  reducer.finalize();
+  EXPECT_EQ(reducer.grads_copied(), static_cast<int64_t>(params.size()));
+  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(params[i].grad().is_alias_of(reducer.bucket(reducer.bucket_of(i))));
+  EXPECT_TRUE(torch::allclose(flat_grads(params), reference_mean_grad(), 1e-12, 1e-14));
+}
+
+TEST_F(Reducer, ZeroGradZeroesEveryGradientAndAnOptimizersZeroGradWorksToo) {
+  auto m = model();
+  const auto params = m->parameters();
+  GradientReducer reducer(params, *comm, {512, true});
+  loss_on_own_batch(m).backward();
+  reducer.finalize();
+  ASSERT_GT(flat_grads(params).abs().max().item<double>(), 0.0);
+  reducer.zero_grad();
+  EXPECT_EQ(flat_grads(params).abs().max().item<double>(), 0.0);
+  loss_on_own_batch(m).backward();
+  reducer.finalize();
+  torch::optim::SGD sgd(params, torch::optim::SGDOptions(0.1));
+  sgd.zero_grad();  // whatever it does to .grad, the next step is right
+  loss_on_own_batch(m).backward();
+  reducer.finalize();
+  EXPECT_TRUE(torch::allclose(flat_grads(params), reference_mean_grad(), 1e-12, 1e-14));
+}
+
+// A channels-last convolution: its gradient view takes the weight's strides (the layout contract),
+// and the mean is still the reference's.
+TEST_F(Reducer, ChannelsLastWeightsGetGradientsWithTheirOwnStrides) {
+  auto make = [] {
+    torch::manual_seed(0);
+    torch::nn::Sequential m(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3)), torch::nn::ReLU(),
+                            torch::nn::Conv2d(torch::nn::Conv2dOptions(8, 4, 3)));
+    m->to(torch::kFloat64);
+    for (auto& p : m->parameters())
+      if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+    return m;
+  };
+  auto loss = [&](torch::nn::Sequential& m) {
+    torch::manual_seed(100 + r);
+    return m->forward(torch::randn({2, 3, 7, 7}, torch::kFloat64)).pow(2).mean();
+  };
+  auto plain = make();
+  loss(plain).backward();
+  const torch::Tensor expected = comm->all_gather(flat_grads(plain->parameters()).reshape({1, -1})).mean(0);
+  auto m = make();
+  const auto params = m->parameters();
+  ASSERT_FALSE(params[0].is_contiguous());
+  GradientReducer reducer(params, *comm, {512, true});
+  reducer.zero_grad();
+  loss(m).backward();
+  reducer.finalize();
+  for (const auto& p : params) EXPECT_EQ(p.grad().strides(), p.strides());
+  EXPECT_EQ(reducer.grads_copied(), 0);
+  EXPECT_TRUE(torch::allclose(flat_grads(params), expected, 1e-12, 1e-14));
 }
 
 TEST_F(Reducer, BucketsHoldParametersInReverseOrder) {

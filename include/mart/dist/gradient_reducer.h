@@ -1,11 +1,21 @@
 #pragma once
-// Averages gradients over ranks, in buckets, with two verbs: add() a parameter whose gradient is
-// ready, and finalize() after backward. The trainer needs nothing else:
+// Averages gradients over ranks, in buckets, with three verbs: zero_grad() before backward,
+// add() a parameter whose gradient is ready, and finalize() after backward. The trainer needs
+// nothing else:
 //
 //   GradientReducer reducer(model->parameters(), comm);   // hooks on: overlap with backward
+//   reducer.zero_grad();                                   // one fill per bucket
 //   loss.backward();                                       // buckets launch as they fill
 //   reducer.finalize();                                    // every .grad = mean over ranks
 //   optimizer.step();
+//
+// Every parameter's .grad is a view into its bucket (DDP's gradient_as_bucket_view): backward
+// accumulates into the bucket in place, a hook after the accumulation (AccumulateGrad's post hook,
+// as DDP's reducer uses) marks the parameter ready, and finalize() scales the buckets in place, so
+// no gradient is copied into a bucket or back out of it. The views take each parameter's strides
+// (channels-last included), so the gradient layout contract holds. A .grad that is not the view
+// (set to none, replaced by user code, or by a create_graph backward) is copied into the bucket and
+// the view put back, so results never depend on who zeroed what.
 //
 // Buckets (about 25 MB) hold parameters in reverse order, the order backward produces their
 // gradients (as DDP does), and launch in bucket order on every rank: a bucket whose gradients
@@ -15,17 +25,22 @@
 #include <torch/torch.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <vector>
 
 #include "mart/dist/communicator.h"
 
+namespace torch::autograd {
+struct Node;
+}
+
 namespace mart::dist {
 
 struct ReducerOptions {
   size_t bucket_bytes = size_t{25} << 20;
-  // true: a gradient hook on each parameter adds it the moment backward produces its gradient,
+  // true: a hook on each parameter adds it the moment backward has accumulated its gradient,
   // so communication overlaps the rest of backward. false: finalize() adds every parameter after
   // backward (needed to accumulate gradients over several backward passes before one finalize).
   bool overlap = true;
@@ -52,11 +67,11 @@ class GradientReducer {
   GradientReducer(const GradientReducer&) = delete;
   GradientReducer& operator=(const GradientReducer&) = delete;
 
+  // Zeroes every bucket (one fill each) and makes every .grad its bucket view again. Call it
+  // instead of the optimizer's zero_grad(), which would zero the parameters one at a time.
+  void zero_grad();
   // Parameter `index`'s .grad is final for this step.
   void add(size_t index);
-  // Parameter `index` is about to receive `grad` (what a gradient hook sees): the bucket gets
-  // .grad + grad, which is what .grad becomes.
-  void add(size_t index, const torch::Tensor& grad);
   // Adds what was not added, waits for every bucket, writes the mean over ranks into every .grad
   // and readies the reducer for the next step.
   void finalize();
@@ -66,6 +81,12 @@ class GradientReducer {
   size_t buckets_launched() const { return next_launch_; }
   // Parameter indices of bucket k, in the order they are packed.
   const std::vector<size_t>& bucket_params(size_t k) const { return buckets_[k].params; }
+  // Bucket k's flat buffer: parameter i's gradient lives in bucket_of(i) from finalize() on.
+  const torch::Tensor& bucket(size_t k) const { return buckets_[k].flat; }
+  size_t bucket_of(size_t index) const { return bucket_of_[index]; }
+  // Gradients copied into a bucket since construction because a .grad was not its view (zero
+  // when backward accumulates in place, as it does between zero_grad() and finalize()).
+  int64_t grads_copied() const { return grads_copied_; }
   const ReducerTiming& last_timing() const { return timing_; }
 
  private:
@@ -76,10 +97,11 @@ class GradientReducer {
     size_t pending = 0;
     std::unique_ptr<Work> work;
   };
-  void add_locked(size_t index, const torch::Tensor* grad);
+  void add_locked(size_t index);
   void build_buckets(size_t bucket_bytes);
+  void make_views();
   void register_hooks();
-  torch::Tensor slot(size_t index);
+  void attach_view(size_t index);
   void launch_ready_buckets();
   void poke_in_flight();
   void wait_all();
@@ -91,8 +113,13 @@ class GradientReducer {
   ReducerOptions options_;
   std::vector<Bucket> buckets_;
   std::vector<size_t> bucket_of_, index_in_bucket_;
+  std::vector<torch::Tensor> views_;  // parameter i's gradient in its bucket, with its strides
   std::vector<bool> added_;
-  std::vector<unsigned> hooks_;
+  // Post hooks on each parameter's AccumulateGrad node; the nodes are held so they (and the hooks)
+  // live as long as the reducer, as DDP holds them.
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
+  std::vector<uintptr_t> hooks_;
+  int64_t grads_copied_ = 0;
   size_t next_launch_ = 0;
   bool finalizing_ = false;  // buckets launched now are waited at once: launch them blocking
   ReducerTiming timing_;
