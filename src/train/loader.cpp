@@ -110,12 +110,12 @@ void Prefetcher::loop() {
         b.label.push_back(data_.class_index(it.track));
       }
       const bool copy = options_.repeat_first && first.size == b.size;  // a last, smaller batch is read
-      if (copy) {
-        b.view_a = first.view_a;
-        b.view_b = first.view_b;
+      if (copy) {  // a copy, not shared memory: the step may augment its batch in place
+        b.view_a = HostFloats::copy_of(first.view_a, options_.allocate);
+        b.view_b = HostFloats::copy_of(first.view_b, options_.allocate);
       } else {
-        b.view_a.resize(items.size() * clip);
-        b.view_b.resize(items.size() * hier);
+        b.view_a = allocate_floats(options_.allocate, items.size() * clip);
+        b.view_b = allocate_floats(options_.allocate, items.size() * hier);
       }
       for (size_t i = 0; i < items.size() && !copy; ++i) {
         const auto [va, vb] = choose_views(options_.seed, b.epoch, items[i], options_.stored_views ? f.views : 0);

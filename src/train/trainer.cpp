@@ -133,8 +133,20 @@ std::vector<torch::Tensor> trainable_parameters(model::MartModel& model) {
   return params;
 }
 
-PrefetchOptions prefetch_options(const TrainOptions& o, const features::FeatureConfig& f, int64_t batches) {
+// On a GPU the loader reads into page-locked memory from LibTorch's caching host allocator, so each
+// view goes to the device in one asynchronous copy with no staging copy; the allocator keeps a
+// freed block until the copies that read it are done. `owner` is the pinned tensor itself (the
+// step copies from it, not from an alias, so the allocator can tell which block the copy reads).
+HostFloats pinned_floats(size_t n) {
+  auto t = std::make_shared<torch::Tensor>(
+      torch::empty({static_cast<int64_t>(n)}, torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(true)));
+  return HostFloats(t->data_ptr<float>(), n, t);
+}
+
+PrefetchOptions prefetch_options(const TrainOptions& o, const features::FeatureConfig& f, int64_t batches,
+                                 const torch::Device& device) {
   PrefetchOptions po;
+  if (device.is_cuda()) po.allocate = pinned_floats;
   po.seed = o.seed;
   po.depth = o.prefetch;
   po.batches = batches;
@@ -164,10 +176,14 @@ struct Forward {
   // (the backward follows the dtypes it chose).
   StepLoss operator()(CropBatch& batch, int64_t step, bool log_step) const {
     const features::FeatureConfig& f = feature_config;
-    // On a GPU the batch goes through pinned memory and copies without blocking the host.
-    auto to_device = [&](torch::Tensor host) { return device.is_cuda() ? host.pin_memory().to(device, true) : host; };
-    auto a = to_device(torch::from_blob(batch.view_a.data(), {batch.size, 1, f.n_mels, f.frames}));
-    auto b = to_device(torch::from_blob(batch.view_b.data(), {batch.size, f.clips_total(), f.n_mels, f.frames}));
+    // On a GPU the loader filled pinned memory (pinned_floats): one copy that does not block the
+    // host. On the CPU the step works on the loader's memory itself.
+    auto to_device = [&](HostFloats& host, torch::IntArrayRef shape) {
+      if (!device.is_cuda()) return torch::from_blob(host.data(), shape);
+      return std::static_pointer_cast<torch::Tensor>(host.owner())->view(shape).to(device, /*non_blocking=*/true);
+    };
+    auto a = to_device(batch.view_a, {batch.size, 1, f.n_mels, f.frames});
+    auto b = to_device(batch.view_b, {batch.size, f.clips_total(), f.n_mels, f.frames});
     // Fresh draws per (seed, step, global sample index, view): any rank split and a resume agree.
     a = augment(a, step, first_sample, 0);
     b = augment(b, step, first_sample, 1);
@@ -342,7 +358,7 @@ int run(app::StageContext& ctx) {
                  sampler.batches_per_epoch(), state.step, total_steps);
 
   MetricsLog metrics(o, f, world, *comm, total_steps);
-  Prefetcher loader(data, sampler, prefetch_options(o, f, total_steps - state.step));
+  Prefetcher loader(data, sampler, prefetch_options(o, f, total_steps - state.step, device));
   const LogMelAugmenter augment(o.augment, f, o.seed);
   const Forward forward{o, mo, f, model, loss_fn, augment, comm.get(), device, int64_t{world.rank()} * local_batch};
   auto checkpoint = [&] {
@@ -357,7 +373,7 @@ int run(app::StageContext& ctx) {
     const double lr = learning_rate(o.lr, state.step, total_steps, o.warmup_steps, o.cosine);
     set_learning_rate(optimizer, lr);
     const bool log_step = (state.step + 1) % o.log_every == 0 || state.step + 1 == total_steps;
-    optimizer.zero_grad();
+    reducer.zero_grad();
     const StepLoss l = forward(batch, state.step, log_step);
     l.backward.backward();
     reducer.finalize();

@@ -2,8 +2,10 @@
 // start within train.crop_offset_s of B's (0: the same start, the old pair).
 #include <gtest/gtest.h>
 
-#include <filesystem>
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <mutex>
 #include <random>
 #include <set>
 
@@ -199,4 +201,61 @@ TEST(Loader, RepeatFirstBatchCopiesBatchZeroAndAdvancesTheSampler) {
   }
   EXPECT_GT(differ, 0) << "the normal loader repeated batch 0 too: the comparison proves nothing";
   EXPECT_GT(batches, 2);
+}
+
+// The loader fills its batches in memory from the caller's allocator (pinned memory on a GPU, so
+// the step needs no staging copy): every batch's views lie in buffers the allocator handed out,
+// and hold what the default (heap) loader reads.
+TEST(Loader, FillsBatchesInTheCallersMemory) {
+  const auto c = config();
+  const std::string dir = make_run(c);
+  const train::TrainingData data(dir, {"train"});
+  const dist::DistributedSampler sampler = test_sampler(data);
+  const int batches = static_cast<int>(sampler.batches_per_epoch()) + 1;
+  // Every buffer handed out is kept, so no address is handed out twice. (The loader thread
+  // allocates while the test reads.)
+  struct Record {
+    std::mutex mu;
+    std::vector<HostFloats> kept;
+    size_t count(const float* p) {
+      std::lock_guard<std::mutex> lock(mu);
+      return static_cast<size_t>(std::count_if(kept.begin(), kept.end(), [&](const HostFloats& h) { return h.data() == p; }));
+    }
+    size_t size() {
+      std::lock_guard<std::mutex> lock(mu);
+      return kept.size();
+    }
+  };
+  auto handed_out = std::make_shared<Record>();
+  train::PrefetchOptions mine{5, 2, batches};
+  mine.allocate = [handed_out](size_t n) {
+    HostFloats h = HostFloats::heap(n);
+    std::lock_guard<std::mutex> lock(handed_out->mu);
+    handed_out->kept.push_back(h);
+    return h;
+  };
+  train::Prefetcher normal(data, sampler, {5, 2, batches});
+  train::Prefetcher custom(data, sampler, mine);
+  for (int n = 0; n < batches; ++n) {
+    const auto b = custom.next(), nb = normal.next();
+    EXPECT_EQ(handed_out->count(b.view_a.data()), 1u) << "batch " << n;
+    EXPECT_EQ(handed_out->count(b.view_b.data()), 1u) << "batch " << n;
+    EXPECT_EQ(b.view_a, nb.view_a) << "batch " << n;
+    EXPECT_EQ(b.view_b, nb.view_b) << "batch " << n;
+    EXPECT_EQ(b.view_b.size(), static_cast<size_t>(b.size) * data.features().clips_total() *
+                                   data.features().n_mels * data.features().frames);
+  }
+  EXPECT_EQ(handed_out->size(), 2u * static_cast<size_t>(batches));
+}
+
+TEST(HostFloats, CopiesIntoTheAllocatorsMemoryAndRefusesAShortBuffer) {
+  HostFloats a = HostFloats::heap(3);
+  a.data()[0] = 1, a.data()[1] = 2, a.data()[2] = 3;
+  const HostFloats b = HostFloats::copy_of(a, {});
+  EXPECT_NE(b.data(), a.data());
+  EXPECT_EQ(b, a);
+  a.data()[2] = 4;
+  EXPECT_NE(b, a);
+  const HostFloats::Allocator short_by_one = [](size_t n) { return HostFloats::heap(n - 1); };
+  EXPECT_THROW(HostFloats::copy_of(a, short_by_one), std::exception);
 }

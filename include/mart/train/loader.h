@@ -1,6 +1,7 @@
 #pragma once
 // Training data: the shards of a preprocess run, read on a background thread into a bounded
-// queue, so the step never waits for disk. No torch here: batches are plain float buffers.
+// queue, so the step never waits for disk. No torch here: batches are plain float buffers, in
+// memory from the caller's allocator (pinned memory on a GPU).
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -10,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "mart/core/host_buffer.h"
 #include "mart/data/manifest.h"
 #include "mart/data/shard.h"
 #include "mart/dist/sampler.h"
@@ -55,8 +57,8 @@ int64_t offset_hops(double seconds, const features::FeatureConfig& f);
 struct CropBatch {
   uint64_t epoch = 0, index = 0;  // which batch of the sampler this is
   int64_t size = 0;               // local batch
-  std::vector<float> view_a;      // [size, n_mels, T]: view A's top clips (its own start)
-  std::vector<float> view_b;      // [size, clips_total, n_mels, T]: view B's hierarchies
+  HostFloats view_a;              // [size, n_mels, T]: view A's top clips (its own start)
+  HostFloats view_b;              // [size, clips_total, n_mels, T]: view B's hierarchies
   std::vector<int64_t> track;     // [size]: each item's track (an index into TrainingData's tracks)
   std::vector<int64_t> label;     // [size]: each item's track's class index (-1: none)
   double read_s = 0;              // loader thread time spent on this batch
@@ -74,6 +76,8 @@ struct PrefetchOptions {
   // advances, so epoch and index are those of a normal run): the loader's cost, taken out, for
   // benchmarks.
   bool repeat_first = false;
+  // Where the two views' floats go (empty: the heap). mart-train passes pinned memory on a GPU.
+  HostFloats::Allocator allocate{};
 };
 
 // Reads batches in the sampler's order on a background thread, options.depth ahead, starting at
