@@ -107,7 +107,10 @@ int64_t count(const std::vector<torch::Tensor>& ps) {
 
 // One C++ configuration; the same staged step as mart_step.py's bench().
 json run_worker(const Args& a) {
-  if (a.huge_pages) mart::run::use_huge_page_cpu_allocator();
+  if (a.huge_pages) {  // as mart-train by default: huge pages, freed blocks kept for reuse
+    mart::run::use_huge_page_cpu_allocator();
+    mart::run::set_cpu_allocator_cache_limit(SIZE_MAX);
+  }
   at::set_num_threads(a.threads);
   torch::manual_seed(0);
   mart::model::ModelOptions o;

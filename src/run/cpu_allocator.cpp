@@ -5,11 +5,14 @@
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <fstream>
 #include <mutex>
 #include <new>
 #include <string>
+#include <list>
 #include <unordered_map>
+#include <vector>
 
 namespace mart::run {
 
@@ -17,32 +20,92 @@ namespace {
 
 constexpr size_t kHugePage = size_t{2} << 20;
 
-// The lengths of the blocks mapped here, by address. One deleter for both kinds of block, with
-// the data pointer as its context: LibTorch's raw_allocate/raw_deallocate (oneDNN's scratch
+// The lengths of the live blocks mapped here, by address. One deleter for both kinds of block,
+// with the data pointer as its context: LibTorch's raw_allocate/raw_deallocate (oneDNN's scratch
 // memory goes through them) need exactly that.
 std::mutex mapped_mu;  // blocks of `threshold` bytes and more only: small frees never take it
 std::unordered_map<void*, size_t>& mapped() {
   static auto* m = new std::unordered_map<void*, size_t>;  // never destroyed: frees at exit need it
   return *m;
 }
+// Freed blocks kept for reuse, oldest first (under mapped_mu). A training step allocates the same
+// sizes every step: a block taken from here is neither mapped, zeroed nor faulted in again. Over
+// the limit, the oldest go first: a length no step asks for again ages out.
+struct Cached {
+  void* p;
+  size_t length;
+};
+std::list<Cached>& cache() {
+  static auto* c = new std::list<Cached>;
+  return *c;
+}
+size_t cached_total = 0;  // bytes in cache()
+size_t cache_limit = 0;   // at most this many bytes are kept (set_cpu_allocator_cache_limit)
+size_t live_total = 0;    // bytes in live blocks (mapped())
+size_t peak_live = 0;     // the most live_total has been
+
+void note_live(size_t length) {
+  live_total += length;
+  peak_live = std::max(peak_live, live_total);
+}
 [[maybe_unused]] c10::DeleterFnPtr small_free = nullptr;
 
-// The raw deleter: a mapped block is unmapped; anything else (raw_allocate of a small block, or a
-// block of the default allocator from before the switch) goes to the default allocator's.
+// The most recently freed block of `length` bytes, or nullptr (under mapped_mu).
+void* take_cached(size_t length) {
+  for (auto it = cache().rbegin(); it != cache().rend(); ++it) {
+    if (it->length != length) continue;
+    void* p = it->p;
+    cache().erase(std::next(it).base());
+    cached_total -= length;
+    return p;
+  }
+  return nullptr;
+}
+
+// What the cache may hold now: the limit set, and never more than the most bytes ever live at once
+// (a training step frees about that much between steps and takes it back in the next one; shapes
+// that keep changing cannot grow the cache past it).
+size_t effective_limit() { return std::min(cache_limit, 2 * peak_live); }
+
+// Blocks out of the cache, oldest first, until `keep` bytes remain (under mapped_mu): the caller
+// unmaps them outside the lock.
+std::vector<Cached> evict_to(size_t keep) {
+  std::vector<Cached> out;
+  while (cached_total > keep && !cache().empty()) {
+    out.push_back(cache().front());
+    cached_total -= cache().front().length;
+    cache().pop_front();
+  }
+  return out;
+}
+
+// The raw deleter: a mapped block goes to the cache, or is unmapped when the cache is full;
+// anything else (raw_allocate of a small block, or a block of the default allocator from before
+// the switch) goes to the default allocator's.
 [[maybe_unused]] void free_block(void* p) {
   if (!p) return;
   size_t length = 0;
+  std::vector<Cached> evicted;
   {
     std::lock_guard<std::mutex> lock(mapped_mu);
     auto it = mapped().find(p);
     if (it != mapped().end()) {
       length = it->second;
       mapped().erase(it);
+      live_total -= length;
+      if (length <= effective_limit()) {
+        cache().push_back({p, length});
+        cached_total += length;
+        evicted = evict_to(effective_limit());
+        length = 0;
+        p = nullptr;
+      }
     }
   }
+  for (const Cached& c : evicted) munmap(c.p, c.length);
   if (length) {
     munmap(p, length);
-  } else {
+  } else if (p) {
     small_free(p);
   }
 }
@@ -67,12 +130,25 @@ class HugePageAllocator final : public c10::Allocator {
     // Whole huge pages: THP backs only 2 MiB-aligned ranges, and mmap's address is merely
     // page-aligned, so the first and last partial huge page of a block may stay 4 KiB.
     const size_t length = (n + kHugePage - 1) / kHugePage * kHugePage;
+    {
+      std::lock_guard<std::mutex> lock(mapped_mu);
+      if (void* p = take_cached(length)) {
+        mapped()[p] = length;
+        note_live(length);
+        return {p, p, &free_block, cpu};
+      }
+    }
     void* p = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
+    if (p == MAP_FAILED) {
+      release_cache();  // the cached blocks may be what stands in the way
+      p = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+    }
     madvise(p, length, MADV_HUGEPAGE);  // advice: refused (THP "never"), nothing else changes
     {
       std::lock_guard<std::mutex> lock(mapped_mu);
       mapped()[p] = length;
+      note_live(length);
     }
     return {p, p, &free_block, cpu};
   }
@@ -91,6 +167,30 @@ class HugePageAllocator final : public c10::Allocator {
 #endif
 
 }  // namespace
+
+void release_cache() {
+  std::vector<Cached> evicted;
+  {
+    std::lock_guard<std::mutex> lock(mapped_mu);
+    evicted = evict_to(0);
+  }
+  for (const Cached& c : evicted) munmap(c.p, c.length);
+}
+
+size_t cpu_allocator_cached_bytes() {
+  std::lock_guard<std::mutex> lock(mapped_mu);
+  return cached_total;
+}
+
+void set_cpu_allocator_cache_limit(size_t bytes) {
+  std::vector<Cached> evicted;
+  {
+    std::lock_guard<std::mutex> lock(mapped_mu);
+    cache_limit = bytes;
+    evicted = evict_to(effective_limit());
+  }
+  for (const Cached& c : evicted) munmap(c.p, c.length);
+}
 
 void use_huge_page_cpu_allocator(size_t threshold) {
 #ifndef MART_HUGE_PAGE_ALLOCATOR

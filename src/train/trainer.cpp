@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <chrono>
+#include <limits>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -311,7 +312,10 @@ int run(app::StageContext& ctx) {
   install_preemption_handlers();
   const int threads = dist::threads_per_rank(world, o.threads);
   at::set_num_threads(threads);
-  if (o.huge_pages) run::use_huge_page_cpu_allocator();  // before the model and the first batch
+  if (o.huge_pages) {  // before the model and the first batch
+    run::use_huge_page_cpu_allocator();
+    if (o.cpu_cache) run::set_cpu_allocator_cache_limit(std::numeric_limits<size_t>::max());
+  }
   const torch::Device device = training_device(o, world);
 
   // Data first: a wrong manifest or shard stops here, before any model is built.

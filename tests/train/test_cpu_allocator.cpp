@@ -1,6 +1,7 @@
 // mart-train's CPU allocator: blocks of 4 MiB and more are mmapped in whole 2 MiB pages (advised
 // for huge pages) and unmapped when the tensor dies; smaller ones, and LibTorch's raw
 // allocations (oneDNN's scratch memory), keep working; results do not change.
+// With a cache, freed blocks are kept (up to a limit) and reused by length.
 #include <c10/core/Allocator.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -77,6 +78,69 @@ TEST(CpuAllocator, RawAllocateRoundTripsBothKinds) {
     alloc->raw_deallocate(p);
     EXPECT_EQ(huge_page_block_length(p), 0u) << n;
   }
+}
+
+}  // namespace
+
+namespace {
+
+// With a cache, a freed block is kept and the next block of its length is that block (no new
+// mapping, nothing to zero or fault in); another length maps a new one; the cache never holds more
+// than the limit, nor more than twice the most ever live at once; lowering the limit unmaps at once.
+TEST(CpuAllocator, CachedBlocksAreReusedByLengthWithinTheLimit) {
+  using namespace mart::run;
+  use_huge_page_cpu_allocator();
+  set_cpu_allocator_cache_limit(size_t{1} << 40);
+  const size_t mib = size_t{1} << 20;
+  void* first = nullptr;
+  {
+    auto a = torch::empty({static_cast<int64_t>(6 * mib / 4)});  // 6 MiB: 3 huge pages
+    first = a.data_ptr();
+  }
+  EXPECT_EQ(huge_page_block_length(first), 0u) << "a cached block is not live";
+  EXPECT_EQ(cpu_allocator_cached_bytes(), 6 * mib);
+  {
+    auto other = torch::empty({static_cast<int64_t>(10 * mib / 4)});  // another length: a new block
+    EXPECT_NE(other.data_ptr(), first);
+    auto same = torch::ones({static_cast<int64_t>(5 * mib / 4)});  // 5 MiB rounds to 6: the cached one
+    EXPECT_EQ(same.data_ptr(), first);
+    EXPECT_EQ(huge_page_block_length(first), 6 * mib);
+    EXPECT_EQ(same.sum().item<double>(), double(same.numel()));
+    EXPECT_EQ(cpu_allocator_cached_bytes(), 0u);
+    other = torch::Tensor();  // freed first: the older of the two in the cache
+  }
+  EXPECT_EQ(cpu_allocator_cached_bytes(), 16 * mib);
+  // The limit: over it, the oldest blocks go first (the 10 MiB one was freed before the 6 MiB one).
+  set_cpu_allocator_cache_limit(8 * mib);
+  EXPECT_EQ(cpu_allocator_cached_bytes(), 6 * mib);
+  {
+    auto again = torch::empty({static_cast<int64_t>(6 * mib / 4)});
+    EXPECT_EQ(again.data_ptr(), first);
+  }
+  // Zero: nothing kept, every free unmaps.
+  set_cpu_allocator_cache_limit(0);
+  EXPECT_EQ(cpu_allocator_cached_bytes(), 0u);
+  {
+    auto gone = torch::empty({static_cast<int64_t>(6 * mib / 4)});
+  }
+  EXPECT_EQ(cpu_allocator_cached_bytes(), 0u);
+  // A convolution's forward and backward give the same bits with and without the cache.
+  auto conv_grad = [] {
+    torch::manual_seed(3);
+    auto x = torch::randn({8, 16, 64, 64}).requires_grad_(true);
+    auto conv = torch::nn::Conv2d(torch::nn::Conv2dOptions(16, 32, 3).padding(1));
+    conv(x).pow(2).sum().backward();
+    return x.grad().clone();
+  };
+  const auto without = conv_grad();
+  set_cpu_allocator_cache_limit(size_t{1} << 40);
+  const auto with1 = conv_grad(), with2 = conv_grad();
+  EXPECT_TRUE(torch::equal(without, with1));
+  EXPECT_TRUE(torch::equal(without, with2));
+  EXPECT_GT(cpu_allocator_cached_bytes(), 0u);
+  release_cache();
+  EXPECT_EQ(cpu_allocator_cached_bytes(), 0u);
+  set_cpu_allocator_cache_limit(0);
 }
 
 }  // namespace

@@ -36,6 +36,7 @@ TEST(TrainOptions, AnEmptyConfigAndTheStructsAgreeOnEveryDefault) {
   EXPECT_EQ(got.prefetch, want.prefetch);
   EXPECT_EQ(got.repeat_first_batch, want.repeat_first_batch);
   EXPECT_EQ(got.huge_pages, want.huge_pages);
+  EXPECT_EQ(got.cpu_cache, want.cpu_cache);
   EXPECT_EQ(got.batch_norm, want.batch_norm);
   EXPECT_EQ(got.overlap, want.overlap);
   EXPECT_EQ(got.bucket_mb, want.bucket_mb);

@@ -39,6 +39,7 @@ struct TrainOptions {
   int prefetch = 4;            // batches read ahead
   bool repeat_first_batch = false;  // benchmark: read one batch, train on copies of it every step
   bool huge_pages = true;      // large CPU tensors on transparent huge pages (run/cpu_allocator.h)
+  bool cpu_cache = true;       // with huge_pages: freed large blocks kept for the next step
   std::string batch_norm = "local";  // local | frozen
   bool overlap = true;         // all-reduce during backward
   double bucket_mb = 25;
