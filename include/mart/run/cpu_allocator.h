@@ -14,8 +14,8 @@
 // on by default) freed blocks are kept and handed out again for the same length (the most recently
 // freed first), so after the first step a training step maps nothing. The cache holds at most the
 // limit and at most twice the most bytes ever live at once; over that, the oldest blocks are
-// unmapped. Measured at the paper's shape on a 2-core VM: the step in 0.5x the time, peak RSS 1.5-1.6x
-// (docs/model.md).
+// unmapped. Measured at the paper's shape on a 2-core VM: the step in 0.5-0.66x the time, peak
+// RSS 1.5-1.6x (docs/model.md).
 // Measurements: docs/model.md ("Where the step's time goes"). c10::Allocator's interface differs
 // between LibTorch 1.x and 2.x; src/run/CMakeLists.txt probes which one this build has, and with
 // an unknown one the call only warns (the default allocator stays).
