@@ -2,7 +2,8 @@
 // (bench/model/mart_step.py, the same architecture on the same LibTorch), split into encoder,
 // part-whole transformer + head, and loss. Each (implementation, batch) runs in its own process,
 // so the peak RSS reported is that configuration's own. The C++ step runs twice: with the CPU
-// allocator mart-train installs (huge pages for large blocks, mart/run/cpu_allocator.h) and with
+// allocator mart-train installs (huge pages for large blocks, kept for reuse when freed:
+// train.huge_pages and train.cpu_cache, mart/run/cpu_allocator.h) and with
 // LibTorch's default (glibc), so the allocator's share is measured in the same run.
 #include <sys/resource.h>
 #include <unistd.h>
@@ -202,7 +203,8 @@ void print_table(const Args& a, const std::vector<Row>& rows) {
   std::printf("MART training step, CPU, %d threads, n_mels %d x T %d, N=4 M=2 (15 clips + 1 view-A clip "
               "per instance), median of %d steps after %d warm-up\n",
               a.threads, a.n_mels, a.frames, a.reps, a.warmup);
-  std::printf("C++: mart-train's CPU allocator (huge pages for blocks >= 4 MiB); C++ glibc: LibTorch's "
+  std::printf("C++: mart-train's CPU allocator (huge pages for blocks >= 4 MiB, freed ones kept for reuse); "
+              "C++ glibc: LibTorch's "
               "default allocator; THP %s\n",
               mart::run::huge_pages_available() ? "available on madvise" : "off (huge pages refused)");
   std::printf("| batch | part        | C++ s   | C++ glibc s | Python s | C++/Python | C++ glibc/Python |\n");
