@@ -10,6 +10,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <limits>
 #include <list>
 #include <unordered_map>
 #include <vector>
@@ -41,6 +42,7 @@ std::list<Cached>& cache() {
 }
 size_t cached_total = 0;  // bytes in cache()
 size_t cache_limit = 0;   // at most this many bytes are kept (set_cpu_allocator_cache_limit)
+size_t memory_budget = std::numeric_limits<size_t>::max();  // live + cached stay under it
 size_t live_total = 0;    // bytes in live blocks (mapped())
 size_t peak_live = 0;     // the most live_total has been
 
@@ -65,7 +67,10 @@ void* take_cached(size_t length) {
 // What the cache may hold now: the limit set, and never more than the most bytes ever live at once
 // (a training step frees about that much between steps and takes it back in the next one; shapes
 // that keep changing cannot grow the cache past it).
-size_t effective_limit() { return std::min(cache_limit, 2 * peak_live); }
+size_t effective_limit() {
+  const size_t room = memory_budget > live_total ? memory_budget - live_total : 0;
+  return std::min({cache_limit, 2 * peak_live, room});
+}
 
 // Blocks out of the cache, oldest first, until `keep` bytes remain (under mapped_mu): the caller
 // unmaps them outside the lock.
@@ -130,6 +135,7 @@ class HugePageAllocator final : public c10::Allocator {
     // Whole huge pages: THP backs only 2 MiB-aligned ranges, and mmap's address is merely
     // page-aligned, so the first and last partial huge page of a block may stay 4 KiB.
     const size_t length = (n + kHugePage - 1) / kHugePage * kHugePage;
+    std::vector<Cached> evicted;
     {
       std::lock_guard<std::mutex> lock(mapped_mu);
       if (void* p = take_cached(length)) {
@@ -137,7 +143,11 @@ class HugePageAllocator final : public c10::Allocator {
         note_live(length);
         return {p, p, &free_block, cpu};
       }
+      // A new block: the cache gives way first where live + cached would pass the budget.
+      const size_t used = live_total + length;
+      evicted = evict_to(memory_budget > used ? memory_budget - used : 0);
     }
+    for (const Cached& c : evicted) munmap(c.p, c.length);
     void* p = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
       release_cache();  // the cached blocks may be what stands in the way
@@ -182,6 +192,16 @@ size_t cpu_allocator_cached_bytes() {
   return cached_total;
 }
 
+void set_cpu_allocator_memory_budget(size_t bytes) {
+  std::vector<Cached> evicted;
+  {
+    std::lock_guard<std::mutex> lock(mapped_mu);
+    memory_budget = bytes;
+    evicted = evict_to(effective_limit());
+  }
+  for (const Cached& c : evicted) munmap(c.p, c.length);
+}
+
 void set_cpu_allocator_cache_limit(size_t bytes) {
   std::vector<Cached> evicted;
   {
@@ -216,6 +236,16 @@ size_t huge_page_block_length(const void* p) {
   std::lock_guard<std::mutex> lock(mapped_mu);
   const auto it = mapped().find(const_cast<void*>(p));
   return it == mapped().end() ? 0 : it->second;
+}
+
+size_t available_memory_bytes() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  size_t kib = 0;
+  std::string unit;
+  while (f >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  return 0;
 }
 
 bool huge_pages_available() {

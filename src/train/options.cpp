@@ -111,8 +111,9 @@ void declare_options(Config& c) {
               "Execution");
   c.add<bool>("train.cpu_cache", d.cpu_cache,
               "with train.huge_pages: keep freed blocks of 4 MiB and more for the next step instead "
-              "of unmapping them (up to twice the most ever live at once; a CPU step at the paper's "
-              "shape took 0.5-0.66x the time, peak memory 1.5-1.6x; docs/model.md)",
+              "of unmapping them (up to twice the most ever live at once, within the rank's share of "
+              "the node's available memory; a CPU step at the paper's shape took 0.5-0.66x the "
+              "time, peak memory 1.5-1.6x; docs/model.md)",
               "Execution");
   c.add<bool>("train.repeat_first_batch", d.repeat_first_batch,
               "benchmark only: read the first batch once and train on copies of it every step (no "

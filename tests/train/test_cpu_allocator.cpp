@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <limits>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -140,6 +141,40 @@ TEST(CpuAllocator, CachedBlocksAreReusedByLengthWithinTheLimit) {
   EXPECT_GT(cpu_allocator_cached_bytes(), 0u);
   release_cache();
   EXPECT_EQ(cpu_allocator_cached_bytes(), 0u);
+  set_cpu_allocator_cache_limit(0);
+}
+
+}  // namespace
+
+namespace {
+
+// Under a memory budget the cache gives way: freed blocks are kept only while live + cached stay
+// under it, and a new block evicts cached ones first. Live blocks are never refused.
+TEST(CpuAllocator, TheCacheGivesWayToAMemoryBudget) {
+  using namespace mart::run;
+  use_huge_page_cpu_allocator();
+  release_cache();
+  set_cpu_allocator_cache_limit(size_t{1} << 40);
+  const size_t mib = size_t{1} << 20;
+  auto block = [&](size_t n_mib) { return torch::empty({static_cast<int64_t>(n_mib * mib / 4)}); };
+  set_cpu_allocator_memory_budget(20 * mib);
+  {
+    auto live = block(12);
+    {
+      auto a = block(4), b = block(6);  // 22 MiB live: over the budget, and allowed
+      a.fill_(1);
+      b.fill_(1);
+    }
+    // b (6 MiB) is freed first, with 12 + 4 live: room for 4 MiB only, so b is unmapped; then a
+    // (4 MiB) with 12 live: kept.
+    EXPECT_EQ(cpu_allocator_cached_bytes(), 4 * mib);
+    // A new 8 MiB block: 12 + 8 live leaves no room, the cached 4 MiB block is unmapped first.
+    auto c = block(8);
+    EXPECT_EQ(cpu_allocator_cached_bytes(), 0u);
+  }
+  set_cpu_allocator_memory_budget(std::numeric_limits<size_t>::max());
+  EXPECT_GT(available_memory_bytes(), 0u);
+  release_cache();
   set_cpu_allocator_cache_limit(0);
 }
 

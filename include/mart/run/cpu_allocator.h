@@ -34,10 +34,18 @@ size_t huge_page_block_length(const void* p);
 // Freed blocks are kept for reuse by length, up to this many bytes in all (default: none kept,
 // every freed block is unmapped); lowering the limit unmaps what is over it at once.
 void set_cpu_allocator_cache_limit(size_t bytes);
+// Live and cached blocks together stay under this many bytes: the cache gives way first (it is
+// trimmed, and a new block evicts cached ones). Live blocks are never refused: without a cache a
+// run needs what it needed before. Default: no budget. mart-train sets its rank's share of the
+// node's available memory, so the cache cannot push a run that fitted into the OOM killer.
+void set_cpu_allocator_memory_budget(size_t bytes);
 // Bytes held in freed blocks for reuse now.
 size_t cpu_allocator_cached_bytes();
 // Unmaps every cached block (an allocation that the kernel refuses calls it, then tries again).
 void release_cache();
+
+// MemAvailable of /proc/meminfo in bytes (0 where it cannot be read).
+size_t available_memory_bytes();
 
 // Whether the kernel grants huge pages on madvise ("always" or "madvise" in
 // /sys/kernel/mm/transparent_hugepage/enabled): for the log line.
