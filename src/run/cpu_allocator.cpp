@@ -178,39 +178,32 @@ class HugePageAllocator final : public c10::Allocator {
 
 }  // namespace
 
-void release_cache() {
+namespace {
+
+// Sets one of the cache's bounds (*bound = bytes) and unmaps what no longer fits; no bound:
+// unmaps every cached block.
+void set_bound(size_t* bound, size_t bytes) {
   std::vector<Cached> evicted;
   {
     std::lock_guard<std::mutex> lock(mapped_mu);
-    evicted = evict_to(0);
+    if (bound) *bound = bytes;
+    evicted = evict_to(bound ? effective_limit() : 0);
   }
   for (const Cached& c : evicted) munmap(c.p, c.length);
 }
+
+}  // namespace
+
+void release_cache() { set_bound(nullptr, 0); }
 
 size_t cpu_allocator_cached_bytes() {
   std::lock_guard<std::mutex> lock(mapped_mu);
   return cached_total;
 }
 
-void set_cpu_allocator_memory_budget(size_t bytes) {
-  std::vector<Cached> evicted;
-  {
-    std::lock_guard<std::mutex> lock(mapped_mu);
-    memory_budget = bytes;
-    evicted = evict_to(effective_limit());
-  }
-  for (const Cached& c : evicted) munmap(c.p, c.length);
-}
+void set_cpu_allocator_memory_budget(size_t bytes) { set_bound(&memory_budget, bytes); }
 
-void set_cpu_allocator_cache_limit(size_t bytes) {
-  std::vector<Cached> evicted;
-  {
-    std::lock_guard<std::mutex> lock(mapped_mu);
-    cache_limit = bytes;
-    evicted = evict_to(effective_limit());
-  }
-  for (const Cached& c : evicted) munmap(c.p, c.length);
-}
+void set_cpu_allocator_cache_limit(size_t bytes) { set_bound(&cache_limit, bytes); }
 
 void use_huge_page_cpu_allocator(size_t threshold) {
 #ifndef MART_HUGE_PAGE_ALLOCATOR
