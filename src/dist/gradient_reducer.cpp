@@ -63,7 +63,7 @@ void GradientReducer::build_buckets(size_t bucket_bytes) {
 
 // Each parameter's slice of its bucket, with the parameter's own strides where its layout is dense
 // (channels-last included), so the gradient layout contract holds; .grad becomes that slice,
-// keeping what .grad held.
+// keeping what .grad held (attach_view).
 void GradientReducer::make_views() {
   torch::NoGradGuard no_grad;
   views_.reserve(params_.size());
@@ -76,10 +76,7 @@ void GradientReducer::make_views() {
     c10::DimVector strides(p.strides().begin(), p.strides().end());
     if (!p.is_non_overlapping_and_dense()) strides = c10::contiguous_strides(p.sizes());
     views_.push_back(torch::empty({0}, b.flat.options()).set_(b.flat.storage(), offset, p.sizes(), strides));
-    const torch::Tensor& current = p.grad();
-    MART_CHECK(!current.defined() || !current.is_sparse(), "GradientReducer: sparse gradients are not supported");
-    if (current.defined()) views_[i].copy_(current);
-    params_[i].mutable_grad() = views_[i];
+    attach_view(i);
   }
 }
 

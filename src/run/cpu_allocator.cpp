@@ -9,9 +9,9 @@
 #include <fstream>
 #include <mutex>
 #include <new>
-#include <string>
 #include <limits>
 #include <list>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -64,13 +64,17 @@ void* take_cached(size_t length) {
   return nullptr;
 }
 
-// What the cache may hold now: the limit set, and never more than the most bytes ever live at once
+// What the memory budget leaves beside the live blocks and `extra` bytes more (under mapped_mu).
+size_t room_in_budget(size_t extra) {
+  const size_t used = live_total + extra;
+  return memory_budget > used ? memory_budget - used : 0;
+}
+
+// What the cache may hold now: the limit set, the room the budget leaves beside the live blocks,
+// and never more than twice the most bytes ever live at once
 // (a training step frees about that much between steps and takes it back in the next one; shapes
 // that keep changing cannot grow the cache past it).
-size_t effective_limit() {
-  const size_t room = memory_budget > live_total ? memory_budget - live_total : 0;
-  return std::min({cache_limit, 2 * peak_live, room});
-}
+size_t effective_limit() { return std::min({cache_limit, 2 * peak_live, room_in_budget(0)}); }
 
 // Blocks out of the cache, oldest first, until `keep` bytes remain (under mapped_mu): the caller
 // unmaps them outside the lock.
@@ -82,6 +86,18 @@ std::vector<Cached> evict_to(size_t keep) {
     cache().pop_front();
   }
   return out;
+}
+
+// Sets one of the cache's bounds (*bound = bytes) and unmaps what no longer fits; no bound:
+// unmaps every cached block.
+void set_bound(size_t* bound, size_t bytes) {
+  std::vector<Cached> evicted;
+  {
+    std::lock_guard<std::mutex> lock(mapped_mu);
+    if (bound) *bound = bytes;
+    evicted = evict_to(bound ? effective_limit() : 0);
+  }
+  for (const Cached& c : evicted) munmap(c.p, c.length);
 }
 
 // The raw deleter: a mapped block goes to the cache, or is unmapped when the cache is full;
@@ -144,8 +160,7 @@ class HugePageAllocator final : public c10::Allocator {
         return {p, p, &free_block, cpu};
       }
       // A new block: the cache gives way first where live + cached would pass the budget.
-      const size_t used = live_total + length;
-      evicted = evict_to(memory_budget > used ? memory_budget - used : 0);
+      evicted = evict_to(room_in_budget(length));
     }
     for (const Cached& c : evicted) munmap(c.p, c.length);
     void* p = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -175,22 +190,6 @@ class HugePageAllocator final : public c10::Allocator {
   size_t threshold_;
 };
 #endif
-
-}  // namespace
-
-namespace {
-
-// Sets one of the cache's bounds (*bound = bytes) and unmaps what no longer fits; no bound:
-// unmaps every cached block.
-void set_bound(size_t* bound, size_t bytes) {
-  std::vector<Cached> evicted;
-  {
-    std::lock_guard<std::mutex> lock(mapped_mu);
-    if (bound) *bound = bytes;
-    evicted = evict_to(bound ? effective_limit() : 0);
-  }
-  for (const Cached& c : evicted) munmap(c.p, c.length);
-}
 
 }  // namespace
 
